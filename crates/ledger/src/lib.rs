@@ -1,1 +1,16 @@
-//! placeholder
+//! Tally's ledger core: TigerBeetle's accounts and transfers as a pure, single-threaded,
+//! deterministic state machine. No I/O, no clock, no randomness: the caller stamps each batch and
+//! owns the store of transfer bodies (`store`). See `docs/ledger.md`.
+
+mod checkpoint;
+mod id_table;
+mod ledger;
+mod query;
+mod store;
+mod types;
+
+pub use crate::checkpoint::CheckpointError;
+pub use crate::ledger::{Ledger, BATCH_EVENTS_MAX, PULSE_EVENTS_MAX};
+pub use crate::query::HeapBytes;
+pub use crate::store::{event_timestamp, MemoryStore, StoredEvent, TransferStore};
+pub use crate::types::*;

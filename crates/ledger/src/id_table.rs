@@ -1,0 +1,216 @@
+//! `IdIndex`: id → value (an account index or a transfer handle) in 8 bytes per slot.
+//!
+//! The index does not store the 16-byte ids. Each slot packs a 16-bit tag from the id's hash with
+//! `value + 1` in the low 48 bits (0 = empty slot); a lookup compares tags first and reads the id
+//! of a candidate back from where the object lives (the accounts array, or the transfer store).
+//! With a 16-bit tag, a lookup of an absent id reads the store once in 65,536 probes. This is what
+//! keeps the core's heap per stored transfer small (`docs/ledger.md`).
+//!
+//! Linear probing, load factor at most 7/8. Removal exists only to undo the newest insertions of
+//! a rolled-back linked chain, in exact reverse order, and never across a resize
+//! (`reserve` is called before each batch): under those two conditions clearing the slot is
+//! correct, because no entry that stays could have probed past a slot that was empty when it
+//! was placed.
+
+const VALUE_BITS: u32 = 48;
+const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
+/// The largest value the index can hold (`value + 1` must fit in 48 bits).
+pub const VALUE_MAX: u64 = VALUE_MASK - 1;
+const CAPACITY_MIN: usize = 1024;
+
+pub struct IdIndex {
+    slots: Vec<u64>,
+    count: usize,
+}
+
+/// Where a lookup ended: at the value, or at the empty slot where the id would go.
+pub enum Probe {
+    Found { value: u64 },
+    Vacant { slot: usize },
+}
+
+/// A strong 64-bit mix of a 128-bit id (splitmix64's finaliser over both halves). Sequential and
+/// structured ids spread evenly; the function is fixed, so the table is deterministic.
+#[inline]
+pub fn hash_id(id: u128) -> u64 {
+    let mut x = (id as u64)
+        ^ ((id >> 64) as u64)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    x ^= x >> 30;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 27;
+    x = x.wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+impl Default for IdIndex {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl IdIndex {
+    pub fn new() -> Self {
+        Self {
+            slots: vec![0; CAPACITY_MIN],
+            count: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn heap_bytes(&self) -> usize {
+        self.slots.capacity() * 8
+    }
+
+    /// Finds `id`; `id_of(value)` returns the id stored under a value.
+    #[inline]
+    pub fn probe(&self, id: u128, id_of: impl Fn(u64) -> u128) -> Probe {
+        let hash = hash_id(id);
+        let tag = hash >> VALUE_BITS;
+        let mask = self.slots.len() - 1;
+        let mut slot = (hash as usize) & mask;
+        // Bounded: the table is never full (load <= 7/8), so an empty slot ends every probe.
+        for _ in 0..self.slots.len() {
+            let entry = self.slots[slot];
+            if entry == 0 {
+                return Probe::Vacant { slot };
+            }
+            if entry >> VALUE_BITS == tag {
+                let value = (entry & VALUE_MASK) - 1;
+                if id_of(value) == id {
+                    return Probe::Found { value };
+                }
+            }
+            slot = (slot + 1) & mask;
+        }
+        unreachable!("IdIndex has no empty slot: load factor invariant broken");
+    }
+
+    #[inline]
+    pub fn get(&self, id: u128, id_of: impl Fn(u64) -> u128) -> Option<u64> {
+        match self.probe(id, id_of) {
+            Probe::Found { value } => Some(value),
+            Probe::Vacant { .. } => None,
+        }
+    }
+
+    /// Inserts at the vacant slot that `probe` returned for `id`, with no insertion or resize in
+    /// between. The caller must have reserved room with `reserve`.
+    #[inline]
+    pub fn insert_vacant(&mut self, slot: usize, id: u128, value: u64) {
+        assert!(value <= VALUE_MAX);
+        assert_eq!(self.slots[slot], 0);
+        assert!(
+            (self.count + 1) * 8 <= self.slots.len() * 7,
+            "IdIndex::reserve was not called"
+        );
+        let tag = hash_id(id) >> VALUE_BITS;
+        self.slots[slot] = (tag << VALUE_BITS) | (value + 1);
+        self.count += 1;
+    }
+
+    /// Undoes the newest insertion (see the module docs for why clearing is enough).
+    pub fn remove_newest(&mut self, slot: usize, value: u64) {
+        assert_eq!(self.slots[slot] & VALUE_MASK, value + 1);
+        self.slots[slot] = 0;
+        self.count -= 1;
+    }
+
+    /// Makes room for `additional` insertions without a resize in between.
+    pub fn reserve(&mut self, additional: usize, id_of: impl Fn(u64) -> u128) {
+        let needed = self.count + additional;
+        if needed * 8 <= self.slots.len() * 7 {
+            return;
+        }
+        let mut capacity = self.slots.len();
+        while needed * 8 > capacity * 7 {
+            capacity *= 2;
+        }
+        self.rehash(capacity, id_of);
+    }
+
+    fn rehash(&mut self, capacity: usize, id_of: impl Fn(u64) -> u128) {
+        assert!(capacity.is_power_of_two());
+        let old = core::mem::replace(&mut self.slots, vec![0; capacity]);
+        let mask = capacity - 1;
+        for entry in old.into_iter().filter(|&entry| entry != 0) {
+            let value = (entry & VALUE_MASK) - 1;
+            let hash = hash_id(id_of(value));
+            debug_assert_eq!(hash >> VALUE_BITS, entry >> VALUE_BITS);
+            let mut slot = (hash as usize) & mask;
+            while self.slots[slot] != 0 {
+                slot = (slot + 1) & mask;
+            }
+            self.slots[slot] = entry;
+        }
+    }
+
+    /// The raw slots, for checkpoints: restoring them avoids reading every id back.
+    pub fn slots(&self) -> &[u64] {
+        &self.slots
+    }
+
+    pub fn from_slots(slots: Vec<u64>) -> Option<Self> {
+        if !slots.len().is_power_of_two() || slots.len() < CAPACITY_MIN {
+            return None;
+        }
+        let count = slots.iter().filter(|&&entry| entry != 0).count();
+        if count * 8 > slots.len() * 7 {
+            return None;
+        }
+        Some(Self { slots, count })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insert_find_undo_across_resizes() {
+        let ids: Vec<u128> = (0..20_000u128).map(|i| (i * 7919) << 64 | i).collect();
+        let mut index = IdIndex::new();
+        let id_of = |ids: &Vec<u128>, value: u64| ids[value as usize];
+        for (value, &id) in ids.iter().enumerate() {
+            index.reserve(1, |v| id_of(&ids, v));
+            match index.probe(id, |v| id_of(&ids, v)) {
+                Probe::Vacant { slot } => index.insert_vacant(slot, id, value as u64),
+                Probe::Found { .. } => panic!("duplicate"),
+            }
+        }
+        for (value, &id) in ids.iter().enumerate() {
+            assert_eq!(index.get(id, |v| id_of(&ids, v)), Some(value as u64));
+        }
+        assert_eq!(index.get(u128::MAX - 3, |v| id_of(&ids, v)), None);
+
+        // Undo the newest 500 in reverse order; the rest stay findable.
+        let mut undo = Vec::new();
+        let more: Vec<u128> = (0..500u128).map(|i| u128::MAX - 10 - i).collect();
+        let all: Vec<u128> = ids.iter().chain(more.iter()).copied().collect();
+        index.reserve(more.len(), |v| id_of(&all, v));
+        for (i, &id) in more.iter().enumerate() {
+            let value = (ids.len() + i) as u64;
+            match index.probe(id, |v| id_of(&all, v)) {
+                Probe::Vacant { slot } => {
+                    index.insert_vacant(slot, id, value);
+                    undo.push((slot, value));
+                }
+                Probe::Found { .. } => panic!("duplicate"),
+            }
+        }
+        for (slot, value) in undo.into_iter().rev() {
+            index.remove_newest(slot, value);
+        }
+        assert_eq!(index.len(), ids.len());
+        for (value, &id) in ids.iter().enumerate() {
+            assert_eq!(index.get(id, |v| id_of(&all, v)), Some(value as u64));
+        }
+        for &id in &more {
+            assert_eq!(index.get(id, |v| id_of(&all, v)), None);
+        }
+    }
+}

@@ -1,0 +1,1291 @@
+//! The ledger state machine: `create_accounts`, `create_transfers` and pending expiry, with
+//! TigerBeetle's semantics (`ledger.md` §2), applied one batch at a time on one thread.
+//!
+//! Determinism: nothing here reads a clock, draws a random number, does I/O or iterates a hash
+//! map. The batch timestamp comes from the caller (and from the log on replay), so the same
+//! batches in the same order always produce the same state and the same results.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use crate::id_table::{IdIndex, Probe};
+use crate::store::{StoredEvent, TransferStore};
+use crate::types::*;
+
+/// The most events a `create_*` batch may hold (TigerBeetle's `batch_max.create_transfers`,
+/// 1 MiB message body / 128 bytes).
+pub const BATCH_EVENTS_MAX: usize = 8190;
+/// Timestamps a `pulse` reserves: it may expire up to one batch of pending transfers.
+pub const PULSE_EVENTS_MAX: usize = BATCH_EVENTS_MAX;
+
+/// Per-handle state byte: whether the event became a transfer, and what became of it if it was a
+/// pending transfer.
+const STATE_CREATED: u8 = 0x80;
+const STATE_PENDING_MASK: u8 = 0x07;
+
+/// One balance row of an account with `flags.history`, right after a transfer that touched it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct BalanceSnapshot {
+    pub debits_pending: u128,
+    pub debits_posted: u128,
+    pub credits_pending: u128,
+    pub credits_posted: u128,
+}
+
+impl BalanceSnapshot {
+    fn of(account: &Account) -> Self {
+        Self {
+            debits_pending: account.debits_pending,
+            debits_posted: account.debits_posted,
+            credits_pending: account.credits_pending,
+            credits_posted: account.credits_posted,
+        }
+    }
+}
+
+/// How to undo one effect of a linked chain that later fails (§2.1: all or nothing).
+enum Undo {
+    AccountInserted {
+        slot: usize,
+    },
+    AccountChanged {
+        index: u32,
+        before: Account,
+    },
+    TransferInserted {
+        slot: usize,
+        handle: u64,
+        dr: u32,
+        cr: u32,
+        timestamp_max_before: u64,
+        expires_at: Option<u64>,
+    },
+    PendingResolved {
+        handle: u64,
+        expires_at: Option<u64>,
+    },
+}
+
+pub struct Ledger {
+    /// In creation order, which is also timestamp order.
+    pub(crate) accounts: Vec<Account>,
+    pub(crate) account_index: IdIndex,
+    /// Per account: handles of the transfers that touched it, in creation order.
+    pub(crate) account_transfers: Vec<Vec<u64>>,
+    /// Per account with `flags.history`: its balances after each of `account_transfers`.
+    pub(crate) account_history: Vec<Vec<BalanceSnapshot>>,
+
+    pub(crate) transfer_index: IdIndex,
+    /// Per handle: `STATE_CREATED` and the `PendingStatus` of a pending transfer.
+    pub(crate) transfer_state: Vec<u8>,
+    pub(crate) transfer_count: u64,
+    pub(crate) transfer_timestamp_max: u64,
+    /// The amount a balancing transfer moved, where it differs from the amount requested.
+    pub(crate) balancing_amounts: BTreeMap<u64, u128>,
+    /// Pending transfers with a timeout, by (expiry instant, handle): expiry order, then creation.
+    pub(crate) expiries: BTreeSet<(u64, u64)>,
+    /// Ids of transfers that failed with a transient status (`id_already_failed`).
+    pub(crate) orphan_ids: BTreeSet<u128>,
+    /// The highest timestamp any applied batch was stamped with.
+    pub(crate) timestamp_last: u64,
+
+    undo: Vec<Undo>,
+    scope_open: bool,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Statuses that batch execution sets itself, before the per-event checks.
+trait BatchStatus: Copy + PartialEq {
+    const CREATED: Self;
+    const EXISTS: Self;
+    const LINKED_EVENT_FAILED: Self;
+    const LINKED_EVENT_CHAIN_OPEN: Self;
+    const IMPORTED_EVENT_EXPECTED: Self;
+    const IMPORTED_EVENT_NOT_EXPECTED: Self;
+    const TIMESTAMP_MUST_BE_ZERO: Self;
+    const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: Self;
+    const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Self;
+    /// Whether the failure retires the event's id (§2.1; only transfers have such failures).
+    fn is_transient(self) -> bool;
+}
+
+macro_rules! batch_status {
+    ($status:ident, $transient:expr) => {
+        impl BatchStatus for $status {
+            const CREATED: Self = Self::Created;
+            const EXISTS: Self = Self::Exists;
+            const LINKED_EVENT_FAILED: Self = Self::LinkedEventFailed;
+            const LINKED_EVENT_CHAIN_OPEN: Self = Self::LinkedEventChainOpen;
+            const IMPORTED_EVENT_EXPECTED: Self = Self::ImportedEventExpected;
+            const IMPORTED_EVENT_NOT_EXPECTED: Self = Self::ImportedEventNotExpected;
+            const TIMESTAMP_MUST_BE_ZERO: Self = Self::TimestampMustBeZero;
+            const IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE: Self =
+                Self::ImportedEventTimestampOutOfRange;
+            const IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE: Self =
+                Self::ImportedEventTimestampMustNotAdvance;
+            fn is_transient(self) -> bool {
+                $transient(self)
+            }
+        }
+    };
+}
+batch_status!(CreateAccountStatus, |_| false);
+batch_status!(CreateTransferStatus, CreateTransferStatus::is_transient);
+
+/// What batch execution needs to know of an event.
+trait BatchEvent: Copy {
+    fn id(&self) -> u128;
+    fn linked(&self) -> bool;
+    fn imported(&self) -> bool;
+    fn timestamp_mut(&mut self) -> &mut u64;
+}
+
+impl BatchEvent for Account {
+    fn id(&self) -> u128 {
+        self.id
+    }
+    fn linked(&self) -> bool {
+        self.flags.contains(AccountFlags::LINKED)
+    }
+    fn imported(&self) -> bool {
+        self.flags.contains(AccountFlags::IMPORTED)
+    }
+    fn timestamp_mut(&mut self) -> &mut u64 {
+        &mut self.timestamp
+    }
+}
+
+impl BatchEvent for Transfer {
+    fn id(&self) -> u128 {
+        self.id
+    }
+    fn linked(&self) -> bool {
+        self.flags.contains(TransferFlags::LINKED)
+    }
+    fn imported(&self) -> bool {
+        self.flags.contains(TransferFlags::IMPORTED)
+    }
+    fn timestamp_mut(&mut self) -> &mut u64 {
+        &mut self.timestamp
+    }
+}
+
+/// Where and how a transfer that passed every check is recorded.
+struct TransferInsert {
+    slot: usize,
+    handle: u64,
+    status: PendingStatus,
+    expires_at: Option<u64>,
+}
+
+/// The outcome of one event: its status, and for `created`/`exists` the object's timestamp.
+type Outcome<S> = (S, u64);
+
+impl Ledger {
+    pub fn new() -> Self {
+        Self {
+            accounts: Vec::new(),
+            account_index: IdIndex::new(),
+            account_transfers: Vec::new(),
+            account_history: Vec::new(),
+            transfer_index: IdIndex::new(),
+            transfer_state: Vec::new(),
+            transfer_count: 0,
+            transfer_timestamp_max: 0,
+            balancing_amounts: BTreeMap::new(),
+            expiries: BTreeSet::new(),
+            orphan_ids: BTreeSet::new(),
+            timestamp_last: 0,
+            undo: Vec::new(),
+            scope_open: false,
+        }
+    }
+
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+
+    pub fn transfer_count(&self) -> u64 {
+        self.transfer_count
+    }
+
+    /// The handle the next `create_transfers` batch must start at.
+    pub fn transfer_handle_next(&self) -> u64 {
+        self.transfer_state.len() as u64
+    }
+
+    /// The highest timestamp applied so far; the next batch must be stamped above it.
+    pub fn timestamp_last(&self) -> u64 {
+        self.timestamp_last
+    }
+
+    pub fn accounts(&self) -> &[Account] {
+        &self.accounts
+    }
+
+    /// Applies a `create_accounts` batch stamped `timestamp` (the batch's highest timestamp: event
+    /// `i` of `n` is stamped `timestamp - n + i + 1`). Appends one result per event.
+    pub fn create_accounts<S: TransferStore>(
+        &mut self,
+        store: &S,
+        timestamp: u64,
+        events: &[Account],
+        results: &mut Vec<CreateAccountResult>,
+    ) {
+        self.batch_begin(timestamp, events.len());
+        let accounts = &self.accounts;
+        self.account_index
+            .reserve(events.len(), |index| accounts[index as usize].id);
+        self.execute(timestamp, events, results, |ledger, account, _index| {
+            ledger.create_account(store, account)
+        });
+    }
+
+    /// Applies a `create_transfers` batch. The caller has already put `events` into `store` at
+    /// handles `first_handle..first_handle + events.len()` (write-ahead), and `first_handle` must
+    /// be `transfer_handle_next()`.
+    pub fn create_transfers<S: TransferStore>(
+        &mut self,
+        store: &S,
+        timestamp: u64,
+        first_handle: u64,
+        events: &[Transfer],
+        results: &mut Vec<CreateTransferResult>,
+    ) {
+        self.batch_begin(timestamp, events.len());
+        assert_eq!(
+            first_handle,
+            self.transfer_handle_next(),
+            "handles must be dense"
+        );
+        assert!(first_handle + events.len() as u64 <= store.event_count());
+        self.transfer_state
+            .resize(self.transfer_state.len() + events.len(), 0);
+        self.transfer_index
+            .reserve(events.len(), |handle| store.event_id(handle));
+        self.execute(timestamp, events, results, |ledger, transfer, index| {
+            let handle = first_handle + index as u64;
+            // The store and the ledger must agree on the event and its timestamp (paired check).
+            debug_assert_eq!(
+                store.event(handle),
+                StoredEvent {
+                    event: events[index],
+                    timestamp: crate::store::event_timestamp(
+                        &events[index],
+                        timestamp,
+                        events.len(),
+                        index
+                    ),
+                }
+            );
+            ledger.create_transfer(store, transfer, handle)
+        });
+    }
+
+    fn batch_begin(&mut self, timestamp: u64, count: usize) {
+        assert!(count <= BATCH_EVENTS_MAX);
+        assert!(timestamp <= TIMESTAMP_MAX);
+        assert!(
+            timestamp - count as u64 > self.timestamp_last
+                || (count == 0 && timestamp > self.timestamp_last),
+            "batch timestamps must increase: {timestamp} - {count} <= {}",
+            self.timestamp_last
+        );
+        self.timestamp_last = timestamp;
+    }
+
+    /// Batch execution with linked chains (TigerBeetle's `execute`).
+    fn execute<E: BatchEvent, S: BatchStatus>(
+        &mut self,
+        timestamp: u64,
+        events: &[E],
+        results: &mut Vec<CreateResult<S>>,
+        mut create: impl FnMut(&mut Self, &E, usize) -> Outcome<S>,
+    ) {
+        let base = results.len();
+        let count = events.len();
+        let assigned = |index: usize| timestamp - count as u64 + index as u64 + 1;
+        let mut chain: Option<usize> = None;
+        let mut chain_broken = false;
+
+        for (index, event) in events.iter().enumerate() {
+            let (status, object_timestamp) = 'event: {
+                if event.linked() {
+                    if chain.is_none() {
+                        chain = Some(index);
+                        assert!(!chain_broken);
+                        self.scope_begin();
+                    }
+                    if index == count - 1 {
+                        break 'event (S::LINKED_EVENT_CHAIN_OPEN, 0);
+                    }
+                }
+                if chain_broken {
+                    break 'event (S::LINKED_EVENT_FAILED, 0);
+                }
+                // The first event decides whether the batch imports (§2.1).
+                if events[0].imported() != event.imported() {
+                    break 'event if event.imported() {
+                        (S::IMPORTED_EVENT_NOT_EXPECTED, 0)
+                    } else {
+                        (S::IMPORTED_EVENT_EXPECTED, 0)
+                    };
+                }
+                let mut event = *event;
+                let imported = event.imported();
+                let event_timestamp = event.timestamp_mut();
+                if imported {
+                    if !(TIMESTAMP_MIN..=TIMESTAMP_MAX).contains(event_timestamp) {
+                        break 'event (S::IMPORTED_EVENT_TIMESTAMP_OUT_OF_RANGE, 0);
+                    }
+                    if *event_timestamp >= timestamp {
+                        break 'event (S::IMPORTED_EVENT_TIMESTAMP_MUST_NOT_ADVANCE, 0);
+                    }
+                } else {
+                    if *event_timestamp != 0 {
+                        break 'event (S::TIMESTAMP_MUST_BE_ZERO, 0);
+                    }
+                    *event_timestamp = assigned(index);
+                }
+                create(self, &event, index)
+            };
+
+            let result_timestamp = if status == S::CREATED || status == S::EXISTS {
+                object_timestamp
+            } else {
+                assigned(index)
+            };
+            if status != S::CREATED {
+                if let Some(chain_start) = chain {
+                    if !chain_broken {
+                        chain_broken = true;
+                        self.scope_discard();
+                        for earlier in chain_start..index {
+                            results[base + earlier] = CreateResult {
+                                timestamp: assigned(earlier),
+                                status: S::LINKED_EVENT_FAILED,
+                                reserved: 0,
+                            };
+                        }
+                    }
+                }
+            }
+            results.push(CreateResult {
+                timestamp: result_timestamp,
+                status,
+                reserved: 0,
+            });
+            if status.is_transient() {
+                self.orphan_ids.insert(event.id());
+            }
+
+            if chain.is_some() && (!event.linked() || status == S::LINKED_EVENT_CHAIN_OPEN) {
+                if !chain_broken {
+                    self.scope_persist();
+                }
+                chain = None;
+                chain_broken = false;
+            }
+        }
+        assert!(chain.is_none());
+        assert!(!self.scope_open);
+        assert_eq!(results.len(), base + count);
+    }
+
+    fn scope_begin(&mut self) {
+        assert!(!self.scope_open);
+        assert!(self.undo.is_empty());
+        self.scope_open = true;
+    }
+
+    fn scope_persist(&mut self) {
+        assert!(self.scope_open);
+        self.undo.clear();
+        self.scope_open = false;
+    }
+
+    fn scope_discard(&mut self) {
+        assert!(self.scope_open);
+        while let Some(undo) = self.undo.pop() {
+            self.undo_one(undo);
+        }
+        self.scope_open = false;
+    }
+
+    fn record(&mut self, undo: Undo) {
+        if self.scope_open {
+            self.undo.push(undo);
+        }
+    }
+
+    fn undo_one(&mut self, undo: Undo) {
+        match undo {
+            Undo::AccountInserted { slot } => {
+                let index = self.accounts.len() - 1;
+                self.account_index.remove_newest(slot, index as u64);
+                self.accounts.pop();
+                let transfers = self.account_transfers.pop().expect("parallel to accounts");
+                let history = self.account_history.pop().expect("parallel to accounts");
+                assert!(transfers.is_empty() && history.is_empty());
+            }
+            Undo::AccountChanged { index, before } => {
+                self.accounts[index as usize] = before;
+            }
+            Undo::TransferInserted {
+                slot,
+                handle,
+                dr,
+                cr,
+                timestamp_max_before,
+                expires_at,
+            } => {
+                self.transfer_index.remove_newest(slot, handle);
+                self.transfer_state[handle as usize] = 0;
+                self.transfer_count -= 1;
+                self.transfer_timestamp_max = timestamp_max_before;
+                self.balancing_amounts.remove(&handle);
+                if let Some(expires_at) = expires_at {
+                    assert!(self.expiries.remove(&(expires_at, handle)));
+                }
+                for account in [dr, cr] {
+                    let account = account as usize;
+                    assert_eq!(self.account_transfers[account].pop(), Some(handle));
+                    if self.accounts[account].flags.contains(AccountFlags::HISTORY) {
+                        self.account_history[account]
+                            .pop()
+                            .expect("parallel to transfers");
+                    }
+                }
+            }
+            Undo::PendingResolved { handle, expires_at } => {
+                let state = &mut self.transfer_state[handle as usize];
+                *state = STATE_CREATED | PendingStatus::Pending as u8;
+                if let Some(expires_at) = expires_at {
+                    self.expiries.insert((expires_at, handle));
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Accounts.
+
+    pub fn account(&self, id: u128) -> Option<&Account> {
+        self.account_position(id)
+            .map(|index| &self.accounts[index as usize])
+    }
+
+    pub(crate) fn account_position(&self, id: u128) -> Option<u32> {
+        let accounts = &self.accounts;
+        self.account_index
+            .get(id, |index| accounts[index as usize].id)
+            .map(|index| index as u32)
+    }
+
+    fn create_account<S: TransferStore>(
+        &mut self,
+        store: &S,
+        a: &Account,
+    ) -> Outcome<CreateAccountStatus> {
+        use CreateAccountStatus as Status;
+        if a.reserved != 0 {
+            return (Status::ReservedField, 0);
+        }
+        if a.flags.padding() != 0 {
+            return (Status::ReservedFlag, 0);
+        }
+        if a.id == 0 {
+            return (Status::IdMustNotBeZero, 0);
+        }
+        if a.id == u128::MAX {
+            return (Status::IdMustNotBeIntMax, 0);
+        }
+        let accounts = &self.accounts;
+        let slot = match self
+            .account_index
+            .probe(a.id, |index| accounts[index as usize].id)
+        {
+            Probe::Found { value } => {
+                let existing = &self.accounts[value as usize];
+                return (create_account_exists(a, existing), existing.timestamp);
+            }
+            Probe::Vacant { slot } => slot,
+        };
+        let flags = a.flags;
+        if flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
+            && flags.contains(AccountFlags::CREDITS_MUST_NOT_EXCEED_DEBITS)
+        {
+            return (Status::FlagsAreMutuallyExclusive, 0);
+        }
+        if a.debits_pending != 0 {
+            return (Status::DebitsPendingMustBeZero, 0);
+        }
+        if a.debits_posted != 0 {
+            return (Status::DebitsPostedMustBeZero, 0);
+        }
+        if a.credits_pending != 0 {
+            return (Status::CreditsPendingMustBeZero, 0);
+        }
+        if a.credits_posted != 0 {
+            return (Status::CreditsPostedMustBeZero, 0);
+        }
+        if a.ledger == 0 {
+            return (Status::LedgerMustNotBeZero, 0);
+        }
+        if a.code == 0 {
+            return (Status::CodeMustNotBeZero, 0);
+        }
+        if flags.contains(AccountFlags::IMPORTED) {
+            // After the idempotency checks, so an importer still sees `exists` on a retry.
+            let regressed = self
+                .accounts
+                .last()
+                .is_some_and(|last| a.timestamp <= last.timestamp);
+            if regressed || self.transfer_at_timestamp(store, a.timestamp).is_some() {
+                return (Status::ImportedEventTimestampMustNotRegress, 0);
+            }
+        }
+
+        let index = self.accounts.len() as u64;
+        self.account_index.insert_vacant(slot, a.id, index);
+        self.accounts.push(*a);
+        self.account_transfers.push(Vec::new());
+        self.account_history.push(Vec::new());
+        self.record(Undo::AccountInserted { slot });
+        (Status::Created, a.timestamp)
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Transfers.
+
+    /// The stored transfer with `handle` (which must have been created).
+    pub fn transfer_at<S: TransferStore>(&self, store: &S, handle: u64) -> Transfer {
+        debug_assert!(self.transfer_state[handle as usize] & STATE_CREATED != 0);
+        let StoredEvent { event, timestamp } = store.event(handle);
+        let mut t = event;
+        t.timestamp = timestamp;
+        let flags = t.flags;
+        if flags.contains(TransferFlags::POST_PENDING_TRANSFER)
+            || flags.contains(TransferFlags::VOID_PENDING_TRANSFER)
+        {
+            let pending_handle = self
+                .transfer_handle(store, t.pending_id)
+                .expect("a posted or voided transfer exists");
+            let p = self.transfer_at(store, pending_handle);
+            assert!(p.flags.contains(TransferFlags::PENDING));
+            return posted_or_voided(&t, &p);
+        }
+        if let Some(&amount) = self.balancing_amounts.get(&handle) {
+            t.amount = amount;
+        }
+        t
+    }
+
+    pub fn transfer_handle<S: TransferStore>(&self, store: &S, id: u128) -> Option<u64> {
+        self.transfer_index.get(id, |handle| store.event_id(handle))
+    }
+
+    pub fn transfer<S: TransferStore>(&self, store: &S, id: u128) -> Option<Transfer> {
+        self.transfer_handle(store, id)
+            .map(|handle| self.transfer_at(store, handle))
+    }
+
+    pub fn pending_status(&self, handle: u64) -> PendingStatus {
+        match self.transfer_state[handle as usize] & STATE_PENDING_MASK {
+            0 => PendingStatus::None,
+            1 => PendingStatus::Pending,
+            2 => PendingStatus::Posted,
+            3 => PendingStatus::Voided,
+            4 => PendingStatus::Expired,
+            other => unreachable!("pending status {other} is never written"),
+        }
+    }
+
+    pub(crate) fn is_created(&self, handle: u64) -> bool {
+        self.transfer_state[handle as usize] & STATE_CREATED != 0
+    }
+
+    fn create_transfer<S: TransferStore>(
+        &mut self,
+        store: &S,
+        t: &Transfer,
+        handle: u64,
+    ) -> Outcome<CreateTransferStatus> {
+        use CreateTransferStatus as Status;
+        if t.flags.padding() != 0 {
+            return (Status::ReservedFlag, 0);
+        }
+        if t.id == 0 {
+            return (Status::IdMustNotBeZero, 0);
+        }
+        if t.id == u128::MAX {
+            return (Status::IdMustNotBeIntMax, 0);
+        }
+        let slot = match self.transfer_index.probe(t.id, |h| store.event_id(h)) {
+            Probe::Found { value } => {
+                let existing = self.transfer_at(store, value);
+                return (
+                    self.create_transfer_exists(store, t, &existing),
+                    existing.timestamp,
+                );
+            }
+            Probe::Vacant { slot } => slot,
+        };
+        if self.orphan_ids.contains(&t.id) {
+            return (Status::IdAlreadyFailed, 0);
+        }
+        if t.flags.contains(TransferFlags::POST_PENDING_TRANSFER)
+            || t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER)
+        {
+            return (
+                self.post_or_void_pending_transfer(store, t, slot, handle),
+                t.timestamp,
+            );
+        }
+        (self.create_single_or_pending(t, slot, handle), t.timestamp)
+    }
+
+    fn create_single_or_pending(
+        &mut self,
+        t: &Transfer,
+        slot: usize,
+        handle: u64,
+    ) -> CreateTransferStatus {
+        use CreateTransferStatus as Status;
+        let flags = t.flags;
+        if t.debit_account_id == 0 {
+            return Status::DebitAccountIdMustNotBeZero;
+        }
+        if t.debit_account_id == u128::MAX {
+            return Status::DebitAccountIdMustNotBeIntMax;
+        }
+        if t.credit_account_id == 0 {
+            return Status::CreditAccountIdMustNotBeZero;
+        }
+        if t.credit_account_id == u128::MAX {
+            return Status::CreditAccountIdMustNotBeIntMax;
+        }
+        if t.credit_account_id == t.debit_account_id {
+            return Status::AccountsMustBeDifferent;
+        }
+        if t.pending_id != 0 {
+            return Status::PendingIdMustBeZero;
+        }
+        if !flags.contains(TransferFlags::PENDING) {
+            if t.timeout != 0 {
+                return Status::TimeoutReservedForPendingTransfer;
+            }
+            if flags.contains(TransferFlags::CLOSING_DEBIT)
+                || flags.contains(TransferFlags::CLOSING_CREDIT)
+            {
+                return Status::ClosingTransferMustBePending;
+            }
+        }
+        if t.ledger == 0 {
+            return Status::LedgerMustNotBeZero;
+        }
+        if t.code == 0 {
+            return Status::CodeMustNotBeZero;
+        }
+        let Some(dr_index) = self.account_position(t.debit_account_id) else {
+            return Status::DebitAccountNotFound;
+        };
+        let Some(cr_index) = self.account_position(t.credit_account_id) else {
+            return Status::CreditAccountNotFound;
+        };
+        let dr = self.accounts[dr_index as usize];
+        let cr = self.accounts[cr_index as usize];
+        if dr.ledger != cr.ledger {
+            return Status::AccountsMustHaveTheSameLedger;
+        }
+        if t.ledger != dr.ledger {
+            return Status::TransferMustHaveTheSameLedgerAsAccounts;
+        }
+        if flags.contains(TransferFlags::IMPORTED) {
+            if let Some(status) = self.imported_transfer_regresses(t) {
+                return status;
+            }
+            if t.timestamp <= dr.timestamp {
+                return Status::ImportedEventTimestampMustPostdateDebitAccount;
+            }
+            if t.timestamp <= cr.timestamp {
+                return Status::ImportedEventTimestampMustPostdateCreditAccount;
+            }
+            if t.timeout != 0 {
+                assert!(flags.contains(TransferFlags::PENDING));
+                return Status::ImportedEventTimeoutMustBeZero;
+            }
+        }
+        assert!(t.timestamp > dr.timestamp && t.timestamp > cr.timestamp);
+        if dr.flags.contains(AccountFlags::CLOSED) {
+            return Status::DebitAccountAlreadyClosed;
+        }
+        if cr.flags.contains(AccountFlags::CLOSED) {
+            return Status::CreditAccountAlreadyClosed;
+        }
+
+        let mut amount = t.amount;
+        if flags.contains(TransferFlags::BALANCING_DEBIT) {
+            let dr_balance = dr.debits_posted + dr.debits_pending;
+            amount = amount.min(dr.credits_posted.saturating_sub(dr_balance));
+        }
+        if flags.contains(TransferFlags::BALANCING_CREDIT) {
+            let cr_balance = cr.credits_posted + cr.credits_pending;
+            amount = amount.min(cr.debits_posted.saturating_sub(cr_balance));
+        }
+        let pending = flags.contains(TransferFlags::PENDING);
+        if pending {
+            if amount.checked_add(dr.debits_pending).is_none() {
+                return Status::OverflowsDebitsPending;
+            }
+            if amount.checked_add(cr.credits_pending).is_none() {
+                return Status::OverflowsCreditsPending;
+            }
+        }
+        if amount.checked_add(dr.debits_posted).is_none() {
+            return Status::OverflowsDebitsPosted;
+        }
+        if amount.checked_add(cr.credits_posted).is_none() {
+            return Status::OverflowsCreditsPosted;
+        }
+        // Invariant: pending + posted never overflows (checked for every earlier transfer).
+        if amount
+            .checked_add(dr.debits_pending + dr.debits_posted)
+            .is_none()
+        {
+            return Status::OverflowsDebits;
+        }
+        if amount
+            .checked_add(cr.credits_pending + cr.credits_posted)
+            .is_none()
+        {
+            return Status::OverflowsCredits;
+        }
+        if t.timestamp + t.timeout_ns() > TIMESTAMP_MAX {
+            return Status::OverflowsTimeout;
+        }
+        if dr.debits_exceed_credits(amount) {
+            return Status::ExceedsCredits;
+        }
+        if cr.credits_exceed_debits(amount) {
+            return Status::ExceedsDebits;
+        }
+
+        // From here on the transfer succeeds.
+        let mut dr_new = dr;
+        let mut cr_new = cr;
+        if pending {
+            dr_new.debits_pending += amount;
+            cr_new.credits_pending += amount;
+        } else {
+            dr_new.debits_posted += amount;
+            cr_new.credits_posted += amount;
+        }
+        if flags.contains(TransferFlags::CLOSING_DEBIT) {
+            dr_new.flags.0 |= AccountFlags::CLOSED;
+        }
+        if flags.contains(TransferFlags::CLOSING_CREDIT) {
+            cr_new.flags.0 |= AccountFlags::CLOSED;
+        }
+        let status = if pending {
+            PendingStatus::Pending
+        } else {
+            PendingStatus::None
+        };
+        if amount != t.amount {
+            self.balancing_amounts.insert(handle, amount);
+        }
+        let expires_at = (t.timeout > 0).then(|| {
+            assert!(pending && !flags.contains(TransferFlags::IMPORTED));
+            t.timestamp + t.timeout_ns()
+        });
+        let inserted = TransferInsert {
+            slot,
+            handle,
+            status,
+            expires_at,
+        };
+        self.transfer_insert(t, inserted, [(dr_index, dr_new), (cr_index, cr_new)]);
+        Status::Created
+    }
+
+    /// `imported_event_timestamp_must_not_regress` for a transfer: at or below the newest
+    /// transfer, or equal to an account's timestamp (timestamps are unique across both).
+    fn imported_transfer_regresses(&self, t: &Transfer) -> Option<CreateTransferStatus> {
+        let regressed = t.timestamp <= self.transfer_timestamp_max
+            || self
+                .accounts
+                .binary_search_by_key(&t.timestamp, |account| account.timestamp)
+                .is_ok();
+        regressed.then_some(CreateTransferStatus::ImportedEventTimestampMustNotRegress)
+    }
+
+    /// Records a created transfer: id index, state, accounts (written only if changed), the
+    /// per-account transfer lists and history rows.
+    fn transfer_insert(
+        &mut self,
+        t: &Transfer,
+        insert: TransferInsert,
+        accounts_new: [(u32, Account); 2],
+    ) {
+        let TransferInsert {
+            slot,
+            handle,
+            status,
+            expires_at,
+        } = insert;
+        self.transfer_index.insert_vacant(slot, t.id, handle);
+        if let Some(expires_at) = expires_at {
+            self.expiries.insert((expires_at, handle));
+        }
+        self.transfer_state[handle as usize] = STATE_CREATED | status as u8;
+        self.transfer_count += 1;
+        let timestamp_max_before = self.transfer_timestamp_max;
+        assert!(t.timestamp > timestamp_max_before);
+        self.transfer_timestamp_max = t.timestamp;
+        for (index, account_new) in accounts_new {
+            let account = &mut self.accounts[index as usize];
+            if *account != account_new {
+                let before = *account;
+                *account = account_new;
+                self.record(Undo::AccountChanged { index, before });
+            }
+            self.account_transfers[index as usize].push(handle);
+            if account_new.flags.contains(AccountFlags::HISTORY) {
+                self.account_history[index as usize].push(BalanceSnapshot::of(&account_new));
+            }
+        }
+        let [(dr, _), (cr, _)] = accounts_new;
+        self.record(Undo::TransferInserted {
+            slot,
+            handle,
+            dr,
+            cr,
+            timestamp_max_before,
+            expires_at,
+        });
+    }
+
+    fn post_or_void_pending_transfer<S: TransferStore>(
+        &mut self,
+        store: &S,
+        t: &Transfer,
+        slot: usize,
+        handle: u64,
+    ) -> CreateTransferStatus {
+        use CreateTransferStatus as Status;
+        let flags = t.flags;
+        let post = flags.contains(TransferFlags::POST_PENDING_TRANSFER);
+        let void = flags.contains(TransferFlags::VOID_PENDING_TRANSFER);
+        assert!(post || void);
+        if post && void {
+            return Status::FlagsAreMutuallyExclusive;
+        }
+        for exclusive in [
+            TransferFlags::PENDING,
+            TransferFlags::BALANCING_DEBIT,
+            TransferFlags::BALANCING_CREDIT,
+            TransferFlags::CLOSING_DEBIT,
+            TransferFlags::CLOSING_CREDIT,
+        ] {
+            if flags.contains(exclusive) {
+                return Status::FlagsAreMutuallyExclusive;
+            }
+        }
+        if t.pending_id == 0 {
+            return Status::PendingIdMustNotBeZero;
+        }
+        if t.pending_id == u128::MAX {
+            return Status::PendingIdMustNotBeIntMax;
+        }
+        if t.pending_id == t.id {
+            return Status::PendingIdMustBeDifferent;
+        }
+        if t.timeout != 0 {
+            return Status::TimeoutReservedForPendingTransfer;
+        }
+        let Some(p_handle) = self.transfer_handle(store, t.pending_id) else {
+            return Status::PendingTransferNotFound;
+        };
+        let p = self.transfer_at(store, p_handle);
+        assert!(p.timestamp < t.timestamp);
+        if !p.flags.contains(TransferFlags::PENDING) {
+            return Status::PendingTransferNotPending;
+        }
+        let dr_index = self
+            .account_position(p.debit_account_id)
+            .expect("a transfer's accounts exist");
+        let cr_index = self
+            .account_position(p.credit_account_id)
+            .expect("a transfer's accounts exist");
+        if t.debit_account_id != 0 && t.debit_account_id != p.debit_account_id {
+            return Status::PendingTransferHasDifferentDebitAccountId;
+        }
+        if t.credit_account_id != 0 && t.credit_account_id != p.credit_account_id {
+            return Status::PendingTransferHasDifferentCreditAccountId;
+        }
+        if t.ledger != 0 && t.ledger != p.ledger {
+            return Status::PendingTransferHasDifferentLedger;
+        }
+        if t.code != 0 && t.code != p.code {
+            return Status::PendingTransferHasDifferentCode;
+        }
+        let amount = post_or_void_amount(t, &p);
+        if amount > p.amount {
+            return Status::ExceedsPendingTransferAmount;
+        }
+        if void && amount < p.amount {
+            return Status::PendingTransferHasDifferentAmount;
+        }
+        match self.pending_status(p_handle) {
+            PendingStatus::None => unreachable!("a pending transfer has a pending status"),
+            PendingStatus::Pending => {}
+            PendingStatus::Posted => return Status::PendingTransferAlreadyPosted,
+            PendingStatus::Voided => return Status::PendingTransferAlreadyVoided,
+            PendingStatus::Expired => return Status::PendingTransferExpired,
+        }
+        let expires_at = (p.timeout > 0).then(|| p.timestamp + p.timeout_ns());
+        if expires_at.is_some_and(|expires_at| expires_at <= t.timestamp) {
+            // Expiry is exact in semantics even before a pulse released the amounts.
+            return Status::PendingTransferExpired;
+        }
+        if flags.contains(TransferFlags::IMPORTED) {
+            if let Some(status) = self.imported_transfer_regresses(t) {
+                return status;
+            }
+        }
+        let dr = self.accounts[dr_index as usize];
+        let cr = self.accounts[cr_index as usize];
+        // The only movement a closed account allows is voiding a pending transfer.
+        if !void && dr.flags.contains(AccountFlags::CLOSED) {
+            return Status::DebitAccountAlreadyClosed;
+        }
+        if !void && cr.flags.contains(AccountFlags::CLOSED) {
+            return Status::CreditAccountAlreadyClosed;
+        }
+
+        let mut dr_new = dr;
+        let mut cr_new = cr;
+        dr_new.debits_pending -= p.amount;
+        cr_new.credits_pending -= p.amount;
+        if post {
+            dr_new.debits_posted += amount;
+            cr_new.credits_posted += amount;
+        } else {
+            if p.flags.contains(TransferFlags::CLOSING_DEBIT) {
+                assert!(dr.flags.contains(AccountFlags::CLOSED));
+                dr_new.flags.0 &= !AccountFlags::CLOSED;
+            }
+            if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
+                assert!(cr.flags.contains(AccountFlags::CLOSED));
+                cr_new.flags.0 &= !AccountFlags::CLOSED;
+            }
+        }
+        let inserted = TransferInsert {
+            slot,
+            handle,
+            status: PendingStatus::None,
+            expires_at: None,
+        };
+        self.transfer_insert(t, inserted, [(dr_index, dr_new), (cr_index, cr_new)]);
+        let resolved = if post {
+            PendingStatus::Posted
+        } else {
+            PendingStatus::Voided
+        };
+        self.transfer_state[p_handle as usize] = STATE_CREATED | resolved as u8;
+        if let Some(expires_at) = expires_at {
+            assert!(self.expiries.remove(&(expires_at, p_handle)));
+        }
+        self.record(Undo::PendingResolved {
+            handle: p_handle,
+            expires_at,
+        });
+        CreateTransferStatus::Created
+    }
+
+    fn create_transfer_exists<S: TransferStore>(
+        &self,
+        store: &S,
+        t: &Transfer,
+        e: &Transfer,
+    ) -> CreateTransferStatus {
+        use CreateTransferStatus as Status;
+        assert_eq!(t.id, e.id);
+        // The flags change the meaning of the other fields, so they come first.
+        if t.flags != e.flags {
+            return Status::ExistsWithDifferentFlags;
+        }
+        if t.pending_id != e.pending_id {
+            return Status::ExistsWithDifferentPendingId;
+        }
+        if t.timeout != e.timeout {
+            return Status::ExistsWithDifferentTimeout;
+        }
+        if t.flags.contains(TransferFlags::POST_PENDING_TRANSFER)
+            || t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER)
+        {
+            let p = self
+                .transfer(store, t.pending_id)
+                .expect("same pending_id as a stored post/void");
+            return post_or_void_pending_transfer_exists(t, e, &p);
+        }
+        if t.debit_account_id != e.debit_account_id {
+            return Status::ExistsWithDifferentDebitAccountId;
+        }
+        if t.credit_account_id != e.credit_account_id {
+            return Status::ExistsWithDifferentCreditAccountId;
+        }
+        // A balancing transfer's amount is an upper limit: a retry with a limit at least what
+        // was moved is the same transfer.
+        if t.flags.contains(TransferFlags::BALANCING_DEBIT)
+            || t.flags.contains(TransferFlags::BALANCING_CREDIT)
+        {
+            if t.amount < e.amount {
+                return Status::ExistsWithDifferentAmount;
+            }
+        } else if t.amount != e.amount {
+            return Status::ExistsWithDifferentAmount;
+        }
+        if t.user_data_128 != e.user_data_128 {
+            return Status::ExistsWithDifferentUserData128;
+        }
+        if t.user_data_64 != e.user_data_64 {
+            return Status::ExistsWithDifferentUserData64;
+        }
+        if t.user_data_32 != e.user_data_32 {
+            return Status::ExistsWithDifferentUserData32;
+        }
+        if t.ledger != e.ledger {
+            return Status::ExistsWithDifferentLedger;
+        }
+        if t.code != e.code {
+            return Status::ExistsWithDifferentCode;
+        }
+        Status::Exists
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Expiry.
+
+    /// Whether a pulse at `timestamp` would expire anything.
+    pub fn pulse_needed(&self, timestamp: u64) -> bool {
+        self.expiries
+            .first()
+            .is_some_and(|&(expires_at, _)| expires_at <= timestamp)
+    }
+
+    /// The `pulse` operation: expires up to `PULSE_EVENTS_MAX` pending transfers whose deadline
+    /// is at or before `timestamp`, in expiry order then creation order, releasing their pending
+    /// amounts (and reopening accounts their closing transfers closed). `timestamp` is the top of
+    /// a range of `PULSE_EVENTS_MAX` timestamps reserved for the pulse. Returns how many expired.
+    pub fn expire_pending_transfers<S: TransferStore>(
+        &mut self,
+        store: &S,
+        timestamp: u64,
+    ) -> usize {
+        self.batch_begin(timestamp, PULSE_EVENTS_MAX);
+        let expired: Vec<(u64, u64)> = self
+            .expiries
+            .iter()
+            .take_while(|&&(expires_at, _)| expires_at <= timestamp)
+            .take(PULSE_EVENTS_MAX)
+            .copied()
+            .collect();
+        for &(expires_at, handle) in &expired {
+            let p = self.transfer_at(store, handle);
+            assert!(p.flags.contains(TransferFlags::PENDING) && p.timeout > 0);
+            assert_eq!(p.timestamp + p.timeout_ns(), expires_at);
+            assert_eq!(self.pending_status(handle), PendingStatus::Pending);
+            let dr = self
+                .account_position(p.debit_account_id)
+                .expect("a transfer's accounts exist") as usize;
+            let cr = self
+                .account_position(p.credit_account_id)
+                .expect("a transfer's accounts exist") as usize;
+            self.accounts[dr].debits_pending -= p.amount;
+            self.accounts[cr].credits_pending -= p.amount;
+            if p.flags.contains(TransferFlags::CLOSING_DEBIT) {
+                self.accounts[dr].flags.0 &= !AccountFlags::CLOSED;
+            }
+            if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
+                self.accounts[cr].flags.0 &= !AccountFlags::CLOSED;
+            }
+            self.transfer_state[handle as usize] = STATE_CREATED | PendingStatus::Expired as u8;
+            self.expiries.remove(&(expires_at, handle));
+        }
+        expired.len()
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Timestamp lookups.
+
+    /// The created transfer with exactly `timestamp`, if any. Created transfers' timestamps
+    /// increase with their handles; handles of failed events are skipped.
+    pub(crate) fn transfer_at_timestamp<S: TransferStore>(
+        &self,
+        store: &S,
+        timestamp: u64,
+    ) -> Option<u64> {
+        let position = self.transfer_lower_bound(store, timestamp);
+        let handle = self.created_at_or_after(position, self.transfer_state.len() as u64)?;
+        (store.event(handle).timestamp == timestamp).then_some(handle)
+    }
+
+    /// The first handle whose created transfer (if any at or after it) has a timestamp at or
+    /// above `timestamp`.
+    pub(crate) fn transfer_lower_bound<S: TransferStore>(&self, store: &S, timestamp: u64) -> u64 {
+        let (mut low, mut high) = (0u64, self.transfer_state.len() as u64);
+        while low < high {
+            let middle = low + (high - low) / 2;
+            match self.created_at_or_after(middle, high) {
+                None => high = middle,
+                Some(handle) if store.event(handle).timestamp < timestamp => low = handle + 1,
+                Some(_) => high = middle,
+            }
+        }
+        low
+    }
+
+    fn created_at_or_after(&self, from: u64, end: u64) -> Option<u64> {
+        (from..end).find(|&handle| self.is_created(handle))
+    }
+}
+
+fn create_account_exists(a: &Account, e: &Account) -> CreateAccountStatus {
+    use CreateAccountStatus as Status;
+    assert_eq!(a.id, e.id);
+    if a.flags != e.flags {
+        return Status::ExistsWithDifferentFlags;
+    }
+    if a.user_data_128 != e.user_data_128 {
+        return Status::ExistsWithDifferentUserData128;
+    }
+    if a.user_data_64 != e.user_data_64 {
+        return Status::ExistsWithDifferentUserData64;
+    }
+    if a.user_data_32 != e.user_data_32 {
+        return Status::ExistsWithDifferentUserData32;
+    }
+    if a.ledger != e.ledger {
+        return Status::ExistsWithDifferentLedger;
+    }
+    if a.code != e.code {
+        return Status::ExistsWithDifferentCode;
+    }
+    Status::Exists
+}
+
+/// The amount a post or void moves: void releases the whole pending amount (0 means "all");
+/// post moves `amount`, or all of it for `AMOUNT_MAX`.
+fn post_or_void_amount(t: &Transfer, p: &Transfer) -> u128 {
+    if t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
+        if t.amount > 0 {
+            t.amount
+        } else {
+            p.amount
+        }
+    } else if t.amount == AMOUNT_MAX {
+        p.amount
+    } else {
+        t.amount
+    }
+}
+
+/// The transfer a successful post or void stores: accounts, ledger and code from the pending
+/// transfer, user data from the request where non-zero, no timeout.
+fn posted_or_voided(t: &Transfer, p: &Transfer) -> Transfer {
+    Transfer {
+        id: t.id,
+        debit_account_id: p.debit_account_id,
+        credit_account_id: p.credit_account_id,
+        amount: post_or_void_amount(t, p),
+        pending_id: t.pending_id,
+        user_data_128: if t.user_data_128 > 0 {
+            t.user_data_128
+        } else {
+            p.user_data_128
+        },
+        user_data_64: if t.user_data_64 > 0 {
+            t.user_data_64
+        } else {
+            p.user_data_64
+        },
+        user_data_32: if t.user_data_32 > 0 {
+            t.user_data_32
+        } else {
+            p.user_data_32
+        },
+        timeout: 0,
+        ledger: p.ledger,
+        code: p.code,
+        flags: t.flags,
+        timestamp: t.timestamp,
+    }
+}
+
+fn post_or_void_pending_transfer_exists(
+    t: &Transfer,
+    e: &Transfer,
+    p: &Transfer,
+) -> CreateTransferStatus {
+    use CreateTransferStatus as Status;
+    assert_eq!(t.pending_id, p.id);
+    assert!(e.timestamp > p.timestamp);
+    if t.debit_account_id != 0 && t.debit_account_id != e.debit_account_id {
+        return Status::ExistsWithDifferentDebitAccountId;
+    }
+    if t.credit_account_id != 0 && t.credit_account_id != e.credit_account_id {
+        return Status::ExistsWithDifferentCreditAccountId;
+    }
+    let amount_differs = if t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER) {
+        if t.amount == 0 {
+            e.amount != p.amount
+        } else {
+            t.amount != e.amount
+        }
+    } else if t.amount == AMOUNT_MAX {
+        e.amount != p.amount
+    } else {
+        t.amount != e.amount
+    };
+    if amount_differs {
+        return Status::ExistsWithDifferentAmount;
+    }
+    // Zero user data in the retry means "inherited from the pending transfer".
+    let inherited = |t_value: u128, e_value: u128, p_value: u128| {
+        if t_value == 0 {
+            e_value != p_value
+        } else {
+            t_value != e_value
+        }
+    };
+    if inherited(t.user_data_128, e.user_data_128, p.user_data_128) {
+        return Status::ExistsWithDifferentUserData128;
+    }
+    if inherited(
+        t.user_data_64.into(),
+        e.user_data_64.into(),
+        p.user_data_64.into(),
+    ) {
+        return Status::ExistsWithDifferentUserData64;
+    }
+    if inherited(
+        t.user_data_32.into(),
+        e.user_data_32.into(),
+        p.user_data_32.into(),
+    ) {
+        return Status::ExistsWithDifferentUserData32;
+    }
+    if t.ledger != 0 && t.ledger != e.ledger {
+        return Status::ExistsWithDifferentLedger;
+    }
+    if t.code != 0 && t.code != e.code {
+        return Status::ExistsWithDifferentCode;
+    }
+    Status::Exists
+}
