@@ -1,0 +1,365 @@
+//! Framing: from a TCP byte stream to verified messages (spec §1.2–1.4, §2.3).
+//!
+//! Messages follow each other back to back; the header's `size` (offset 96) is the whole
+//! message length, header included. The receiver procedure is TigerBeetle's message buffer:
+//! wait for 256 bytes, verify the header checksum before trusting any field, check
+//! `256 ≤ size ≤ 1 MiB`, wait for the body, verify `checksum_body`, check the cluster. A failure
+//! of any of these means the stream cannot be trusted any more: the connection is closed
+//! without an answer. The same holds for a command byte outside TigerBeetle's enum (TigerBeetle
+//! crashes on it on purpose; spec §1.3).
+//!
+//! [`FrameReader`] does this inside one buffer of exactly `MESSAGE_SIZE_MAX` bytes, allocated
+//! once: a whole message always fits, and nothing grows with the input.
+
+use tally_checksum::checksum;
+
+use crate::header::Header;
+use crate::protocol::Command;
+use crate::{HEADER_SIZE, MESSAGE_SIZE_MAX};
+
+/// A broken stream: the receiver must close the connection (spec §1.3).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("header checksum mismatch")]
+    HeaderChecksum,
+    #[error("size {size} outside [256, 1048576]")]
+    Size { size: u32 },
+    #[error("cluster {cluster} is not this server's cluster")]
+    Cluster { cluster: u128 },
+    #[error("command byte {command} is outside TigerBeetle's command enum")]
+    CommandUnknown { command: u8 },
+    #[error("body of {body_size} bytes for a message of size {size}")]
+    BodySize { size: u32, body_size: usize },
+    #[error("body checksum mismatch")]
+    BodyChecksum,
+}
+
+/// Checks a received header before any field is trusted: checksum first, then size bounds,
+/// cluster and the command byte. The validity rules come later, in [`Header::parse`].
+pub fn verify_header(bytes: &[u8; HEADER_SIZE], cluster: u128) -> Result<Header, FrameError> {
+    let header = Header::from_bytes(*bytes);
+    if !header.checksum_valid() {
+        return Err(FrameError::HeaderChecksum);
+    }
+    let size = header.size();
+    if (size as usize) < HEADER_SIZE || size as usize > MESSAGE_SIZE_MAX {
+        return Err(FrameError::Size { size });
+    }
+    if header.cluster() != cluster {
+        return Err(FrameError::Cluster {
+            cluster: header.cluster(),
+        });
+    }
+    if Command::from_u8(header.command_byte()).is_none() {
+        return Err(FrameError::CommandUnknown {
+            command: header.command_byte(),
+        });
+    }
+    Ok(header)
+}
+
+/// Checks that `body` is exactly the body `header` announces: its length, then its checksum.
+pub fn verify_body(header: &Header, body: &[u8]) -> Result<(), FrameError> {
+    if header.body_size() != Some(body.len()) {
+        return Err(FrameError::BodySize {
+            size: header.size(),
+            body_size: body.len(),
+        });
+    }
+    if header.checksum_body() != checksum(body) {
+        return Err(FrameError::BodyChecksum);
+    }
+    Ok(())
+}
+
+/// A verified message: checksums, size and cluster are right. Its validity rules are not yet
+/// checked ([`Header::parse`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Message<'a> {
+    pub header: Header,
+    pub body: &'a [u8],
+}
+
+impl Message<'_> {
+    /// The message as it was on the wire.
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(HEADER_SIZE + self.body.len());
+        bytes.extend_from_slice(self.header.as_bytes());
+        bytes.extend_from_slice(self.body);
+        bytes
+    }
+}
+
+/// Splits a byte stream into verified messages inside a fixed `MESSAGE_SIZE_MAX` buffer.
+///
+/// Use: write received bytes into [`FrameReader::spare_capacity`] and report them with
+/// [`FrameReader::advance`] (or copy them in with [`FrameReader::feed`]), then call
+/// [`FrameReader::next_message`] until it returns `Ok(None)`. An `Err` is final: the reader
+/// returns the same error from then on, and the connection must be closed.
+pub struct FrameReader {
+    cluster: u128,
+    buffer: Box<[u8]>,
+    /// Received bytes not yet returned as messages are `buffer[start..end]`.
+    start: usize,
+    end: usize,
+    /// The header at `start`, once verified, while its body is still arriving: verify once.
+    header_verified: Option<Header>,
+    error: Option<FrameError>,
+}
+
+impl FrameReader {
+    pub fn new(cluster: u128) -> FrameReader {
+        FrameReader {
+            cluster,
+            buffer: vec![0; MESSAGE_SIZE_MAX].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            header_verified: None,
+            error: None,
+        }
+    }
+
+    /// Bytes received but not yet returned as messages.
+    pub fn buffered_size(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Where to put newly received bytes. Empty only when a whole message is waiting (a full
+    /// buffer holds at least one message, as no message exceeds the buffer): drain with
+    /// [`FrameReader::next_message`] first.
+    pub fn spare_capacity(&mut self) -> &mut [u8] {
+        if self.start > 0 {
+            // Move the incomplete tail to the front so that a whole message fits behind it.
+            // Each byte moves at most once per message it belongs to.
+            self.buffer.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        &mut self.buffer[self.end..]
+    }
+
+    /// Reports `size` bytes written at the front of [`FrameReader::spare_capacity`].
+    pub fn advance(&mut self, size: usize) {
+        assert_eq!(self.start, 0, "advance follows spare_capacity");
+        assert!(size <= self.buffer.len() - self.end);
+        self.end += size;
+    }
+
+    /// Copies as much of `bytes` as fits; returns how many bytes were taken.
+    pub fn feed(&mut self, bytes: &[u8]) -> usize {
+        let spare = self.spare_capacity();
+        let size = spare.len().min(bytes.len());
+        spare[..size].copy_from_slice(&bytes[..size]);
+        self.advance(size);
+        size
+    }
+
+    /// The next whole, verified message, or `Ok(None)` if more bytes are needed.
+    pub fn next_message(&mut self) -> Result<Option<Message<'_>>, FrameError> {
+        if let Some(error) = self.error {
+            return Err(error);
+        }
+        let header = match self.header_verified.take() {
+            Some(header) => header,
+            None => {
+                if self.buffered_size() < HEADER_SIZE {
+                    return Ok(None);
+                }
+                let mut bytes = [0u8; HEADER_SIZE];
+                bytes.copy_from_slice(&self.buffer[self.start..self.start + HEADER_SIZE]);
+                match verify_header(&bytes, self.cluster) {
+                    Ok(header) => header,
+                    Err(error) => return Err(self.fail(error)),
+                }
+            }
+        };
+        // Cast: verify_header bounded size to MESSAGE_SIZE_MAX.
+        let size = header.size() as usize;
+        if self.buffered_size() < size {
+            self.header_verified = Some(header);
+            return Ok(None);
+        }
+        let body_start = self.start + HEADER_SIZE;
+        let body_end = self.start + size;
+        if let Err(error) = verify_body(&header, &self.buffer[body_start..body_end]) {
+            return Err(self.fail(error));
+        }
+        self.start = body_end;
+        if self.start == self.end {
+            // Nothing incomplete is left: start over at the front without moving bytes.
+            self.start = 0;
+            self.end = 0;
+        }
+        Ok(Some(Message {
+            header,
+            body: &self.buffer[body_start..body_end],
+        }))
+    }
+
+    fn fail(&mut self, error: FrameError) -> FrameError {
+        self.error = Some(error);
+        error
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::header::{encode_ping_client, encode_request, PingClientHeader, RequestParams};
+    use crate::protocol::Release;
+
+    fn ping(client: u128) -> [u8; HEADER_SIZE] {
+        encode_ping_client(&PingClientHeader {
+            cluster: 5,
+            view: 0,
+            release: Release::new(0, 17, 9),
+            client,
+            ping_timestamp_monotonic: 1,
+            session: 0,
+        })
+    }
+
+    #[test]
+    fn splits_back_to_back_messages_byte_by_byte() {
+        let request = encode_request(
+            &RequestParams {
+                cluster: 5,
+                view: 0,
+                release: Release::new(0, 17, 9),
+                parent: 0,
+                client: 1,
+                session: 0,
+                timestamp: 0,
+                request: 0,
+                operation: 2,
+                previous_request_latency: 0,
+            },
+            &[0; 256],
+        );
+        let mut stream = ping(1).to_vec();
+        stream.extend_from_slice(&request);
+        stream.extend_from_slice(&ping(2));
+        let mut reader = FrameReader::new(5);
+        let mut messages = Vec::new();
+        for byte in &stream {
+            assert_eq!(reader.feed(std::slice::from_ref(byte)), 1);
+            while let Some(message) = reader.next_message().expect("valid stream") {
+                messages.push(message.to_vec());
+            }
+        }
+        assert_eq!(messages, vec![ping(1).to_vec(), request, ping(2).to_vec()]);
+        assert_eq!(reader.buffered_size(), 0);
+    }
+
+    #[test]
+    fn errors_are_final() {
+        let mut bytes = ping(1);
+        bytes[200] ^= 1;
+        let mut reader = FrameReader::new(5);
+        reader.feed(&bytes);
+        reader.feed(&ping(2));
+        assert_eq!(reader.next_message(), Err(FrameError::HeaderChecksum));
+        assert_eq!(reader.next_message(), Err(FrameError::HeaderChecksum));
+    }
+
+    #[test]
+    fn wrong_cluster_closes() {
+        let mut reader = FrameReader::new(6);
+        reader.feed(&ping(1));
+        assert_eq!(
+            reader.next_message(),
+            Err(FrameError::Cluster { cluster: 5 })
+        );
+    }
+
+    #[test]
+    fn bad_size_closes_before_the_body_arrives() {
+        for size in [0u32, 255, MESSAGE_SIZE_MAX as u32 + 1, u32::MAX] {
+            let mut header = Header::from_bytes(ping(1));
+            let mut bytes = *header.as_bytes();
+            bytes[96..100].copy_from_slice(&size.to_le_bytes());
+            header = Header::from_bytes(bytes);
+            bytes[0..16].copy_from_slice(&header.checksum_calculate().to_le_bytes());
+            let mut reader = FrameReader::new(5);
+            reader.feed(&bytes);
+            assert_eq!(reader.next_message(), Err(FrameError::Size { size }));
+        }
+    }
+
+    #[test]
+    fn body_checksum_and_unknown_command_close() {
+        let mut message = encode_request(
+            &RequestParams {
+                cluster: 5,
+                view: 0,
+                release: Release(1),
+                parent: 0,
+                client: 1,
+                session: 1,
+                timestamp: 0,
+                request: 1,
+                operation: 140,
+                previous_request_latency: 0,
+            },
+            &[7; 32],
+        );
+        *message.last_mut().expect("32-byte body") ^= 1;
+        let mut reader = FrameReader::new(5);
+        reader.feed(&message);
+        assert_eq!(reader.next_message(), Err(FrameError::BodyChecksum));
+
+        let mut bytes = ping(1);
+        bytes[114] = 25;
+        let sealed = Header::from_bytes(bytes).checksum_calculate();
+        bytes[0..16].copy_from_slice(&sealed.to_le_bytes());
+        let mut reader = FrameReader::new(5);
+        reader.feed(&bytes);
+        assert_eq!(
+            reader.next_message(),
+            Err(FrameError::CommandUnknown { command: 25 })
+        );
+    }
+
+    #[test]
+    fn largest_message_fits_and_buffer_does_not_grow() {
+        let body = vec![0xA5; MESSAGE_SIZE_MAX - HEADER_SIZE];
+        let message = encode_request(
+            &RequestParams {
+                cluster: 5,
+                view: 0,
+                release: Release(1),
+                parent: 0,
+                client: 1,
+                session: 1,
+                timestamp: 0,
+                request: 1,
+                operation: 146,
+                previous_request_latency: 0,
+            },
+            &body,
+        );
+        let mut reader = FrameReader::new(5);
+        reader.feed(&ping(1)[..100]);
+        // With a ping buffered, only 1 MiB − 256 bytes of the largest message fit; once the
+        // ping is taken, the rest does.
+        assert_eq!(reader.feed(&ping(1)[100..]), 156);
+        assert_eq!(reader.feed(&message), MESSAGE_SIZE_MAX - HEADER_SIZE);
+        assert_eq!(reader.spare_capacity().len(), 0);
+        assert_eq!(
+            reader
+                .next_message()
+                .expect("valid")
+                .expect("whole")
+                .body
+                .len(),
+            0
+        );
+        assert_eq!(
+            reader.feed(&message[MESSAGE_SIZE_MAX - HEADER_SIZE..]),
+            HEADER_SIZE
+        );
+        let received = reader.next_message().expect("valid").expect("whole");
+        assert_eq!(received.to_vec(), message);
+        assert_eq!(reader.next_message(), Ok(None));
+    }
+}
