@@ -1,0 +1,270 @@
+//! `inspect`: verify a data directory and summarise it, read-only. It maps the segments read-only
+//! under a shared lock, so it can never write, and a journal open for writing makes it refuse.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::checkpoint::{checkpoint_choose, checkpoint_read, CheckpointProblem};
+use crate::directory::{self, format_read, LockMode, CHECKPOINT_FILES, SEGMENTS_DIRECTORY};
+use crate::error::{Damage, Evidence, JournalError};
+use crate::scan::{self, Log, Tail};
+use crate::segment::{segment_name, segment_open_read_only, segments_list};
+
+/// What `inspect` found.
+#[derive(Clone, Debug)]
+pub struct Inspection {
+    pub directory: PathBuf,
+    pub cluster: u128,
+    pub segment_size_bytes: u64,
+    pub segment_count: u32,
+    /// Records run from op 1 to `op_last` without gaps, so this is also the record count.
+    pub op_last: u64,
+    /// Bytes from the first segment's start to the end of the last valid record.
+    pub log_size_bytes: u64,
+    pub body_size_bytes_total: u64,
+    pub timestamp_first: Option<u64>,
+    pub timestamp_last: Option<u64>,
+    /// The first op whose timestamp is not above its predecessor's (the core clock is meant to be
+    /// strictly increasing; the journal itself does not require it).
+    pub timestamp_regression_op: Option<u64>,
+    pub kinds: BTreeMap<u16, KindSummary>,
+    pub checkpoints: [CheckpointStatus; 2],
+    /// The checkpoint `open` would pick: its op and state size.
+    pub checkpoint_chosen: Option<(u64, u64)>,
+    pub tail: TailSummary,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KindSummary {
+    pub records: u64,
+    pub body_size_bytes: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CheckpointStatus {
+    Missing,
+    Usable { op: u64 },
+    Rejected(CheckpointProblem),
+}
+
+/// The end of the log, as `open` would judge it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TailSummary {
+    Clean,
+    /// A torn tail: `open` cuts `bytes` bytes from here.
+    Torn {
+        op: u64,
+        segment: u32,
+        offset: u64,
+        bytes: u64,
+        damage: Damage,
+    },
+    /// Damage before the tail: `open` refuses (with `Evidence::Unproven`, unless told to cut).
+    Corrupt {
+        op: u64,
+        segment: u32,
+        offset: u64,
+        damage: Damage,
+        evidence: Evidence,
+    },
+}
+
+impl Inspection {
+    /// True when `open` would start without cutting or refusing and every checkpoint file present
+    /// is usable.
+    pub fn is_clean(&self) -> bool {
+        let checkpoints_clean = self.checkpoints.iter().all(|status| match status {
+            CheckpointStatus::Missing => true,
+            CheckpointStatus::Usable { .. } => true,
+            CheckpointStatus::Rejected(_) => false,
+        });
+        checkpoints_clean && self.tail == TailSummary::Clean
+    }
+}
+
+/// Verifies the whole log (every header, chain link and body) and both checkpoint slots.
+pub fn inspect(directory: &Path) -> Result<Inspection, JournalError> {
+    let lock = directory::lock(directory, LockMode::Shared)?;
+    let marker = format_read(directory)?;
+    let segments_directory = directory.join(SEGMENTS_DIRECTORY);
+    let listing = segments_list(&segments_directory)?;
+    let mut maps: Vec<Mmap> = Vec::with_capacity(listing.count as usize);
+    for index in 0..listing.count {
+        let path = segments_directory.join(segment_name(index));
+        maps.push(segment_open_read_only(&path, marker.segment_size_bytes)?);
+    }
+    let log = Log {
+        segments: &maps,
+        segment_size_bytes: marker.segment_size_bytes,
+    };
+    let walk = scan::walk(log, marker.checksum);
+    let mut inspection = Inspection {
+        directory: directory.to_path_buf(),
+        cluster: marker.cluster,
+        segment_size_bytes: marker.segment_size_bytes,
+        segment_count: listing.count,
+        op_last: walk.op_last,
+        log_size_bytes: walk.address_end,
+        body_size_bytes_total: 0,
+        timestamp_first: None,
+        timestamp_last: None,
+        timestamp_regression_op: None,
+        kinds: BTreeMap::new(),
+        checkpoints: [CheckpointStatus::Missing, CheckpointStatus::Missing],
+        checkpoint_chosen: None,
+        tail: tail_summary(&walk.tail, log),
+    };
+    for record in scan::records_from(log, &walk.index, 1, walk.op_last) {
+        inspection.record_count(
+            record.position.op,
+            record.timestamp,
+            record.kind,
+            record.body,
+        );
+    }
+    // No limit applies here: inspect maps the state, it does not allocate it.
+    let slots = [
+        checkpoint_read(directory, 0, marker.cluster, u64::MAX)?,
+        checkpoint_read(directory, 1, marker.cluster, u64::MAX)?,
+    ];
+    let checksum_of = |op: u64| match op {
+        0 => marker.checksum,
+        _ => {
+            scan::records_from(log, &walk.index, op, walk.op_last)
+                .next()
+                .expect("op")
+                .checksum
+        }
+    };
+    let choice = checkpoint_choose(slots, walk.op_last, checksum_of);
+    for (slot, op) in choice.slot_ops.iter().enumerate() {
+        if let Some(op) = op {
+            inspection.checkpoints[slot] = CheckpointStatus::Usable { op: *op };
+        }
+    }
+    for rejection in choice.rejections {
+        let slot = CHECKPOINT_FILES
+            .iter()
+            .position(|file| *file == rejection.file)
+            .expect("slot");
+        inspection.checkpoints[slot] = CheckpointStatus::Rejected(rejection.problem);
+    }
+    inspection.checkpoint_chosen = choice.chosen.map(|c| (c.op, c.state().len() as u64));
+    drop(lock);
+    Ok(inspection)
+}
+
+impl Inspection {
+    fn record_count(&mut self, op: u64, timestamp: u64, kind: u16, body: &[u8]) {
+        assert!(kind != 0);
+        if let Some(timestamp_last) = self.timestamp_last {
+            if timestamp <= timestamp_last && self.timestamp_regression_op.is_none() {
+                self.timestamp_regression_op = Some(op);
+            }
+        }
+        self.timestamp_first.get_or_insert(timestamp);
+        self.timestamp_last = Some(timestamp);
+        self.body_size_bytes_total += body.len() as u64;
+        let summary = self.kinds.entry(kind).or_default();
+        summary.records += 1;
+        summary.body_size_bytes += body.len() as u64;
+    }
+}
+
+fn tail_summary(tail: &Tail, log: Log<'_, Mmap>) -> TailSummary {
+    let damage = match tail {
+        Tail::Clean => return TailSummary::Clean,
+        Tail::Damaged(damage) => damage,
+    };
+    let (segment, offset) = log.split(damage.address);
+    match damage.evidence {
+        None => TailSummary::Torn {
+            op: damage.op,
+            segment,
+            offset,
+            bytes: damage.address_dirty_end - damage.address,
+            damage: damage.damage,
+        },
+        Some(evidence) => TailSummary::Corrupt {
+            op: damage.op,
+            segment,
+            offset,
+            damage: damage.damage,
+            evidence,
+        },
+    }
+}
+
+impl fmt::Display for Inspection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "journal {}", self.directory.display())?;
+        writeln!(f, "  cluster     {:#034x}", self.cluster)?;
+        writeln!(
+            f,
+            "  segments    {} x {} bytes",
+            self.segment_count, self.segment_size_bytes
+        )?;
+        writeln!(
+            f,
+            "  records     {} (ops 1..={}), {} bytes of log, {} bytes of bodies",
+            self.op_last, self.op_last, self.log_size_bytes, self.body_size_bytes_total
+        )?;
+        if let (Some(first), Some(last)) = (self.timestamp_first, self.timestamp_last) {
+            write!(f, "  timestamps  first {first}, last {last}")?;
+            match self.timestamp_regression_op {
+                None => writeln!(f, ", strictly increasing")?,
+                Some(op) => writeln!(f, ", NOT increasing at op {op}")?,
+            }
+        }
+        for (kind, summary) in &self.kinds {
+            let (records, bytes) = (summary.records, summary.body_size_bytes);
+            writeln!(
+                f,
+                "  kind {kind:<6} {records} records, {bytes} bytes of bodies"
+            )?;
+        }
+        for (file, status) in CHECKPOINT_FILES.iter().zip(&self.checkpoints) {
+            match status {
+                CheckpointStatus::Missing => writeln!(f, "  {file}  none")?,
+                CheckpointStatus::Usable { op } => writeln!(f, "  {file}  op {op}")?,
+                CheckpointStatus::Rejected(problem) => {
+                    writeln!(f, "  {file}  UNUSABLE: {problem}")?
+                }
+            }
+        }
+        match self.checkpoint_chosen {
+            Some((op, size)) => {
+                writeln!(f, "  recovery    from checkpoint op {op} ({size} bytes)")?
+            }
+            None => writeln!(f, "  recovery    replays from op 1 (no usable checkpoint)")?,
+        }
+        match self.tail {
+            TailSummary::Clean => writeln!(f, "  tail        clean"),
+            TailSummary::Torn {
+                op,
+                segment,
+                offset,
+                bytes,
+                damage,
+            } => writeln!(
+                f,
+                "  tail        torn at op {op} (segment {segment}, offset {offset}): {damage}; \
+                 open cuts {bytes} bytes"
+            ),
+            TailSummary::Corrupt {
+                op,
+                segment,
+                offset,
+                damage,
+                evidence,
+            } => writeln!(
+                f,
+                "  PROBLEM     corrupt at op {op} (segment {segment}, offset {offset}): {damage}; \
+                 {evidence}; open refuses"
+            ),
+        }
+    }
+}

@@ -1,0 +1,626 @@
+use std::fs::{self, File};
+use std::io;
+use std::os::fd::RawFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{compiler_fence, Ordering};
+
+use tally_checksum::checksum;
+
+use crate::checkpoint::{
+    checkpoint_choose, checkpoint_read, checkpoint_slot_next, checkpoint_write, Checkpoint,
+    CheckpointRejection, CHECKPOINT_SLOT_COUNT,
+};
+use crate::directory::{
+    self, directory_sync, file_replace, format_read, io_error, temporary_remove, LockMode,
+    CHECKPOINT_FILES, CHECKPOINT_TEMPORARY, FORMAT_FILE, FORMAT_TEMPORARY, SEGMENTS_DIRECTORY,
+};
+use crate::error::{Damage, Evidence, JournalError};
+use crate::layout::{
+    header_bytes, is_zero, record_size_bytes, CheckpointHeader, FormatMarker, RecordHeader,
+    HEADER_SIZE_BYTES, RECORD_ALIGNMENT_BYTES,
+};
+use crate::scan::{self, Log, RecordPosition, RecordView, Tail, TailDamage, INDEX_STRIDE_OPS};
+use crate::segment::{
+    segment_create, segment_name, segment_open, segments_list, Segment, SEGMENT_COUNT_MAX,
+};
+use crate::sync::{SyncMode, SyncTicket, Syncer};
+
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 1024 * 1024;
+/// Offsets within a segment stay far from any overflow, and one mapping stays a sane size.
+pub const SEGMENT_SIZE_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
+
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Size of every segment file. Fixed at format time: `open` takes it from the format marker.
+    pub segment_size_bytes: u64,
+    /// The largest body `append` takes. A record never spans segments, so header plus body must fit
+    /// in one.
+    pub body_size_bytes_max: u32,
+    /// The largest checkpoint state `write_checkpoint` writes and `open` reads.
+    pub state_size_bytes_max: u64,
+    pub sync_mode: SyncMode,
+    /// Operator override for a log that `open` refused with `Evidence::Unproven`, after a power
+    /// loss: cut the tail at the damage even though a valid record follows it. Damage with proof
+    /// (`Evidence::Synced`, `Evidence::OutOfOrder`) is never cut.
+    pub cut_unproven_tail: bool,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            segment_size_bytes: 256 * 1024 * 1024,
+            body_size_bytes_max: 64 * 1024 * 1024,
+            state_size_bytes_max: 16 * 1024 * 1024 * 1024,
+            sync_mode: SyncMode::IoUring,
+            cut_unproven_tail: false,
+        }
+    }
+}
+
+fn options_verify(options: &Options, segment_size_bytes: u64) -> Result<(), JournalError> {
+    let invalid = |reason| Err(JournalError::OptionsInvalid { reason });
+    if segment_size_bytes < SEGMENT_SIZE_BYTES_MIN {
+        return invalid("segment_size_bytes is below 1 MiB");
+    }
+    if segment_size_bytes > SEGMENT_SIZE_BYTES_MAX {
+        return invalid("segment_size_bytes is above 4 GiB");
+    }
+    if segment_size_bytes % 4096 != 0 {
+        return invalid("segment_size_bytes is not a multiple of 4096");
+    }
+    if HEADER_SIZE_BYTES + u64::from(options.body_size_bytes_max) > segment_size_bytes {
+        return invalid("a record of body_size_bytes_max does not fit in a segment");
+    }
+    Ok(())
+}
+
+/// What `open` found and did.
+#[derive(Debug)]
+pub struct Recovery {
+    pub op_last: u64,
+    /// The newest usable checkpoint: replay `records_from(checkpoint.op + 1)` on top of its state.
+    pub checkpoint: Option<Checkpoint>,
+    /// Checkpoint slots passed over, and why.
+    pub checkpoints_rejected: Vec<CheckpointRejection>,
+    /// The torn tail that was cut, if any.
+    pub cut: Option<Cut>,
+}
+
+/// A torn tail that recovery zeroed: records from `op` on were never acknowledged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cut {
+    pub op: u64,
+    pub segment: u32,
+    pub offset: u64,
+    /// From the damage to the end of the last nonzero 128-byte block (counted across segments).
+    pub bytes: u64,
+    pub damage: Damage,
+    /// `Some` only when the operator allowed cutting an unproven tail.
+    pub evidence: Option<Evidence>,
+}
+
+/// The write-ahead log of one data directory, open for appending. See the crate documentation.
+pub struct Journal {
+    directory: PathBuf,
+    /// Holds the exclusive flock for as long as the journal is open.
+    directory_file: File,
+    segments_directory: PathBuf,
+    segments_directory_file: File,
+    options: Options,
+    marker: FormatMarker,
+    segments: Vec<Segment>,
+    /// Sparse op index, see `INDEX_STRIDE_OPS`.
+    index: Vec<u64>,
+    op_last: u64,
+    checksum_last: u128,
+    /// Just past the last record (global address, see `scan`). Everything beyond it is zero.
+    address_end: u64,
+    /// The first segment written since the last `sync_begin`; the rest up to the head follow.
+    dirty_segment_first: Option<u32>,
+    /// Reused by every `sync_begin`, so that a sync allocates nothing.
+    sync_fds: Vec<RawFd>,
+    syncer: Syncer,
+    checkpoint_slot_ops: [Option<u64>; CHECKPOINT_SLOT_COUNT],
+    failed: bool,
+}
+
+impl Journal {
+    /// Creates `directory` if missing and formats it: the first segment, then the format marker,
+    /// whose presence means format completed. Refuses a directory that holds any journal file.
+    pub fn format(directory: &Path, options: &Options, cluster: u128) -> Result<(), JournalError> {
+        options_verify(options, options.segment_size_bytes)?;
+        fs::create_dir_all(directory).map_err(io_error(directory))?;
+        let directory_file = directory::lock(directory, LockMode::Exclusive)?;
+        let mut names = vec![FORMAT_FILE, SEGMENTS_DIRECTORY];
+        names.extend(CHECKPOINT_FILES);
+        for name in names {
+            let path = directory.join(name);
+            match fs::symlink_metadata(&path) {
+                Ok(_) => {
+                    return Err(JournalError::AlreadyFormatted {
+                        directory: directory.into(),
+                    });
+                }
+                Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+                Err(error) => {
+                    return Err(JournalError::Io {
+                        path,
+                        source: error,
+                    })
+                }
+            }
+        }
+        let segments_directory = directory.join(SEGMENTS_DIRECTORY);
+        fs::create_dir(&segments_directory).map_err(io_error(&segments_directory))?;
+        directory_sync(&directory_file, directory)?;
+        let segments_file =
+            File::open(&segments_directory).map_err(io_error(&segments_directory))?;
+        let size = options.segment_size_bytes;
+        drop(segment_create(
+            &segments_file,
+            &segments_directory,
+            0,
+            size,
+        )?);
+        let (marker, bytes) = FormatMarker::sealed(cluster, size);
+        file_replace(
+            &directory_file,
+            directory,
+            FORMAT_FILE,
+            FORMAT_TEMPORARY,
+            &[&bytes],
+        )?;
+        // Pair assertion: the marker reads back as written.
+        assert_eq!(format_read(directory)?, marker);
+        tracing::info!(directory = %directory.display(), cluster, "journal formatted");
+        Ok(())
+    }
+
+    /// Opens a formatted directory: verifies the whole log, cuts a torn tail (or refuses damage
+    /// before the tail, writing nothing), makes the recovered log durable, picks a checkpoint.
+    pub fn open(directory: &Path, options: Options) -> Result<(Journal, Recovery), JournalError> {
+        let directory_file = directory::lock(directory, LockMode::Exclusive)?;
+        let marker = format_read(directory)?;
+        options_verify(&options, marker.segment_size_bytes)?;
+        let segments_directory = directory.join(SEGMENTS_DIRECTORY);
+        let listing = segments_list(&segments_directory)?;
+        let segments = segments_open(
+            &segments_directory,
+            listing.count,
+            marker.segment_size_bytes,
+        )?;
+        let log = Log {
+            segments: &segments,
+            segment_size_bytes: marker.segment_size_bytes,
+        };
+        let walk = scan::walk(log, marker.checksum);
+        let cut = tail_decide(&walk.tail, log, options.cut_unproven_tail)?;
+        let state_size_bytes_max = options.state_size_bytes_max;
+        let checkpoints = [
+            checkpoint_read(directory, 0, marker.cluster, state_size_bytes_max)?,
+            checkpoint_read(directory, 1, marker.cluster, state_size_bytes_max)?,
+        ];
+        // Nothing was written so far: a refusal above leaves every file as it was.
+        let segments_directory_file =
+            File::open(&segments_directory).map_err(io_error(&segments_directory))?;
+        let mut journal = Journal {
+            directory: directory.to_path_buf(),
+            directory_file,
+            segments_directory,
+            segments_directory_file,
+            // Everything recovered is durable once `recover` returns (or the journal is dropped).
+            syncer: Syncer::new(options.sync_mode, walk.op_last),
+            options,
+            marker,
+            segments,
+            index: walk.index,
+            op_last: walk.op_last,
+            checksum_last: walk.checksum_last,
+            address_end: walk.address_end,
+            dirty_segment_first: None,
+            sync_fds: Vec::with_capacity(8),
+            checkpoint_slot_ops: [None; CHECKPOINT_SLOT_COUNT],
+            failed: false,
+        };
+        journal.recover(&walk.tail, walk.op_synced_last, &listing.temporaries)?;
+        let choice = checkpoint_choose(checkpoints, journal.op_last, |op| journal.checksum_of(op));
+        journal.checkpoint_slot_ops = choice.slot_ops;
+        for rejection in &choice.rejections {
+            tracing::warn!(file = rejection.file, problem = %rejection.problem, "checkpoint unused");
+        }
+        let recovery = Recovery {
+            op_last: journal.op_last,
+            checkpoint: choice.chosen,
+            checkpoints_rejected: choice.rejections,
+            cut,
+        };
+        Ok((journal, recovery))
+    }
+
+    /// The writing half of recovery: cut the torn tail, make everything recovered durable (the
+    /// last process may have died with records in the page cache only), drop leftover temporaries.
+    fn recover(
+        &mut self,
+        tail: &Tail,
+        op_synced_last: u64,
+        temporaries: &[PathBuf],
+    ) -> Result<(), JournalError> {
+        match tail {
+            Tail::Clean => {}
+            Tail::Damaged(damage) => self.tail_zero(damage.address_dirty_end),
+        }
+        // Ops up to op_synced_last were synced before; sync from the first op that may not be.
+        let segment_first = match self.records_from(op_synced_last + 1).next() {
+            Some(record) => record.position.segment,
+            None => self.segment_of_end(),
+        };
+        for segment in &self.segments[segment_first as usize..] {
+            segment
+                .sync()
+                .map_err(|source| JournalError::SyncFailed { source })?;
+        }
+        let mut removed = false;
+        for path in temporaries {
+            removed |= temporary_remove(path)?;
+        }
+        removed |= temporary_remove(&self.directory.join(CHECKPOINT_TEMPORARY))?;
+        if removed {
+            directory_sync(&self.segments_directory_file, &self.segments_directory)?;
+            directory_sync(&self.directory_file, &self.directory)?;
+        }
+        Ok(())
+    }
+
+    /// Zeroes every nonzero 128-byte block from the end of the log to `address_dirty_end`.
+    fn tail_zero(&mut self, address_dirty_end: u64) {
+        assert!(address_dirty_end > self.address_end);
+        let segment_size_bytes = self.marker.segment_size_bytes;
+        let mut address = self.address_end;
+        while address < address_dirty_end {
+            let segment = (address / segment_size_bytes) as usize;
+            let offset = (address % segment_size_bytes) as usize;
+            let block = &mut self.segments[segment].bytes_mut()[offset..][..128];
+            if !is_zero(block) {
+                block.fill(0);
+            }
+            address += RECORD_ALIGNMENT_BYTES;
+        }
+        // Pair assertion: the invariant appends rely on (only zeros past the end) holds again.
+        assert_eq!(scan::dirty_end(self.log(), self.address_end), None);
+    }
+
+    /// Appends one record after the last. It is readable at once and durable only after a sync
+    /// that began after it. Fails, leaving the log unchanged, if the body is too large or the next
+    /// segment cannot be allocated.
+    pub fn append(
+        &mut self,
+        kind: u16,
+        timestamp: u64,
+        body: &[u8],
+    ) -> Result<RecordPosition, JournalError> {
+        self.usable()?;
+        assert_ne!(kind, 0, "kind 0 is reserved as invalid");
+        let body_size = self.body_size_check(body)?;
+        let address = self.append_address(body_size);
+        let (segment, offset) = self.log().split(address);
+        // Keep one segment allocated beyond the one written, so that a full disk fails an append
+        // while a whole segment of room is left, and crossing into a new segment allocates nothing.
+        self.segments_ensure(segment + 1)?;
+        let op = self.op_last + 1;
+        let header = RecordHeader {
+            checksum: 0,
+            checksum_body: checksum(body),
+            parent: self.checksum_last,
+            op,
+            op_synced: self.syncer.op_synced(),
+            timestamp,
+            body_size,
+            kind,
+        };
+        let header = self.record_write(address, header, body);
+        if (op - 1) % INDEX_STRIDE_OPS == 0 {
+            self.index.push(address);
+        }
+        self.op_last = op;
+        self.checksum_last = header.checksum;
+        self.address_end = address + record_size_bytes(body_size);
+        self.dirty_segment_first.get_or_insert(segment);
+        Ok(RecordPosition {
+            op,
+            segment,
+            offset,
+            body_size,
+        })
+    }
+
+    fn body_size_check(&self, body: &[u8]) -> Result<u32, JournalError> {
+        let body_size_bytes_max = self.options.body_size_bytes_max;
+        match u32::try_from(body.len()) {
+            Ok(body_size) if body_size <= body_size_bytes_max => Ok(body_size),
+            _ => Err(JournalError::BodyTooLarge {
+                body_size_bytes: body.len() as u64,
+                body_size_bytes_max,
+            }),
+        }
+    }
+
+    /// Where a record of `body_size` goes: after the last, or at the next segment's start if it
+    /// does not fit in the rest of this one (which then stays zero).
+    fn append_address(&self, body_size: u32) -> u64 {
+        let segment_size_bytes = self.marker.segment_size_bytes;
+        let offset = self.address_end % segment_size_bytes;
+        if record_size_bytes(body_size) <= segment_size_bytes - offset {
+            self.address_end
+        } else {
+            self.address_end - offset + segment_size_bytes
+        }
+    }
+
+    /// Allocates segments up to and including `segment`.
+    fn segments_ensure(&mut self, segment: u32) -> Result<(), JournalError> {
+        if segment >= SEGMENT_COUNT_MAX {
+            return Err(JournalError::LogFull {
+                segment,
+                segment_count_max: SEGMENT_COUNT_MAX,
+            });
+        }
+        assert!(segment as usize <= self.segments.len() + 1);
+        while self.segments.len() <= segment as usize {
+            let index = self.segments.len() as u32;
+            let created = segment_create(
+                &self.segments_directory_file,
+                &self.segments_directory,
+                index,
+                self.marker.segment_size_bytes,
+            )?;
+            self.segments.push(created);
+        }
+        Ok(())
+    }
+
+    fn record_write(&mut self, address: u64, header: RecordHeader, body: &[u8]) -> RecordHeader {
+        let segment_size_bytes = self.marker.segment_size_bytes;
+        let segment = (address / segment_size_bytes) as usize;
+        let offset = (address % segment_size_bytes) as usize;
+        let size = record_size_bytes(header.body_size) as usize;
+        let target = &mut self.segments[segment].bytes_mut()[offset..offset + size];
+        assert!(
+            is_zero(&target[..HEADER_SIZE_BYTES as usize]),
+            "appending over a record"
+        );
+        let (header, bytes) = header.sealed();
+        target[HEADER_SIZE_BYTES as usize..][..body.len()].copy_from_slice(body);
+        // The header goes in last, so that a process killed during the copy leaves no valid header
+        // in front of a partial body (a power loss may still reorder pages: recovery handles that).
+        compiler_fence(Ordering::Release);
+        target[..HEADER_SIZE_BYTES as usize].copy_from_slice(&bytes);
+        // Pair assertion: what recovery will read is what was meant.
+        assert_eq!(RecordHeader::verify(header_bytes(target)), Ok(header));
+        header
+    }
+
+    /// Starts making every record appended so far durable, and returns at once. Appends may go
+    /// on; `sync_wait(ticket)` waits for it. A third sync waits for the oldest of two in flight.
+    pub fn sync_begin(&mut self) -> Result<SyncTicket, JournalError> {
+        self.usable()?;
+        self.sync_fds.clear();
+        if let Some(segment_first) = self.dirty_segment_first.take() {
+            for segment in &self.segments[segment_first as usize..=self.segment_of_end() as usize] {
+                self.sync_fds.push(segment.fd());
+            }
+        }
+        let begun = self.syncer.begin(self.op_last, &self.sync_fds);
+        self.sync_result(begun)
+    }
+
+    /// Waits until every op up to `ticket.op()` is durable. An fsync error fails the journal.
+    pub fn sync_wait(&mut self, ticket: SyncTicket) -> Result<(), JournalError> {
+        self.usable()?;
+        let waited = self.syncer.wait_ticket(ticket);
+        self.sync_result(waited)?;
+        assert!(self.syncer.op_synced() >= ticket.op());
+        Ok(())
+    }
+
+    /// `sync_begin` and `sync_wait` in one.
+    pub fn sync(&mut self) -> Result<(), JournalError> {
+        let ticket = self.sync_begin()?;
+        self.sync_wait(ticket)
+    }
+
+    fn sync_result<T>(&mut self, result: io::Result<T>) -> Result<T, JournalError> {
+        result.map_err(|source| {
+            self.failed = true;
+            tracing::error!(error = %source, "fsync failed: the journal refuses all further work");
+            JournalError::SyncFailed { source }
+        })
+    }
+
+    /// Stores `state`, which reflects the state after record `op`, as the newest checkpoint. Syncs
+    /// the log through `op` first, so that a checkpoint is never ahead of the durable log.
+    pub fn write_checkpoint(&mut self, op: u64, state: &[u8]) -> Result<(), JournalError> {
+        self.usable()?;
+        assert!(
+            op <= self.op_last,
+            "checkpoint op {op} is beyond the last op {}",
+            self.op_last
+        );
+        let state_size_bytes = state.len() as u64;
+        let state_size_bytes_max = self.options.state_size_bytes_max;
+        if state_size_bytes > state_size_bytes_max {
+            return Err(JournalError::StateTooLarge {
+                state_size_bytes,
+                state_size_bytes_max,
+            });
+        }
+        if op > self.syncer.op_synced() {
+            self.sync()?;
+        }
+        let header = CheckpointHeader {
+            checksum: 0,
+            checksum_state: checksum(state),
+            checksum_record: self.checksum_of(op),
+            cluster: self.marker.cluster,
+            op,
+            state_size_bytes,
+        };
+        let slot = checkpoint_slot_next(&self.checkpoint_slot_ops);
+        // The slot's old checkpoint is gone as soon as the rename happens; if the write fails, the
+        // slot counts as empty and is the next one written.
+        self.checkpoint_slot_ops[slot] = None;
+        checkpoint_write(&self.directory_file, &self.directory, slot, header, state)?;
+        self.checkpoint_slot_ops[slot] = Some(op);
+        Ok(())
+    }
+
+    /// Records `op..=op_last()` in order, with their bodies. `op_last() + 1` gives none.
+    pub fn records_from(&self, op: u64) -> impl Iterator<Item = RecordView<'_>> + '_ {
+        scan::records_from(self.log(), &self.index, op, self.op_last)
+    }
+
+    /// The body of an appended or recovered record. O(1), no syscalls.
+    pub fn body(&self, position: RecordPosition) -> &[u8] {
+        let header = self.bytes_at(position.segment, position.offset, HEADER_SIZE_BYTES);
+        assert_eq!(
+            RecordHeader::op_of(header_bytes(header)),
+            position.op,
+            "stale position"
+        );
+        self.bytes_at(
+            position.segment,
+            position.body_offset(),
+            u64::from(position.body_size),
+        )
+    }
+
+    /// Bytes of the log: within one segment and within what was appended. O(1), no syscalls.
+    pub fn bytes_at(&self, segment: u32, offset: u64, size_bytes: u64) -> &[u8] {
+        let segment_size_bytes = self.marker.segment_size_bytes;
+        assert!((segment as usize) < self.segments.len());
+        assert!(offset + size_bytes <= segment_size_bytes);
+        let address = u64::from(segment) * segment_size_bytes + offset;
+        assert!(
+            address + size_bytes <= self.address_end,
+            "bytes beyond the log's end"
+        );
+        self.log().bytes(address, size_bytes)
+    }
+
+    pub fn op_last(&self) -> u64 {
+        self.op_last
+    }
+
+    /// The highest op known durable.
+    pub fn op_synced(&self) -> u64 {
+        self.syncer.op_synced()
+    }
+
+    pub fn cluster(&self) -> u128 {
+        self.marker.cluster
+    }
+
+    pub fn segment_size_bytes(&self) -> u64 {
+        self.marker.segment_size_bytes
+    }
+
+    /// Whether syncs go through io_uring (false after a fallback to fdatasync).
+    pub fn sync_uses_io_uring(&self) -> bool {
+        self.syncer.is_io_uring()
+    }
+
+    fn usable(&self) -> Result<(), JournalError> {
+        if self.failed {
+            Err(JournalError::Failed)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn log(&self) -> Log<'_, Segment> {
+        Log {
+            segments: &self.segments,
+            segment_size_bytes: self.marker.segment_size_bytes,
+        }
+    }
+
+    /// The segment holding the last byte of the log (segment 0 for an empty log).
+    fn segment_of_end(&self) -> u32 {
+        let address_last = self.address_end.saturating_sub(1);
+        (address_last / self.marker.segment_size_bytes) as u32
+    }
+
+    /// The checksum of record `op`; for op 0, the format marker's (the parent of op 1).
+    fn checksum_of(&self, op: u64) -> u128 {
+        if op == 0 {
+            return self.marker.checksum;
+        }
+        let record = self.records_from(op).next().expect("op is at most op_last");
+        record.checksum
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // Segments close after this; the kernel must be done with their descriptors first.
+        self.syncer.drain();
+    }
+}
+
+fn segments_open(
+    segments_directory: &Path,
+    count: u32,
+    segment_size_bytes: u64,
+) -> Result<Vec<Segment>, JournalError> {
+    if count == 0 {
+        let path = segments_directory.join(segment_name(0));
+        return Err(JournalError::SegmentInvalid {
+            path,
+            reason: "segment 0 is missing".into(),
+        });
+    }
+    // Room for the spare segments appends will add, to begin with.
+    let mut segments = Vec::with_capacity(count as usize + 2);
+    for index in 0..count {
+        let path = segments_directory.join(segment_name(index));
+        segments.push(segment_open(&path, segment_size_bytes)?);
+    }
+    Ok(segments)
+}
+
+/// Cut a torn tail, or refuse: never cut what evidence says was durable.
+fn tail_decide(
+    tail: &Tail,
+    log: Log<'_, Segment>,
+    cut_unproven_tail: bool,
+) -> Result<Option<Cut>, JournalError> {
+    let damage: &TailDamage = match tail {
+        Tail::Clean => return Ok(None),
+        Tail::Damaged(damage) => damage,
+    };
+    let (segment, offset) = log.split(damage.address);
+    let cut = Cut {
+        op: damage.op,
+        segment,
+        offset,
+        bytes: damage.address_dirty_end - damage.address,
+        damage: damage.damage,
+        evidence: damage.evidence,
+    };
+    match damage.evidence {
+        None => {
+            tracing::warn!(?cut, "cutting a torn tail");
+            Ok(Some(cut))
+        }
+        Some(evidence) if evidence.is_unproven() && cut_unproven_tail => {
+            tracing::warn!(?cut, "cutting an unproven tail, as the operator asked");
+            Ok(Some(cut))
+        }
+        Some(evidence) => Err(JournalError::Corrupt {
+            op: damage.op,
+            segment,
+            offset,
+            damage: damage.damage,
+            evidence,
+        }),
+    }
+}

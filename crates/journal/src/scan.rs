@@ -1,0 +1,388 @@
+//! Reading the log: the validating walk that recovery and `inspect` share, the classification of
+//! whatever follows the last valid record, and the iterator over verified records.
+//!
+//! Positions inside the scanner are global byte addresses, `segment * segment_size + offset`: all
+//! segments have one size, so a record that ends exactly at a segment's end is followed by the next
+//! segment's first byte with no special case.
+
+use tally_checksum::checksum;
+
+use crate::error::{Damage, Evidence};
+use crate::layout::{
+    header_bytes, is_zero, record_size_bytes, HeaderBytes, RecordHeader, HEADER_SIZE_BYTES,
+    RECORD_ALIGNMENT_BYTES,
+};
+
+/// The sparse op index keeps the address of every op `1 + k * INDEX_STRIDE_OPS`; finding any other
+/// op walks at most `INDEX_STRIDE_OPS - 1` headers (no syscalls), for 1/64 of the memory.
+pub const INDEX_STRIDE_OPS: u64 = 64;
+
+/// Scanning for zeros goes this many bytes at a time.
+const CHUNK_SIZE_BYTES: u64 = 64 * 1024;
+
+/// The segments as byte slices, whatever owns them (writable maps for the journal, read-only maps
+/// for `inspect`).
+pub struct Log<'a, S> {
+    pub segments: &'a [S],
+    pub segment_size_bytes: u64,
+}
+
+impl<S> Clone for Log<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Log<'_, S> {}
+
+impl<'a, S: AsRef<[u8]>> Log<'a, S> {
+    pub fn address_max(&self) -> u64 {
+        self.segments.len() as u64 * self.segment_size_bytes
+    }
+
+    pub fn split(&self, address: u64) -> (u32, u64) {
+        let segment = address / self.segment_size_bytes;
+        (
+            u32::try_from(segment).expect("segment count is bounded"),
+            address % self.segment_size_bytes,
+        )
+    }
+
+    /// Bytes within one segment.
+    pub fn bytes(&self, address: u64, size_bytes: u64) -> &'a [u8] {
+        let (segment, offset) = self.split(address);
+        assert!(
+            offset + size_bytes <= self.segment_size_bytes,
+            "range crosses a segment end"
+        );
+        let bytes = self.segments[segment as usize].as_ref();
+        &bytes[offset as usize..(offset + size_bytes) as usize]
+    }
+
+    pub fn header(&self, address: u64) -> &'a HeaderBytes {
+        assert!(address % RECORD_ALIGNMENT_BYTES == 0);
+        header_bytes(self.bytes(address, HEADER_SIZE_BYTES))
+    }
+
+    /// Where the record that follows the one ending at `address` starts. A record never spans
+    /// segments: when the next one did not fit, the rest of the segment stays zero and the record
+    /// starts the next segment.
+    fn record_locate(&self, address: u64) -> u64 {
+        let (_, offset) = self.split(address);
+        let segment_next = address - offset + self.segment_size_bytes;
+        if offset == 0 || segment_next >= self.address_max() {
+            return address;
+        }
+        let rest_bytes = self.segment_size_bytes - offset;
+        if is_zero(self.bytes(address, rest_bytes)) {
+            segment_next
+        } else {
+            address
+        }
+    }
+
+    /// Whether a record of `body_size` starting at `address` would stay inside its segment.
+    fn record_fits(&self, address: u64, body_size: u32) -> bool {
+        let (_, offset) = self.split(address);
+        HEADER_SIZE_BYTES + u64::from(body_size) <= self.segment_size_bytes - offset
+    }
+
+    fn record_verify(&self, address: u64, op: u64, parent: u128) -> Result<RecordHeader, Damage> {
+        let header = RecordHeader::verify(self.header(address))?;
+        if header.op != op {
+            return Err(Damage::OpMismatch {
+                op_found: header.op,
+            });
+        }
+        if header.parent != parent {
+            return Err(Damage::ParentMismatch);
+        }
+        if !self.record_fits(address, header.body_size) {
+            return Err(Damage::BodySizeInvalid {
+                body_size: header.body_size,
+            });
+        }
+        let body = self.bytes(address + HEADER_SIZE_BYTES, u64::from(header.body_size));
+        if checksum(body) != header.checksum_body {
+            return Err(Damage::BodyChecksum);
+        }
+        Ok(header)
+    }
+}
+
+/// The longest valid prefix of the log, and what follows it.
+pub struct Walk {
+    pub op_last: u64,
+    pub checksum_last: u128,
+    /// `op_synced` of the last valid record: every op up to it is known durable.
+    pub op_synced_last: u64,
+    /// Just past the last valid record: where the next append goes (or the next segment).
+    pub address_end: u64,
+    /// Addresses of ops 1, 1 + INDEX_STRIDE_OPS, 1 + 2 * INDEX_STRIDE_OPS, …
+    pub index: Vec<u64>,
+    pub tail: Tail,
+}
+
+pub enum Tail {
+    /// Only zeros follow the last valid record.
+    Clean,
+    Damaged(TailDamage),
+}
+
+/// Nonzero bytes follow the last valid record.
+pub struct TailDamage {
+    /// The op that should have been next.
+    pub op: u64,
+    pub address: u64,
+    pub damage: Damage,
+    /// The strongest evidence found past the damage; `None` means a torn tail.
+    pub evidence: Option<Evidence>,
+    /// Just past the last nonzero 128-byte block in the log.
+    pub address_dirty_end: u64,
+}
+
+/// Verifies the chain from op 1 (header, reserved bytes, op, parent, body) until it breaks.
+pub fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
+    let mut walk = Walk {
+        op_last: 0,
+        checksum_last: genesis,
+        op_synced_last: 0,
+        address_end: 0,
+        index: Vec::new(),
+        tail: Tail::Clean,
+    };
+    // Each valid record moves `address_end` forward by at least one header, so this ends.
+    while walk.address_end < log.address_max() {
+        let address = log.record_locate(walk.address_end);
+        let op = walk.op_last + 1;
+        match log.record_verify(address, op, walk.checksum_last) {
+            Ok(header) => {
+                assert!(address >= walk.address_end);
+                if (op - 1) % INDEX_STRIDE_OPS == 0 {
+                    walk.index.push(address);
+                }
+                walk.op_last = op;
+                walk.checksum_last = header.checksum;
+                walk.op_synced_last = header.op_synced;
+                walk.address_end = address + record_size_bytes(header.body_size);
+            }
+            Err(damage) => {
+                walk.tail = tail_classify(log, walk.address_end, address, op, damage);
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        walk.index.len() as u64,
+        walk.op_last.div_ceil(INDEX_STRIDE_OPS)
+    );
+    walk
+}
+
+/// Judges the bytes from `address_end` (the end of the valid prefix) on. `address` is where record
+/// `op` was expected (`address_end`, or the next segment's start if the rest of this one is zero).
+fn tail_classify<S: AsRef<[u8]>>(
+    log: Log<'_, S>,
+    address_end: u64,
+    address: u64,
+    op: u64,
+    damage: Damage,
+) -> Tail {
+    assert!(address >= address_end);
+    match dirty_end(log, address_end) {
+        None => Tail::Clean,
+        Some(address_dirty_end) => {
+            assert!(address_dirty_end > address);
+            let evidence = evidence_find(log, address, op, address_dirty_end);
+            Tail::Damaged(TailDamage {
+                op,
+                address,
+                damage,
+                evidence,
+                address_dirty_end,
+            })
+        }
+    }
+}
+
+/// Just past the last nonzero 128-byte block at or after `address_start`, or `None` if all zero.
+pub fn dirty_end<S: AsRef<[u8]>>(log: Log<'_, S>, address_start: u64) -> Option<u64> {
+    let mut found = None;
+    let mut address = address_start;
+    while address < log.address_max() {
+        let (_, offset) = log.split(address);
+        let chunk_bytes = CHUNK_SIZE_BYTES.min(log.segment_size_bytes - offset);
+        let chunk = log.bytes(address, chunk_bytes);
+        if !is_zero(chunk) {
+            let mut blocks = chunk.chunks(RECORD_ALIGNMENT_BYTES as usize);
+            let block_last = blocks
+                .rposition(|block| !is_zero(block))
+                .expect("chunk is not zero");
+            found = Some(address + (block_last as u64 + 1) * RECORD_ALIGNMENT_BYTES);
+        }
+        address += chunk_bytes;
+    }
+    found
+}
+
+/// Looks past damage at `address` for valid record headers, hopping over the bodies of those it
+/// finds (a body is opaque and may hold anything). Proof wins over a mere later record.
+fn evidence_find<S: AsRef<[u8]>>(
+    log: Log<'_, S>,
+    address_damage: u64,
+    op_damage: u64,
+    address_dirty_end: u64,
+) -> Option<Evidence> {
+    let mut evidence = None;
+    let mut address = address_damage;
+    while address < address_dirty_end {
+        let Ok(header) = RecordHeader::verify(log.header(address)) else {
+            address += RECORD_ALIGNMENT_BYTES;
+            continue;
+        };
+        let (segment, offset) = log.split(address);
+        let is_damaged_record = address == address_damage && header.op == op_damage;
+        if is_damaged_record {
+            // Its own header (its body is what is torn) proves nothing: op_synced < op always.
+            assert!(header.op_synced < op_damage);
+        } else if header.op < op_damage {
+            return Some(Evidence::OutOfOrder {
+                op: header.op,
+                segment,
+                offset,
+            });
+        } else if header.op_synced >= op_damage {
+            let op_synced = header.op_synced;
+            return Some(Evidence::Synced {
+                op: header.op,
+                segment,
+                offset,
+                op_synced,
+            });
+        } else if evidence.is_none() {
+            evidence = Some(Evidence::Unproven {
+                op: header.op,
+                segment,
+                offset,
+            });
+        }
+        if log.record_fits(address, header.body_size) {
+            address += record_size_bytes(header.body_size);
+        } else {
+            address += RECORD_ALIGNMENT_BYTES;
+        }
+    }
+    evidence
+}
+
+/// Where a record lives, as returned by `append` and carried by every `RecordView`. Cheap to copy
+/// and store: the ledger keeps these to read transfer bodies back out of the log.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct RecordPosition {
+    pub op: u64,
+    pub segment: u32,
+    /// Offset of the record's header within its segment; the body follows the header.
+    pub offset: u64,
+    pub body_size: u32,
+}
+
+impl RecordPosition {
+    pub fn body_offset(&self) -> u64 {
+        self.offset + HEADER_SIZE_BYTES
+    }
+}
+
+/// One verified record: its header fields and a slice of its body in the mapping.
+#[derive(Clone, Copy, Debug)]
+pub struct RecordView<'a> {
+    pub position: RecordPosition,
+    pub checksum: u128,
+    pub parent: u128,
+    pub timestamp: u64,
+    pub kind: u16,
+    pub body: &'a [u8],
+}
+
+/// Iterates over verified records in op order, up to the op that was last when it was created.
+pub struct Records<'a, S> {
+    log: Log<'a, S>,
+    address: u64,
+    op_next: u64,
+    op_last: u64,
+}
+
+/// Records `op_first..=op_last` of a log whose records were all verified (by recovery or append).
+pub fn records_from<'a, S: AsRef<[u8]>>(
+    log: Log<'a, S>,
+    index: &[u64],
+    op_first: u64,
+    op_last: u64,
+) -> Records<'a, S> {
+    assert!(op_first >= 1);
+    assert!(
+        op_first <= op_last + 1,
+        "op {op_first} is beyond the log's end, op {op_last}"
+    );
+    assert_eq!(index.len() as u64, op_last.div_ceil(INDEX_STRIDE_OPS));
+    if op_first > op_last {
+        return Records {
+            log,
+            address: 0,
+            op_next: op_first,
+            op_last,
+        };
+    }
+    let slot = (op_first - 1) / INDEX_STRIDE_OPS;
+    let mut records = Records {
+        log,
+        address: index[slot as usize],
+        op_next: slot * INDEX_STRIDE_OPS + 1,
+        op_last,
+    };
+    while records.op_next < op_first {
+        records.next().expect("op_first is at most op_last");
+    }
+    records
+}
+
+impl<'a, S: AsRef<[u8]>> Iterator for Records<'a, S> {
+    type Item = RecordView<'a>;
+
+    fn next(&mut self) -> Option<RecordView<'a>> {
+        if self.op_next > self.op_last {
+            return None;
+        }
+        let mut address = self.address;
+        let (_, offset) = self.log.split(address);
+        if offset > 0 && is_zero(self.log.header(address)) {
+            // The record did not fit in the rest of this segment (the log was verified whole, so
+            // a zero header before the last op means exactly that).
+            address = address - offset + self.log.segment_size_bytes;
+        }
+        let bytes = self.log.header(address);
+        let header = RecordHeader::decode(bytes);
+        // Pair assertion: the header was verified when it was written or recovered.
+        assert_eq!(RecordHeader::verify(bytes), Ok(header));
+        assert_eq!(header.op, self.op_next);
+        let (segment, offset) = self.log.split(address);
+        let position = RecordPosition {
+            op: header.op,
+            segment,
+            offset,
+            body_size: header.body_size,
+        };
+        let body = self
+            .log
+            .bytes(address + HEADER_SIZE_BYTES, u64::from(header.body_size));
+        self.address = address + record_size_bytes(header.body_size);
+        self.op_next += 1;
+        Some(RecordView {
+            position,
+            checksum: header.checksum,
+            parent: header.parent,
+            timestamp: header.timestamp,
+            kind: header.kind,
+            body,
+        })
+    }
+}
