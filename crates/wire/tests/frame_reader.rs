@@ -71,14 +71,12 @@ fn split(stream: &[u8], segment_sizes: &[usize]) -> (Vec<Vec<u8>>, Option<FrameE
     let mut reader = FrameReader::new(CLUSTER);
     let mut messages = Vec::new();
     let mut rest = stream;
-    let mut segment = 0;
     // Bounded: every round consumes at least one byte or ends.
-    for _ in 0..=stream.len() {
+    for segment in 0..=stream.len() {
         if rest.is_empty() {
             break;
         }
         let size = segment_sizes[segment % segment_sizes.len()].clamp(1, rest.len());
-        segment += 1;
         let taken = reader.feed(&rest[..size]);
         assert!(taken > 0, "a drained reader always has room");
         rest = &rest[taken..];

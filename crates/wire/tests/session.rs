@@ -447,7 +447,8 @@ fn checks_run_in_tigerbeetle_order() {
     let mut server = Server::new();
     server.connect(1); // So that session − 1 is still a valid header.
     let client = server.connect(9);
-    let cases: [(fn(&mut RequestParams), RequestDecision<'static>); 5] = [
+    type Case = (fn(&mut RequestParams), RequestDecision<'static>);
+    let cases: [Case; 5] = [
         // 1 before 3: the view is checked before the release.
         (
             |params| {
@@ -696,7 +697,7 @@ fn encoded_table() -> (Vec<u8>, SessionConfig) {
 }
 
 /// Recomputes the trailing checksum after a deliberate change to the content.
-fn reseal(encoded: &mut Vec<u8>) {
+fn reseal(encoded: &mut [u8]) {
     let content_size = encoded.len() - 16;
     let sealed = tally_checksum::checksum(&encoded[..content_size]);
     encoded[content_size..].copy_from_slice(&sealed.to_le_bytes());
