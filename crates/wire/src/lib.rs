@@ -95,9 +95,10 @@ pub const CREATE_RESULT_SIZE: usize = 16;
 /// 138 and 139, which Tally rejects; kept so that their sizes are known.
 pub const CREATE_ERROR_RESULT_SIZE: usize = 8;
 
-/// Offset of the `limit` u32 inside an `AccountFilter` and a `QueryFilter` (spec §5.4).
+/// Offset of the `limit` u32 inside each filter (spec §5.4).
 pub const ACCOUNT_FILTER_LIMIT_OFFSET: usize = 120;
 pub const QUERY_FILTER_LIMIT_OFFSET: usize = 56;
+pub const CHANGE_EVENTS_FILTER_LIMIT_OFFSET: usize = 16;
 
 /// Largest number of batches in one multi-batch body: `0xFFFF` is the padding value (spec §5.2).
 pub const BATCH_COUNT_MAX: u16 = 0xFFFE;

@@ -5,8 +5,9 @@ use std::fmt;
 
 use crate::{
     ACCOUNT_BALANCE_SIZE, ACCOUNT_FILTER_LIMIT_OFFSET, ACCOUNT_FILTER_SIZE, ACCOUNT_SIZE,
-    CHANGE_EVENTS_FILTER_SIZE, CHANGE_EVENT_SIZE, CREATE_ERROR_RESULT_SIZE, CREATE_RESULT_SIZE,
-    ID_SIZE, QUERY_FILTER_LIMIT_OFFSET, QUERY_FILTER_SIZE, TRANSFER_SIZE,
+    CHANGE_EVENTS_FILTER_LIMIT_OFFSET, CHANGE_EVENTS_FILTER_SIZE, CHANGE_EVENT_SIZE,
+    CREATE_ERROR_RESULT_SIZE, CREATE_RESULT_SIZE, ID_SIZE, QUERY_FILTER_LIMIT_OFFSET,
+    QUERY_FILTER_SIZE, TRANSFER_SIZE,
 };
 
 /// A release `major.minor.patch`, stored on the wire as one u32 whose bytes are
@@ -341,7 +342,9 @@ impl Operation {
             | Operation::QueryTransfers => BatchShape::Filter {
                 limit_offset: QUERY_FILTER_LIMIT_OFFSET,
             },
-            Operation::GetChangeEvents => BatchShape::Filter { limit_offset: 16 },
+            Operation::GetChangeEvents => BatchShape::Filter {
+                limit_offset: CHANGE_EVENTS_FILTER_LIMIT_OFFSET,
+            },
         })
     }
 }
