@@ -64,17 +64,45 @@ impl<'a, S: AsRef<[u8]>> Log<'a, S> {
         header_bytes(self.bytes(address, HEADER_SIZE_BYTES))
     }
 
-    /// Where the record that follows the one ending at `address` starts. A record never spans
-    /// segments: when the next one did not fit, the rest of the segment stays zero and the record
-    /// starts the next segment.
-    fn record_locate(&self, address: u64) -> u64 {
+    /// The start of the segment after the one holding `address`, if that segment exists and
+    /// `address` is not a segment start itself: the other place the record after `address` can be.
+    fn segment_next(&self, address: u64) -> Option<u64> {
         let (_, offset) = self.split(address);
         let segment_next = address - offset + self.segment_size_bytes;
-        if offset == 0 || segment_next >= self.address_max() {
+        if offset > 0 && segment_next < self.address_max() {
+            Some(segment_next)
+        } else {
+            None
+        }
+    }
+
+    /// The header at `address` if it verifies and carries `op`.
+    fn header_of(&self, address: u64, op: u64) -> Option<RecordHeader> {
+        RecordHeader::verify(self.header(address))
+            .ok()
+            .filter(|header| header.op == op)
+    }
+
+    /// Where record `op`, following a record that ends at `address`, starts. A record never spans
+    /// segments: when it did not fit in the rest of this one, it starts the next. The rest is left
+    /// zero, but no checksum covers it, so the record is found by its header, not by the zeros.
+    /// The zeros only say where to report damage when neither place holds the record.
+    fn record_locate(&self, address: u64, op: u64, parent: u128) -> u64 {
+        let Some(segment_next) = self.segment_next(address) else {
+            return address;
+        };
+        if self
+            .header_of(address, op)
+            .is_some_and(|header| header.parent == parent)
+        {
             return address;
         }
-        let rest_bytes = self.segment_size_bytes - offset;
-        if is_zero(self.bytes(address, rest_bytes)) {
+        if let Some(header) = self.header_of(segment_next, op) {
+            if header.parent == parent && !self.record_fits(address, header.body_size) {
+                return segment_next;
+            }
+        }
+        if is_zero(self.bytes(address, segment_next - address)) {
             segment_next
         } else {
             address
@@ -153,8 +181,8 @@ pub fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
     };
     // Each valid record moves `address_end` forward by at least one header, so this ends.
     while walk.address_end < log.address_max() {
-        let address = log.record_locate(walk.address_end);
         let op = walk.op_last + 1;
+        let address = log.record_locate(walk.address_end, op, walk.checksum_last);
         match log.record_verify(address, op, walk.checksum_last) {
             Ok(header) => {
                 assert!(address >= walk.address_end);
@@ -353,11 +381,13 @@ impl<'a, S: AsRef<[u8]>> Iterator for Records<'a, S> {
             return None;
         }
         let mut address = self.address;
-        let (_, offset) = self.log.split(address);
-        if offset > 0 && is_zero(self.log.header(address)) {
+        if self.log.header_of(address, self.op_next).is_none() {
             // The record did not fit in the rest of this segment (the log was verified whole, so
-            // a zero header before the last op means exactly that).
-            address = address - offset + self.log.segment_size_bytes;
+            // this is the only other place it can be).
+            address = self
+                .log
+                .segment_next(address)
+                .expect("a verified record follows");
         }
         let bytes = self.log.header(address);
         let header = RecordHeader::decode(bytes);

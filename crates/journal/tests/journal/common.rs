@@ -51,13 +51,23 @@ pub fn formatted() -> (tempfile::TempDir, PathBuf) {
 }
 
 /// The body every test writes for `op`: its size and bytes follow from the op alone, so a reader
-/// can check any record without knowing how it was written.
+/// can check any record without knowing how it was written. One random 4 KiB block per op, repeated,
+/// with each chunk stamped with (op, chunk index): cheap to build in a debug build, and a read from
+/// the wrong op or the wrong offset still differs.
 pub fn body_for(op: u64, size_bytes_max: u64) -> Vec<u8> {
+    const CHUNK_SIZE_BYTES: usize = 4096;
     let mut rng = Rng::new(op.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let size = rng.range(0, size_bytes_max + 1) as usize;
-    let mut body = Vec::with_capacity(size + 8);
-    while body.len() < size {
-        body.extend_from_slice(&rng.next_u64().to_le_bytes());
+    let mut chunk = Vec::with_capacity(CHUNK_SIZE_BYTES);
+    while chunk.len() < CHUNK_SIZE_BYTES {
+        chunk.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    let mut body = Vec::with_capacity(size + CHUNK_SIZE_BYTES);
+    for index in 0..size.div_ceil(CHUNK_SIZE_BYTES) as u64 {
+        let start = body.len();
+        body.extend_from_slice(&chunk);
+        body[start..start + 8].copy_from_slice(&op.to_le_bytes());
+        body[start + 8..start + 16].copy_from_slice(&index.to_le_bytes());
     }
     body.truncate(size);
     body
