@@ -1,8 +1,7 @@
-//! The journal's integration tests, one binary (the crash tests run it again as a child process).
+//! The journal's integration tests (the child-process tests are in `tests/crash`).
 
 mod checkpoints;
 mod common;
 mod corruption;
-mod crash;
 mod round_trip;
 mod torn_tail;

@@ -1,6 +1,11 @@
 //! Tests with a child process: this test binary run again with one ignored test selected and an
 //! environment variable naming the data directory.
 //!
+//! They live in a binary of their own and run one at a time: a child holds a copy of every file
+//! descriptor of the parent from fork until exec (all are close-on-exec), the directory flock
+//! included, so a test in the same process that closes and reopens a journal just then would find
+//! it locked.
+//!
 //! - Crash: the child appends and syncs in a loop and prints each acknowledged op after its sync
 //!   returns; the parent SIGKILLs it at a random moment, reopens, and checks that every
 //!   acknowledged op (and checkpoint) is there and intact.
@@ -11,13 +16,18 @@ use std::env;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use tally_journal::{Journal, JournalError, SyncTicket};
 
-use crate::common::{
+// Shared with the journal tests; this binary uses part of it.
+#[allow(dead_code)]
+#[path = "../journal/common.rs"]
+mod common;
+
+use common::{
     append_standard, body_for, formatted, kind_for, options, segment_path, timestamp_for,
     verify_standard, Rng, SEGMENT_SIZE_BYTES,
 };
@@ -26,6 +36,9 @@ const ENV_DIRECTORY: &str = "TALLY_JOURNAL_TEST_CHILD_DIRECTORY";
 const BODY_SIZE_MAX: u64 = 4 * 1024;
 const CYCLES: u64 = 10;
 const ACK_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Held by each parent test for its whole run (see the module comment).
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn child_directory() -> PathBuf {
     PathBuf::from(env::var_os(ENV_DIRECTORY).expect("set by the parent test"))
@@ -99,7 +112,7 @@ fn said_parse(lines: &[String], said: &mut Said) {
 /// Runs the writer and kills it: after its first acknowledgement and a random pause, or (every
 /// fifth cycle) a random moment after start, to crash during recovery too. Returns its lines.
 fn crash_cycle(directory: &Path, rng: &mut Rng, cycle: u64) -> Vec<String> {
-    let mut child = child_spawn("crash::crash_writer_child", directory);
+    let mut child = child_spawn("crash_writer_child", directory);
     let stdout = child.stdout.take().expect("stdout");
     let (sender, receiver) = mpsc::channel::<String>();
     let reader = thread::spawn(move || {
@@ -140,6 +153,9 @@ fn crash_cycle(directory: &Path, rng: &mut Rng, cycle: u64) -> Vec<String> {
 
 #[test]
 fn crash_recovery_keeps_every_acknowledged_op() {
+    let _one_at_a_time = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (_temporary, directory) = formatted();
     let mut rng = Rng::new(0xC4A5_11ED);
     let mut said = Said {
@@ -229,12 +245,15 @@ fn full_disk_child() {
 
 #[test]
 fn a_full_disk_fails_the_append_and_changes_nothing() {
+    let _one_at_a_time = ONE_AT_A_TIME
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let (_temporary, directory) = formatted();
     let (mut journal, _) = Journal::open(&directory, options()).expect("open");
     append_standard(&mut journal, BODY_SIZE_MAX);
     journal.sync().expect("sync");
     drop(journal);
-    let output = child_spawn("crash::full_disk_child", &directory)
+    let output = child_spawn("full_disk_child", &directory)
         .wait_with_output()
         .expect("run");
     let stdout = String::from_utf8_lossy(&output.stdout);
