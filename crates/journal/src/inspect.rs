@@ -207,10 +207,14 @@ impl fmt::Display for Inspection {
             "  segments    {} x {} bytes",
             self.segment_count, self.segment_size_bytes
         )?;
+        write!(f, "  records     {}", self.op_last)?;
+        if self.op_last > 0 {
+            write!(f, " (ops 1..={})", self.op_last)?;
+        }
         writeln!(
             f,
-            "  records     {} (ops 1..={}), {} bytes of log, {} bytes of bodies",
-            self.op_last, self.op_last, self.log_size_bytes, self.body_size_bytes_total
+            ", {} bytes of log, {} bytes of bodies",
+            self.log_size_bytes, self.body_size_bytes_total
         )?;
         if let (Some(first), Some(last)) = (self.timestamp_first, self.timestamp_last) {
             write!(f, "  timestamps  first {first}, last {last}")?;

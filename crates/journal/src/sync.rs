@@ -306,3 +306,67 @@ fn ring_reap(ring: &mut IoUring, pending: &mut VecDeque<Pending>) -> io::Result<
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fdatasync on a pipe fails with EINVAL, through the ring and without it: a real failed sync.
+    fn pipe() -> [RawFd; 2] {
+        let mut fds: [RawFd; 2] = [-1; 2];
+        // SAFETY: pipe writes two descriptors into the array it is given.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        fds
+    }
+
+    fn close(fds: [RawFd; 2]) {
+        for fd in fds {
+            // SAFETY: the descriptors came from `pipe` and are closed once.
+            assert_eq!(unsafe { libc::close(fd) }, 0);
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_fails_every_later_call() {
+        for mode in [SyncMode::IoUring, SyncMode::Blocking] {
+            let fds = pipe();
+            let mut syncer = Syncer::new(mode, 0);
+            let result = syncer
+                .begin(1, &[fds[0]])
+                .and_then(|ticket| syncer.wait_ticket(ticket));
+            assert_eq!(
+                result.expect_err("sync of a pipe").raw_os_error(),
+                Some(libc::EINVAL)
+            );
+            assert_eq!(
+                syncer.op_synced(),
+                0,
+                "{mode:?}: the failed sync counts for nothing"
+            );
+            let later = syncer.begin(2, &[]).expect_err("sticky");
+            assert_eq!(later.raw_os_error(), Some(libc::EINVAL));
+            syncer.drain();
+            close(fds);
+        }
+    }
+
+    #[test]
+    fn tickets_complete_in_order_over_many_files() {
+        let directory = tempfile::tempdir().expect("tempdir");
+        let files: Vec<std::fs::File> = (0..6)
+            .map(|index| std::fs::File::create(directory.path().join(index.to_string())))
+            .collect::<Result<_, _>>()
+            .expect("files");
+        let fds: Vec<RawFd> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
+        let mut syncer = Syncer::new(SyncMode::IoUring, 0);
+        // Six files: two are synced at once, four through the ring (SYNC_SEGMENTS_MAX).
+        let first = syncer.begin(10, &fds).expect("begin");
+        let second = syncer.begin(20, &fds[5..]).expect("begin");
+        let third = syncer.begin(20, &[]).expect("begin waits for the first");
+        assert!(syncer.op_synced() >= 10);
+        syncer.wait_ticket(third).expect("wait");
+        assert_eq!(syncer.op_synced(), 20);
+        syncer.wait_ticket(first).expect("an old ticket is done");
+        syncer.wait_ticket(second).expect("an old ticket is done");
+    }
+}

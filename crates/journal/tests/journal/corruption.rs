@@ -271,3 +271,61 @@ fn junk_in_the_unused_end_of_a_segment_is_not_damage() {
     assert!(recovery.cut.is_none());
     assert_eq!(verify_standard(&journal, BODY_SIZE_MAX), positions);
 }
+
+#[test]
+fn a_record_from_another_log_breaks_the_chain() {
+    let (temporary, template_directory, positions) = template();
+    // The same records in a journal of another cluster: same sizes and places, another chain.
+    let foreign = temporary.path().join("foreign");
+    Journal::format(&foreign, &options(), 0xF0).expect("format");
+    let (mut journal, _) = Journal::open(&foreign, options()).expect("open");
+    for position in &positions[..positions.len() / 2 + 1] {
+        let foreign_position = append_standard(&mut journal, BODY_SIZE_MAX);
+        assert_eq!(foreign_position, *position);
+        if position.op % BATCH as u64 == 0 {
+            journal.sync().expect("sync");
+        }
+    }
+    drop(journal);
+    let victim = positions[positions.len() / 2];
+    let bytes = std::fs::read(crate::common::segment_path(&foreign, victim.segment)).expect("read");
+    let record = bytes[victim.offset as usize..][..record_size(&victim) as usize].to_vec();
+    let directory = temporary.path().join("spliced");
+    copy_directory(&template_directory, &directory);
+    segment_edit(&directory, victim.segment, |target| {
+        target[victim.offset as usize..][..record.len()].copy_from_slice(&record);
+    });
+    let (damage, evidence) = refused(&directory, &victim, options());
+    assert_eq!(damage, Damage::ParentMismatch);
+    assert!(matches!(evidence, Evidence::Synced { .. }), "{evidence:?}");
+}
+
+/// A copy of record E at the next segment's start, where E did not belong (it fit where it was),
+/// must not be followed when E itself is damaged: that would drop the records after E unseen.
+#[test]
+fn a_stray_copy_at_the_next_segment_does_not_hide_later_records() {
+    let (temporary, template_directory, positions) = template();
+    let segment_last = positions.last().expect("records").segment;
+    let in_last: Vec<&RecordPosition> = positions
+        .iter()
+        .filter(|p| p.segment == segment_last)
+        .collect();
+    let victim = *in_last[1];
+    assert!(victim.offset > 0);
+    assert!(
+        in_last.len() > 2,
+        "records follow the victim in its segment"
+    );
+    let directory = temporary.path().join("stray");
+    copy_directory(&template_directory, &directory);
+    let bytes =
+        std::fs::read(crate::common::segment_path(&directory, victim.segment)).expect("read");
+    let record = bytes[victim.offset as usize..][..record_size(&victim) as usize].to_vec();
+    // The spare segment after the last one exists (appends keep one ahead) and is all zeros.
+    segment_edit(&directory, segment_last + 1, |target| {
+        target[..record.len()].copy_from_slice(&record)
+    });
+    flip_bit(&directory, &victim, 70, 5);
+    let (damage, _) = refused(&directory, &victim, options());
+    assert_eq!(damage, Damage::HeaderChecksum);
+}

@@ -3,5 +3,6 @@
 mod checkpoints;
 mod common;
 mod corruption;
+mod inspect;
 mod round_trip;
 mod torn_tail;
