@@ -289,10 +289,13 @@ impl Ledger {
     fn batch_begin(&mut self, timestamp: u64, count: usize) {
         assert!(count <= BATCH_EVENTS_MAX);
         assert!(timestamp <= TIMESTAMP_MAX);
+        // Event timestamps are `timestamp - count + 1 ..= timestamp` and must all be above every
+        // earlier one (empty batches of a multi-batch request share their neighbour's).
         assert!(
-            timestamp - count as u64 > self.timestamp_last
-                || (count == 0 && timestamp > self.timestamp_last),
-            "batch timestamps must increase: {timestamp} - {count} <= {}",
+            timestamp
+                .checked_sub(count as u64)
+                .is_some_and(|below_first| below_first >= self.timestamp_last),
+            "batch timestamps must increase: {timestamp} - {count} < {}",
             self.timestamp_last
         );
         self.timestamp_last = timestamp;
@@ -912,7 +915,9 @@ impl Ledger {
             return Status::PendingTransferNotFound;
         };
         let p = self.transfer_at(store, p_handle);
-        assert!(p.timestamp < t.timestamp);
+        // An imported post or void may claim a time before its pending transfer; the regression
+        // check below rejects it (§2.3, precedence 53) once the earlier checks have run.
+        assert!(p.timestamp < t.timestamp || flags.contains(TransferFlags::IMPORTED));
         if !p.flags.contains(TransferFlags::PENDING) {
             return Status::PendingTransferNotPending;
         }

@@ -19,7 +19,8 @@ struct TimestampRange {
 impl TimestampRange {
     /// `None` when the filter's range is invalid (TigerBeetle's `filter_valid` rules).
     fn from_filter(timestamp_min: u64, timestamp_max: u64) -> Option<Self> {
-        if timestamp_min == u64::MAX || timestamp_max == u64::MAX {
+        // Bounds must be below 2^63 (`ledger.md` §2.5): timestamps live in 63 bits.
+        if timestamp_min > TIMESTAMP_MAX || timestamp_max > TIMESTAMP_MAX {
             return None;
         }
         if timestamp_max != 0 && timestamp_min > timestamp_max {

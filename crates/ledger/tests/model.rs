@@ -996,11 +996,6 @@ const SETUP_ACCOUNTS: u128 = 8;
 const ACCOUNT_IDS: u128 = 12;
 const TRANSFER_IDS: u128 = 40;
 
-/// While the ledger has the bugs that the `#[ignore]`d tests at the end of this file reproduce,
-/// the generators steer clear of their triggers, so that the property keeps looking for new
-/// ones. Set to `false` once they are fixed (and drop the `#[ignore]`s).
-const AVOID_KNOWN_BUGS: bool = true;
-
 #[derive(Clone, Debug)]
 struct Case {
     /// The clock before the first batch: small, or high enough that long timeouts overflow.
@@ -2029,25 +2024,6 @@ impl Harness {
         t
     }
 
-    /// Moves an imported post/void above its pending transfer's timestamp: the trigger of
-    /// `imported_post_older_than_its_pending_transfer_is_a_status`.
-    fn avoid_known_bugs(&self, mut t: Transfer, earlier: &[Transfer]) -> Transfer {
-        if AVOID_KNOWN_BUGS && t.imported() && is_post_or_void(t.flags) {
-            let pending_timestamp = earlier
-                .iter()
-                .chain(self.model.transfers.get(&t.pending_id))
-                .filter(|p| p.id == t.pending_id && p.timestamp <= TIMESTAMP_MAX)
-                .map(|p| p.timestamp)
-                .max();
-            if let Some(pending_timestamp) = pending_timestamp {
-                if (1..=pending_timestamp).contains(&t.timestamp) {
-                    t.timestamp = pending_timestamp + 1;
-                }
-            }
-        }
-        t
-    }
-
     fn transfers_batch(
         &self,
         events: &[TransferSpec],
@@ -2100,7 +2076,7 @@ impl Harness {
                     t
                 }
             };
-            batch.push(self.avoid_known_bugs(transfer, &batch));
+            batch.push(transfer);
         }
         batch
     }
@@ -2565,15 +2541,7 @@ fn resolve_bound(bound: BoundSpec, timestamps: &[u64]) -> u64 {
         BoundSpec::Near(n, delta) => timestamps
             .get(n % timestamps.len().max(1))
             .map_or(0, |t| t.saturating_add_signed(i64::from(delta))),
-        BoundSpec::Huge(which) => {
-            // 2^63 is the trigger of `filter_timestamp_max_beyond_63_bits_is_invalid`.
-            let beyond = if AVOID_KNOWN_BUGS {
-                u64::MAX
-            } else {
-                TIMESTAMP_MAX + 1
-            };
-            [TIMESTAMP_MAX, beyond, u64::MAX][usize::from(which)]
-        }
+        BoundSpec::Huge(which) => [TIMESTAMP_MAX, TIMESTAMP_MAX + 1, u64::MAX][usize::from(which)],
     }
 }
 
@@ -2764,7 +2732,6 @@ fn two_accounts() -> (Ledger, MemoryStore) {
 
 /// §2.5: a timestamp bound must be < 2^63, else the filter is invalid and the result empty.
 #[test]
-#[ignore = "ledger bug: a timestamp_max in 2^63..u64::MAX is taken as a valid bound"]
 fn filter_timestamp_max_beyond_63_bits_is_invalid() {
     let (ledger, _) = two_accounts();
     let filter = QueryFilter {
@@ -2780,7 +2747,6 @@ fn filter_timestamp_max_beyond_63_bits_is_invalid() {
 /// §2.4 + §2.3 precedence: an imported post whose timestamp regresses below its pending
 /// transfer's fails with `imported_event_timestamp_must_not_regress` (53); the ledger panics.
 #[test]
-#[ignore = "ledger bug: panics (assert p.timestamp < t.timestamp) instead of returning a status"]
 fn imported_post_older_than_its_pending_transfer_is_a_status() {
     let (mut ledger, mut store) = two_accounts();
     let pending = [Transfer {
