@@ -1,0 +1,340 @@
+//! The core thread: the only owner of the state, the journal and the session table.
+//!
+//! Each turn it drains the submit queue into one batch of entries (bounded in count and bytes),
+//! stamps them with the core clock, appends them to the journal as one record, applies the
+//! record from the journal's bytes, and submits an fsync through io_uring. The fsync of batch N
+//! overlaps the gathering and applying of batch N+1; the replies of batch N leave only after
+//! batch N's fsync has completed (group commit: one write and one fsync for many clients'
+//! requests).
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tally_journal::{Journal, SyncTicket};
+use tally_ledger::PULSE_EVENTS_MAX;
+use tally_wire::{
+    decode_multi_batch, encode_eviction, encode_pong_client, EvictionHeader, EvictionReason,
+    Header, Operation, ParsedHeader, PingClientHeader, PingDecision, PongClientHeader,
+    RequestDecision, RequestHeader, HEADER_SIZE,
+};
+use tokio::sync::mpsc;
+
+use crate::entry::{entry_append, EntryHeader, EntryKind, RECORD_KIND_BATCH};
+use crate::state::{Reply, State};
+use crate::storage::{body_position, JournalBytes};
+
+/// Most entries one record holds (bounds the work of one turn).
+pub const BATCH_ENTRIES_MAX: usize = 1024;
+/// Most bytes of messages one record holds: 32 full-size requests.
+pub const BATCH_BYTES_MAX: usize = 32 << 20;
+/// Log bytes between checkpoints (bounds replay after a crash).
+pub const CHECKPOINT_INTERVAL_BYTES: u64 = 1 << 30;
+
+/// Where to send a connection's outgoing messages.
+#[derive(Clone)]
+pub struct Connection {
+    pub id: u64,
+    pub outbox: mpsc::Sender<Vec<u8>>,
+}
+
+pub enum CoreCommand {
+    /// A request or ping_client that passed the frame and header checks.
+    Message {
+        message: Vec<u8>,
+        connection: Connection,
+    },
+    /// Drain, checkpoint and stop.
+    Shutdown,
+}
+
+pub struct Core {
+    state: State,
+    journal: Journal,
+    /// The newest connection each client spoke on (sessions outlive connections).
+    connections: HashMap<u128, Connection>,
+    log_bytes_since_checkpoint: u64,
+    record_body: Vec<u8>,
+}
+
+/// A batch whose fsync is in flight, and the replies waiting for it.
+struct Unsynced {
+    ticket: SyncTicket,
+    replies: Vec<Reply>,
+}
+
+impl Core {
+    pub fn new(state: State, journal: Journal) -> Core {
+        Core {
+            state,
+            journal,
+            connections: HashMap::new(),
+            log_bytes_since_checkpoint: 0,
+            record_body: Vec::with_capacity(BATCH_BYTES_MAX),
+        }
+    }
+
+    pub fn run(mut self, mut queue: mpsc::Receiver<CoreCommand>) -> Result<(), String> {
+        // A timer for the queue wait only; the core's work never awaits anything.
+        let timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(|error| format!("core timer: {error}"))?;
+        let mut unsynced: Option<Unsynced> = None;
+        let mut shutdown = false;
+        while !shutdown {
+            let mut commands = Vec::new();
+            let first = if unsynced.is_some() {
+                queue.try_recv().ok()
+            } else {
+                // Wake at least every 100 ms so that due pulses run without traffic.
+                let wait =
+                    async { tokio::time::timeout(Duration::from_millis(100), queue.recv()).await };
+                match timer.block_on(wait) {
+                    Ok(Some(command)) => Some(command),
+                    Ok(None) => Some(CoreCommand::Shutdown),
+                    Err(_elapsed) => None,
+                }
+            };
+            if let Some(command) = first {
+                commands.push(command);
+                while commands.len() < BATCH_ENTRIES_MAX {
+                    match queue.try_recv() {
+                        Ok(command) => commands.push(command),
+                        Err(_) => break,
+                    }
+                }
+            }
+            let mut entries = Vec::new();
+            for command in commands {
+                match command {
+                    CoreCommand::Shutdown => shutdown = true,
+                    CoreCommand::Message {
+                        message,
+                        connection,
+                    } => {
+                        self.message_receive(message, connection, &mut entries);
+                    }
+                }
+            }
+            let appended = self.batch_commit(entries)?;
+            if let Some(previous) = unsynced.take() {
+                self.journal
+                    .sync_wait(previous.ticket)
+                    .map_err(|e| e.to_string())?;
+                self.replies_send(previous.replies);
+            }
+            unsynced = appended;
+            if unsynced.is_none() {
+                self.checkpoint_maybe(false)?;
+            }
+        }
+        if let Some(previous) = unsynced.take() {
+            self.journal
+                .sync_wait(previous.ticket)
+                .map_err(|e| e.to_string())?;
+            self.replies_send(previous.replies);
+        }
+        self.checkpoint_maybe(true)?;
+        tracing::info!(op = self.state.op, digest = %hex(&self.state.digest(&JournalBytes(&self.journal))), "stopped");
+        Ok(())
+    }
+
+    /// Decides what to do with one message; requests to execute join `entries`.
+    fn message_receive(
+        &mut self,
+        message: Vec<u8>,
+        connection: Connection,
+        entries: &mut Vec<Vec<u8>>,
+    ) {
+        let Some(header) = Header::from_prefix(&message) else {
+            return;
+        };
+        match header.parse() {
+            Ok(ParsedHeader::Request(request)) => {
+                self.connections.insert(request.client, connection.clone());
+                let body = &message[HEADER_SIZE..];
+                match self.state.sessions.check_request(&request, body) {
+                    RequestDecision::Execute => {
+                        self.state.sessions.begin_request(&request);
+                        entries.push(message);
+                    }
+                    RequestDecision::ResendReply(reply) => send(&connection, reply.to_vec()),
+                    RequestDecision::Drop(reason) => {
+                        tracing::debug!(?reason, client = request.client, "drop")
+                    }
+                    RequestDecision::Evict(reason) => {
+                        self.evict(&connection, request.client, &request, reason)
+                    }
+                }
+            }
+            Ok(ParsedHeader::PingClient(ping)) => self.ping(&ping, &connection),
+            Ok(_) | Err(_) => {}
+        }
+    }
+
+    fn ping(&mut self, ping: &PingClientHeader, connection: &Connection) {
+        self.connections.insert(ping.client, connection.clone());
+        match self.state.sessions.check_ping(ping, self.state.op) {
+            PingDecision::Pong => {
+                let pong = PongClientHeader {
+                    cluster: self.state.cluster,
+                    view: self.state.sessions.config().view,
+                    release: ping.release,
+                    ping_timestamp_monotonic: ping.ping_timestamp_monotonic,
+                };
+                send(connection, encode_pong_client(&pong).to_vec());
+            }
+            PingDecision::Evict(reason) => {
+                let eviction = EvictionHeader {
+                    cluster: self.state.cluster,
+                    view: self.state.sessions.config().view,
+                    release: ping.release,
+                    client: ping.client,
+                    reason,
+                };
+                send(connection, encode_eviction(&eviction).to_vec());
+            }
+        }
+    }
+
+    fn evict(
+        &self,
+        connection: &Connection,
+        client: u128,
+        request: &RequestHeader,
+        reason: EvictionReason,
+    ) {
+        tracing::info!(client, ?reason, "evict");
+        let eviction = EvictionHeader {
+            cluster: self.state.cluster,
+            view: self.state.sessions.config().view,
+            release: request.release,
+            client,
+            reason,
+        };
+        send(connection, encode_eviction(&eviction).to_vec());
+    }
+
+    /// Stamps the entries, appends them as one record, applies it, and submits its fsync.
+    fn batch_commit(&mut self, requests: Vec<Vec<u8>>) -> Result<Option<Unsynced>, String> {
+        let now = realtime_ns();
+        let pulse = self
+            .state
+            .ledger
+            .pulse_needed(now.max(self.state.timestamp));
+        if requests.is_empty() && !pulse {
+            return Ok(None);
+        }
+        self.record_body.clear();
+        let mut op = self.state.op;
+        let mut timestamp = self.state.timestamp;
+        for message in &requests {
+            op += 1;
+            let base = (timestamp + 1).max(now);
+            let header = EntryHeader {
+                kind: EntryKind::Request,
+                timestamp: base,
+                op,
+                message_size: message.len() as u32,
+            };
+            entry_append(&mut self.record_body, &header, message);
+            timestamp = base + request_event_count(message);
+        }
+        if pulse {
+            op += 1;
+            let base = (timestamp + 1).max(now);
+            let header = EntryHeader {
+                kind: EntryKind::Pulse,
+                timestamp: base,
+                op,
+                message_size: 0,
+            };
+            entry_append(&mut self.record_body, &header, &[]);
+            timestamp = base + PULSE_TIMESTAMPS;
+        }
+        let appended = self
+            .journal
+            .append(RECORD_KIND_BATCH, timestamp, &self.record_body)
+            .map_err(|error| format!("journal append failed: {error}"))?;
+        self.log_bytes_since_checkpoint += self.record_body.len() as u64;
+        let mut replies = Vec::with_capacity(requests.len());
+        let log = JournalBytes(&self.journal);
+        self.state
+            .apply_record(
+                &log,
+                body_position(&self.journal, &appended),
+                self.record_body.len(),
+                &mut replies,
+            )
+            .map_err(|error| format!("applying a record just appended failed: {error}"))?;
+        assert_eq!(self.state.op, op);
+        let ticket = self
+            .journal
+            .sync_begin()
+            .map_err(|error| format!("journal sync failed: {error}"))?;
+        Ok(Some(Unsynced { ticket, replies }))
+    }
+
+    fn replies_send(&mut self, replies: Vec<Reply>) {
+        for reply in replies {
+            if let Some(connection) = self.connections.get(&reply.client) {
+                send(connection, reply.message);
+            }
+        }
+    }
+
+    fn checkpoint_maybe(&mut self, force: bool) -> Result<(), String> {
+        if self.log_bytes_since_checkpoint == 0
+            || (!force && self.log_bytes_since_checkpoint < CHECKPOINT_INTERVAL_BYTES)
+        {
+            return Ok(());
+        }
+        let mut blob = Vec::new();
+        self.state.encode_checkpoint(&mut blob);
+        self.journal
+            .write_checkpoint(self.state.op, &blob)
+            .map_err(|error| format!("checkpoint failed: {error}"))?;
+        self.log_bytes_since_checkpoint = 0;
+        tracing::info!(op = self.state.op, bytes = blob.len(), "checkpoint");
+        Ok(())
+    }
+}
+
+/// How many timestamps a request consumes beyond its base: its events, for creates.
+fn request_event_count(message: &[u8]) -> u64 {
+    let operation = Operation::from_u8(message[crate::OPERATION_OFFSET]);
+    match operation {
+        Some(Operation::CreateAccounts | Operation::CreateTransfers) => {
+            let size = 128;
+            decode_multi_batch(&message[HEADER_SIZE..], size)
+                .map(|batches| (batches.payload().len() / size) as u64)
+                .unwrap_or(0)
+        }
+        _ => 0,
+    }
+}
+
+/// Sends without waiting: a client that does not read its replies loses them and resends, which
+/// the protocol makes safe; the core never blocks on a connection.
+fn send(connection: &Connection, message: Vec<u8>) {
+    if connection.outbox.try_send(message).is_err() {
+        tracing::debug!(
+            connection = connection.id,
+            "outbox full or closed; message dropped"
+        );
+    }
+}
+
+pub fn realtime_ns() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    u64::try_from(now.as_nanos()).expect("clock before 2554")
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// Pulses reserve timestamps above their base (`State::apply_pulse`).
+pub const PULSE_TIMESTAMPS: u64 = PULSE_EVENTS_MAX as u64;

@@ -1,0 +1,143 @@
+//! The body of a journal record: the commands of one core batch, as they will be replayed.
+//!
+//! A record holds one or more *entries*. Each entry is a 32-byte `EntryHeader` followed by the
+//! client's request message exactly as received (256-byte header and body), or nothing for a
+//! pulse; entries are padded to 16 bytes so that every request's events stay 16-byte aligned in
+//! the log (the ledger reads `Transfer`s in place). The entry header carries the only inputs that
+//! were not in the client's bytes: the op number and the base timestamp the core chose from its
+//! clock. Everything else (per-batch timestamps, handles, results, replies) is derived again on
+//! replay by the same code (`State::apply_entry`).
+
+/// The journal record kind of a core batch.
+pub const RECORD_KIND_BATCH: u16 = 1;
+
+pub const ENTRY_HEADER_SIZE: usize = 32;
+pub const ENTRY_ALIGNMENT: usize = 16;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum EntryKind {
+    Request = 1,
+    Pulse = 2,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EntryHeader {
+    pub kind: EntryKind,
+    /// `T_base` (wire spec §6): `max(last timestamp + 1, wall clock)` when the core took it.
+    pub timestamp: u64,
+    pub op: u64,
+    /// Bytes that follow the header (the request message; 0 for a pulse).
+    pub message_size: u32,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EntryError {
+    #[error("entry at byte {offset} is truncated")]
+    Truncated { offset: usize },
+    #[error("entry at byte {offset} has unknown kind {kind}")]
+    Kind { offset: usize, kind: u8 },
+    #[error("entry at byte {offset} has non-zero reserved bytes")]
+    Reserved { offset: usize },
+}
+
+impl EntryHeader {
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.push(self.kind as u8);
+        out.extend_from_slice(&[0; 7]);
+        out.extend_from_slice(&self.timestamp.to_le_bytes());
+        out.extend_from_slice(&self.op.to_le_bytes());
+        out.extend_from_slice(&self.message_size.to_le_bytes());
+        out.extend_from_slice(&[0; 4]);
+        assert_eq!(out.len() - start, ENTRY_HEADER_SIZE);
+    }
+
+    pub fn decode(bytes: &[u8], offset: usize) -> Result<EntryHeader, EntryError> {
+        let header = bytes
+            .get(offset..offset + ENTRY_HEADER_SIZE)
+            .ok_or(EntryError::Truncated { offset })?;
+        let kind = match header[0] {
+            1 => EntryKind::Request,
+            2 => EntryKind::Pulse,
+            kind => return Err(EntryError::Kind { offset, kind }),
+        };
+        if header[1..8]
+            .iter()
+            .chain(&header[28..32])
+            .any(|&byte| byte != 0)
+        {
+            return Err(EntryError::Reserved { offset });
+        }
+        let u64_at =
+            |at: usize| u64::from_le_bytes(header[at..at + 8].try_into().expect("8 bytes"));
+        let message_size = u32::from_le_bytes(header[24..28].try_into().expect("4 bytes"));
+        Ok(EntryHeader {
+            kind,
+            timestamp: u64_at(8),
+            op: u64_at(16),
+            message_size,
+        })
+    }
+
+    /// Bytes from this entry's header to the next entry's.
+    pub fn entry_size(&self) -> usize {
+        (ENTRY_HEADER_SIZE + self.message_size as usize).next_multiple_of(ENTRY_ALIGNMENT)
+    }
+}
+
+/// Appends one entry (header, message, padding) to a record body.
+pub fn entry_append(out: &mut Vec<u8>, header: &EntryHeader, message: &[u8]) {
+    assert_eq!(header.message_size as usize, message.len());
+    assert_eq!(out.len() % ENTRY_ALIGNMENT, 0);
+    header.encode(out);
+    out.extend_from_slice(message);
+    out.resize(out.len().next_multiple_of(ENTRY_ALIGNMENT), 0);
+}
+
+/// The offsets of the entries of a record body, checked for shape.
+pub fn entry_offsets(body: &[u8]) -> Result<Vec<(usize, EntryHeader)>, EntryError> {
+    let mut entries = Vec::new();
+    let mut offset = 0;
+    while offset < body.len() {
+        let header = EntryHeader::decode(body, offset)?;
+        if offset + header.entry_size() > body.len() {
+            return Err(EntryError::Truncated { offset });
+        }
+        entries.push((offset, header));
+        offset += header.entry_size();
+    }
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_aligned() {
+        let mut body = Vec::new();
+        let first = EntryHeader {
+            kind: EntryKind::Request,
+            timestamp: 7,
+            op: 1,
+            message_size: 300,
+        };
+        entry_append(&mut body, &first, &[9; 300]);
+        let second = EntryHeader {
+            kind: EntryKind::Pulse,
+            timestamp: 8,
+            op: 2,
+            message_size: 0,
+        };
+        entry_append(&mut body, &second, &[]);
+        let entries = entry_offsets(&body).unwrap();
+        assert_eq!(entries, vec![(0, first), (first.entry_size(), second)]);
+        assert_eq!(first.entry_size() % ENTRY_ALIGNMENT, 0);
+        body[1] = 1;
+        assert_eq!(
+            entry_offsets(&body),
+            Err(EntryError::Reserved { offset: 0 })
+        );
+    }
+}

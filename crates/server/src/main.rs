@@ -1,0 +1,103 @@
+//! `tally`: start, format, inspect, version.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tally_server::{recovery, run};
+
+#[derive(Parser)]
+#[command(
+    name = "tally",
+    about = "A TigerBeetle-compatible ledger service",
+    version
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the TigerBeetle client protocol (formats the data directory if it is missing).
+    Start {
+        #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "TALLY_ADDRESSES", default_value = "127.0.0.1:3000")]
+        addresses: SocketAddr,
+        #[arg(long, env = "TALLY_CLUSTER", default_value_t = 0)]
+        cluster: u128,
+        /// Journal segment size in MiB (only used when formatting).
+        #[arg(long, default_value_t = 256)]
+        segment_mib: u64,
+    },
+    /// Create and format a data directory.
+    Format {
+        #[arg(long, env = "TALLY_DATA_DIR", default_value = "./tally-data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "TALLY_CLUSTER", default_value_t = 0)]
+        cluster: u128,
+        #[arg(long, default_value_t = 256)]
+        segment_mib: u64,
+    },
+    /// Verify the journal and checkpoints and print a summary; never writes.
+    Inspect {
+        data_dir: PathBuf,
+        /// Also replay the whole log from the start (ignoring checkpoints) and from the newest
+        /// checkpoint, and print both state digests.
+        #[arg(long)]
+        digest: bool,
+    },
+    /// Print the version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Start {
+            data_dir,
+            addresses,
+            cluster,
+            segment_mib,
+        } => run::start(&data_dir, addresses, cluster, segment_mib << 20),
+        Command::Format {
+            data_dir,
+            cluster,
+            segment_mib,
+        } => recovery::format(&data_dir, cluster, segment_mib << 20).map(|()| {
+            println!("formatted {}", data_dir.display());
+        }),
+        Command::Inspect {
+            data_dir,
+            digest: false,
+        } => recovery::inspect(&data_dir),
+        Command::Inspect {
+            data_dir,
+            digest: true,
+        } => recovery::digest(&data_dir),
+        Command::Version => {
+            println!(
+                "tally {} (TigerBeetle protocol {})",
+                env!("CARGO_PKG_VERSION"),
+                tally_wire::RELEASE
+            );
+            Ok(())
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("tally: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,110 @@
+//! Formatting a data directory, and rebuilding the state from it: the newest valid checkpoint,
+//! then every record after it, applied by the same `State::apply_record` that served them.
+
+use std::path::Path;
+
+use tally_journal::{Journal, Options};
+use tally_wire::SessionConfig;
+
+use crate::core::hex;
+use crate::entry::RECORD_KIND_BATCH;
+use crate::state::State;
+use crate::storage::{body_position, JournalBytes};
+
+pub fn format(directory: &Path, cluster: u128, segment_size_bytes: u64) -> Result<(), String> {
+    let options = Options {
+        segment_size_bytes,
+        ..Options::default()
+    };
+    Journal::format(directory, &options, cluster)
+        .map_err(|error| format!("format {}: {error}", directory.display()))
+}
+
+pub fn is_formatted(directory: &Path) -> bool {
+    directory.join("format").exists()
+}
+
+/// Opens the journal (which cuts a torn tail and refuses damage before it) and rebuilds the
+/// state from the newest checkpoint and the records after it.
+pub fn open(directory: &Path) -> Result<(Journal, State), String> {
+    let (journal, recovery) = Journal::open(directory, Options::default())
+        .map_err(|error| format!("open {}: {error}", directory.display()))?;
+    if let Some(cut) = &recovery.cut {
+        tracing::warn!(op = cut.op, segment = cut.segment, offset = cut.offset, bytes = cut.bytes, damage = ?cut.damage, "cut a torn tail (never acknowledged)");
+    }
+    for rejected in &recovery.checkpoints_rejected {
+        tracing::warn!(?rejected, "checkpoint passed over");
+    }
+    let state = match &recovery.checkpoint {
+        Some(checkpoint) => State::decode_checkpoint(checkpoint.state(), SessionConfig::default())
+            .map_err(|error| format!("checkpoint at op {}: {error}", checkpoint.op))?,
+        None => State::new(journal.cluster(), SessionConfig::default()),
+    };
+    let checkpoint_op = recovery
+        .checkpoint
+        .as_ref()
+        .map_or(0, |checkpoint| checkpoint.op);
+    let state = replay(&journal, state, checkpoint_op)?;
+    tracing::info!(
+        op = state.op,
+        checkpoint_op,
+        records = journal.op_last() - checkpoint_op,
+        "recovered"
+    );
+    Ok((journal, state))
+}
+
+/// Applies every record after `op_applied` (the op of the record the state already reflects).
+fn replay(journal: &Journal, mut state: State, op_applied: u64) -> Result<State, String> {
+    let log = JournalBytes(journal);
+    let mut replies = Vec::new();
+    for record in journal.records_from(op_applied + 1) {
+        if record.kind != RECORD_KIND_BATCH {
+            return Err(format!(
+                "record {} has unknown kind {}",
+                record.position.op, record.kind
+            ));
+        }
+        replies.clear();
+        state
+            .apply_record(
+                &log,
+                body_position(journal, &record.position),
+                record.body.len(),
+                &mut replies,
+            )
+            .map_err(|error| format!("replaying record {}: {error}", record.position.op))?;
+    }
+    Ok(state)
+}
+
+/// Prints what the journal holds; never writes.
+pub fn inspect(directory: &Path) -> Result<(), String> {
+    let inspection = tally_journal::inspect(directory).map_err(|error| error.to_string())?;
+    println!("{inspection}");
+    Ok(())
+}
+
+/// Rebuilds the state twice, from the newest checkpoint and from the first record, and prints
+/// both digests; they must be equal (replay is deterministic). Opens the journal as `start`
+/// would, so it cuts a torn tail; run it on a stopped server.
+pub fn digest(directory: &Path) -> Result<(), String> {
+    let (journal, state) = open(directory)?;
+    let log = JournalBytes(&journal);
+    let from_checkpoint = state.digest(&log);
+    let from_start = replay(
+        &journal,
+        State::new(journal.cluster(), SessionConfig::default()),
+        0,
+    )?
+    .digest(&log);
+    println!("op {}", state.op);
+    println!("digest (checkpoint + replay) {}", hex(&from_checkpoint));
+    println!("digest (full replay)         {}", hex(&from_start));
+    if from_checkpoint != from_start {
+        return Err(
+            "the two digests differ: replay is not deterministic or a checkpoint is wrong".into(),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,87 @@
+//! `tally start`: recover, start the core thread, serve connections until SIGTERM or SIGINT,
+//! then let the core drain, checkpoint and stop.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::Path;
+
+use tokio::net::TcpListener;
+use tokio::signal::unix::{signal, SignalKind};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{Core, CoreCommand};
+use crate::{net, recovery};
+
+/// Commands waiting for the core; a full queue makes connections wait (backpressure).
+pub const SUBMIT_QUEUE_MAX: usize = 4096;
+
+pub fn start(
+    directory: &Path,
+    addresses: SocketAddr,
+    cluster: u128,
+    segment_size_bytes: u64,
+) -> Result<(), String> {
+    if !recovery::is_formatted(directory) {
+        recovery::format(directory, cluster, segment_size_bytes)?;
+        tracing::info!(directory = %directory.display(), "formatted");
+    }
+    let (journal, state) = recovery::open(directory)?;
+    if state.cluster != cluster {
+        return Err(format!(
+            "data directory belongs to cluster {}, not {cluster}",
+            state.cluster
+        ));
+    }
+    let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_MAX);
+    let (stopped, core_stopped) = oneshot::channel();
+    let core = std::thread::Builder::new()
+        .name("tally-core".into())
+        .spawn(move || {
+            let result = Core::new(state, journal).run(queue);
+            let _ = stopped.send(());
+            result
+        })
+        .map_err(|error| format!("core thread: {error}"))?;
+
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|error| format!("runtime: {error}"))?;
+    runtime.block_on(serve_until_stopped(
+        addresses,
+        cluster,
+        submit,
+        core_stopped,
+    ))?;
+    runtime.shutdown_background();
+    core.join()
+        .map_err(|_| "core thread panicked".to_string())?
+}
+
+async fn serve_until_stopped(
+    addresses: SocketAddr,
+    cluster: u128,
+    submit: mpsc::Sender<CoreCommand>,
+    core_stopped: oneshot::Receiver<()>,
+) -> Result<(), String> {
+    let listener = TcpListener::bind(addresses)
+        .await
+        .map_err(|error| format!("bind {addresses}: {error}"))?;
+    let local = listener.local_addr().map_err(|error| error.to_string())?;
+    // Tests and scripts wait for this line (the port may have been 0).
+    println!("listening on {local}");
+    let _ = std::io::stdout().flush();
+    let mut terminate = signal(SignalKind::terminate()).map_err(|error| error.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| error.to_string())?;
+    let serving = net::serve(listener, cluster, submit.clone());
+    tokio::select! {
+        () = serving => {}
+        _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
+        _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
+        _ = core_stopped => return Err("the core stopped".into()),
+    }
+    // Ask the core to finish what it has, checkpoint and stop.
+    let _ = submit.send(CoreCommand::Shutdown).await;
+    Ok(())
+}

@@ -1,0 +1,24 @@
+//! The journal seen as one address space of log bytes, for `State`'s `LogBytes`.
+//!
+//! A global log position is `segment × segment size + offset`; records never span segments, so
+//! every range `State` asks for lies within one segment.
+
+use tally_journal::{Journal, RecordPosition};
+
+use crate::state::LogBytes;
+
+pub struct JournalBytes<'a>(pub &'a Journal);
+
+impl LogBytes for JournalBytes<'_> {
+    fn bytes(&self, position: u64, size: usize) -> &[u8] {
+        let segment_size_bytes = self.0.segment_size_bytes();
+        let segment = u32::try_from(position / segment_size_bytes).expect("segment count fits u32");
+        self.0
+            .bytes_at(segment, position % segment_size_bytes, size as u64)
+    }
+}
+
+/// The global position of a record's body.
+pub fn body_position(journal: &Journal, position: &RecordPosition) -> u64 {
+    u64::from(position.segment) * journal.segment_size_bytes() + position.body_offset()
+}
