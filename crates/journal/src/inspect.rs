@@ -5,12 +5,12 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use memmap2::Mmap;
-
 use crate::checkpoint::{checkpoint_choose, checkpoint_read, CheckpointProblem};
 use crate::directory::{self, format_read, LockMode, CHECKPOINT_FILES, SEGMENTS_DIRECTORY};
 use crate::error::{Damage, Evidence, JournalError};
 use crate::scan::{self, Log, Tail};
+use memmap2::Mmap;
+
 use crate::segment::{segment_name, segment_open_read_only, segments_list};
 
 /// What `inspect` found.
@@ -92,13 +92,17 @@ pub fn inspect(directory: &Path) -> Result<Inspection, JournalError> {
     let segments_directory = directory.join(SEGMENTS_DIRECTORY);
     let listing = segments_list(&segments_directory)?;
     let mut maps: Vec<Mmap> = Vec::with_capacity(listing.count as usize);
+    let mut runs = Vec::with_capacity(listing.count as usize);
     for index in 0..listing.count {
         let path = segments_directory.join(segment_name(index));
-        maps.push(segment_open_read_only(&path, marker.segment_size_bytes)?);
+        let (map, segment_runs) = segment_open_read_only(&path, marker.segment_size_bytes)?;
+        maps.push(map);
+        runs.push(segment_runs);
     }
     let log = Log {
         segments: &maps,
         segment_size_bytes: marker.segment_size_bytes,
+        runs: &runs,
     };
     let walk = scan::walk(log, marker.checksum);
     let mut inspection = Inspection {
@@ -230,6 +234,13 @@ impl fmt::Display for Inspection {
                 "  kind {kind:<6} {records} records, {bytes} bytes of bodies"
             )?;
         }
+        self.fmt_recovery(f)
+    }
+}
+
+impl Inspection {
+    /// The checkpoint and tail lines of the summary: what `open` would do.
+    fn fmt_recovery(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (file, status) in CHECKPOINT_FILES.iter().zip(&self.checkpoints) {
             match status {
                 CheckpointStatus::Missing => writeln!(f, "  {file}  none")?,

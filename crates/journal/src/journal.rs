@@ -21,7 +21,7 @@ use crate::layout::{
 };
 use crate::scan::{self, Log, RecordPosition, RecordView, Tail, TailDamage, INDEX_STRIDE_OPS};
 use crate::segment::{
-    segment_create, segment_name, segment_open, segments_list, Segment, SEGMENT_COUNT_MAX,
+    segment_create, segment_name, segment_open, segments_list, DataRuns, Segment, SEGMENT_COUNT_MAX,
 };
 use crate::sync::{SyncMode, SyncTicket, Syncer};
 
@@ -189,9 +189,12 @@ impl Journal {
             listing.count,
             marker.segment_size_bytes,
         )?;
+        // Before anything reads the mappings: see `data_runs`.
+        let runs: Vec<DataRuns> = segments.iter().map(Segment::data_runs).collect();
         let log = Log {
             segments: &segments,
             segment_size_bytes: marker.segment_size_bytes,
+            runs: &runs,
         };
         let walk = scan::walk(log, marker.checksum);
         let cut = tail_decide(&walk.tail, log, options.cut_unproven_tail)?;
@@ -222,7 +225,7 @@ impl Journal {
             checkpoint_slot_ops: [None; CHECKPOINT_SLOT_COUNT],
             failed: false,
         };
-        journal.recover(&walk.tail, walk.op_synced_last, &listing.temporaries)?;
+        journal.recover(&walk.tail, &runs, walk.op_synced_last, &listing.temporaries)?;
         let choice = checkpoint_choose(checkpoints, journal.op_last, |op| journal.checksum_of(op));
         journal.checkpoint_slot_ops = choice.slot_ops;
         for rejection in &choice.rejections {
@@ -242,12 +245,13 @@ impl Journal {
     fn recover(
         &mut self,
         tail: &Tail,
+        runs: &[DataRuns],
         op_synced_last: u64,
         temporaries: &[PathBuf],
     ) -> Result<(), JournalError> {
         match tail {
             Tail::Clean => {}
-            Tail::Damaged(damage) => self.tail_zero(damage.address_dirty_end),
+            Tail::Damaged(damage) => self.tail_zero(runs, damage.address_dirty_end),
         }
         // Ops up to op_synced_last were synced before; sync from the first op that may not be.
         let segment_first = match self.records_from(op_synced_last + 1).next() {
@@ -272,21 +276,40 @@ impl Journal {
     }
 
     /// Zeroes every nonzero 128-byte block from the end of the log to `address_dirty_end`.
-    fn tail_zero(&mut self, address_dirty_end: u64) {
+    fn tail_zero(&mut self, runs: &[DataRuns], address_dirty_end: u64) {
         assert!(address_dirty_end > self.address_end);
         let segment_size_bytes = self.marker.segment_size_bytes;
+        let log = Log {
+            segments: &self.segments,
+            segment_size_bytes,
+            runs,
+        };
+        let mut spans = Vec::new();
         let mut address = self.address_end;
-        while address < address_dirty_end {
-            let segment = (address / segment_size_bytes) as usize;
-            let offset = (address % segment_size_bytes) as usize;
-            let block = &mut self.segments[segment].bytes_mut()[offset..][..128];
-            if !is_zero(block) {
-                block.fill(0);
+        while let Some((start, end)) = log.data_run(address) {
+            if start >= address_dirty_end {
+                break;
             }
-            address += RECORD_ALIGNMENT_BYTES;
+            spans.push((start, end.min(address_dirty_end)));
+            address = end;
+        }
+        for (start, end) in spans {
+            let segment = (start / segment_size_bytes) as usize;
+            let offset = (start % segment_size_bytes) as usize;
+            let span = &mut self.segments[segment].bytes_mut()[offset..][..(end - start) as usize];
+            for block in span.chunks_mut(RECORD_ALIGNMENT_BYTES as usize) {
+                if !is_zero(block) {
+                    block.fill(0);
+                }
+            }
         }
         // Pair assertion: the invariant appends rely on (only zeros past the end) holds again.
-        assert_eq!(scan::dirty_end(self.log(), self.address_end), None);
+        let log = Log {
+            segments: &self.segments,
+            segment_size_bytes,
+            runs,
+        };
+        assert_eq!(scan::dirty_end(log, self.address_end), None);
     }
 
     /// Appends one record after the last. It is readable at once and durable only after a sync
@@ -540,6 +563,7 @@ impl Journal {
         Log {
             segments: &self.segments,
             segment_size_bytes: self.marker.segment_size_bytes,
+            runs: &[],
         }
     }
 

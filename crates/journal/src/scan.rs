@@ -12,6 +12,7 @@ use crate::layout::{
     header_bytes, is_zero, record_size_bytes, HeaderBytes, RecordHeader, HEADER_SIZE_BYTES,
     RECORD_ALIGNMENT_BYTES,
 };
+use crate::segment::DataRuns;
 
 /// The sparse op index keeps the address of every op `1 + k * INDEX_STRIDE_OPS`; finding any other
 /// op walks at most `INDEX_STRIDE_OPS - 1` headers (no syscalls), for 1/64 of the memory.
@@ -25,6 +26,9 @@ const CHUNK_SIZE_BYTES: u64 = 64 * 1024;
 pub struct Log<'a, S> {
     pub segments: &'a [S],
     pub segment_size_bytes: u64,
+    /// Per segment, where nonzero bytes may be, taken before the scan (see `data_runs`). Only
+    /// recovery asks; the journal's log after recovery carries none.
+    pub runs: &'a [DataRuns],
 }
 
 impl<S> Clone for Log<'_, S> {
@@ -57,6 +61,39 @@ impl<'a, S: AsRef<[u8]>> Log<'a, S> {
         );
         let bytes = self.segments[segment as usize].as_ref();
         &bytes[offset as usize..(offset + size_bytes) as usize]
+    }
+
+    /// The first run at or after `address` that may hold nonzero bytes, within one segment;
+    /// everything outside the runs reads as zero (see `data_runs`).
+    pub fn data_run(&self, address: u64) -> Option<(u64, u64)> {
+        assert_eq!(self.runs.len(), self.segments.len());
+        let mut address = address;
+        while address < self.address_max() {
+            let (segment, offset) = self.split(address);
+            let base = address - offset;
+            let runs = &self.runs[segment as usize];
+            if let Some((start, end)) = runs.iter().find(|(_, end)| *end > offset) {
+                return Some((base + offset.max(*start), base + end));
+            }
+            address = base + self.segment_size_bytes;
+        }
+        None
+    }
+
+    /// Whether [address_start, address_end) holds only zeros.
+    fn range_is_zero(&self, address_start: u64, address_end: u64) -> bool {
+        let mut address = address_start;
+        while let Some((start, end)) = self.data_run(address) {
+            if start >= address_end {
+                return true;
+            }
+            let end = end.min(address_end);
+            if !chunks_are_zero(*self, start, end) {
+                return false;
+            }
+            address = end;
+        }
+        true
     }
 
     pub fn header(&self, address: u64) -> &'a HeaderBytes {
@@ -102,7 +139,7 @@ impl<'a, S: AsRef<[u8]>> Log<'a, S> {
                 return segment_next;
             }
         }
-        if is_zero(self.bytes(address, segment_next - address)) {
+        if self.range_is_zero(address, segment_next) {
             segment_next
         } else {
             address
@@ -233,22 +270,36 @@ fn tail_classify<S: AsRef<[u8]>>(
     }
 }
 
+/// Whether the bytes of [start, end), within one segment, are all zero.
+fn chunks_are_zero<S: AsRef<[u8]>>(log: Log<'_, S>, start: u64, end: u64) -> bool {
+    let mut address = start;
+    while address < end {
+        let chunk_bytes = CHUNK_SIZE_BYTES.min(end - address);
+        if !is_zero(log.bytes(address, chunk_bytes)) {
+            return false;
+        }
+        address += chunk_bytes;
+    }
+    true
+}
+
 /// Just past the last nonzero 128-byte block at or after `address_start`, or `None` if all zero.
 pub fn dirty_end<S: AsRef<[u8]>>(log: Log<'_, S>, address_start: u64) -> Option<u64> {
     let mut found = None;
     let mut address = address_start;
-    while address < log.address_max() {
-        let (_, offset) = log.split(address);
-        let chunk_bytes = CHUNK_SIZE_BYTES.min(log.segment_size_bytes - offset);
-        let chunk = log.bytes(address, chunk_bytes);
-        if !is_zero(chunk) {
-            let mut blocks = chunk.chunks(RECORD_ALIGNMENT_BYTES as usize);
-            let block_last = blocks
-                .rposition(|block| !is_zero(block))
-                .expect("chunk is not zero");
-            found = Some(address + (block_last as u64 + 1) * RECORD_ALIGNMENT_BYTES);
+    while let Some((start, end)) = log.data_run(address) {
+        let mut chunk_start = start;
+        while chunk_start < end {
+            let chunk_bytes = CHUNK_SIZE_BYTES.min(end - chunk_start);
+            let chunk = log.bytes(chunk_start, chunk_bytes);
+            if !is_zero(chunk) {
+                let mut blocks = chunk.chunks(RECORD_ALIGNMENT_BYTES as usize);
+                let block_last = blocks.rposition(|block| !is_zero(block)).expect("not zero");
+                found = Some(chunk_start + (block_last as u64 + 1) * RECORD_ALIGNMENT_BYTES);
+            }
+            chunk_start += chunk_bytes;
         }
-        address += chunk_bytes;
+        address = end;
     }
     found
 }
@@ -263,7 +314,16 @@ fn evidence_find<S: AsRef<[u8]>>(
 ) -> Option<Evidence> {
     let mut evidence = None;
     let mut address = address_damage;
+    let mut run_end = address;
     while address < address_dirty_end {
+        if address >= run_end {
+            // Skip what reads as zero without touching it.
+            let Some((start, end)) = log.data_run(address) else {
+                break;
+            };
+            (address, run_end) = (start, end);
+            continue;
+        }
         let Ok(header) = RecordHeader::verify(log.header(address)) else {
             address += RECORD_ALIGNMENT_BYTES;
             continue;

@@ -30,7 +30,60 @@ pub struct Segment {
     map: MmapMut,
 }
 
+/// Where nonzero bytes may be in a segment: [start, end) offsets, ascending, 128-byte aligned.
+pub type DataRuns = Vec<(u64, u64)>;
+
+/// Runs beyond this many are merged into one that ends at the segment's end: a bound, not a loss.
+const DATA_RUNS_MAX: usize = 1024;
+
+/// Asks the file system where data may be (SEEK_DATA, SEEK_HOLE), so that recovery need not read
+/// (and map, and keep resident) the untouched rest of a segment and the preallocated spare: both
+/// are unwritten extents that read as zeros. A file system may call a hole data, never data a hole
+/// (dirty pages in the page cache count as data), so skipping holes is safe; without support the
+/// whole file is one run. Take the runs before reading the mapping: reading makes the kernel read
+/// ahead, which caches zero pages past the end, which the file system then reports as data.
+pub fn data_runs(file: &File, size_bytes: u64) -> DataRuns {
+    let alignment = crate::layout::RECORD_ALIGNMENT_BYTES;
+    let seek = |from: u64, whence| {
+        let from = libc::off_t::try_from(from).expect("segment offsets fit off_t");
+        // SAFETY: lseek only moves the file position of a descriptor `file` owns.
+        let result = unsafe { libc::lseek(file.as_raw_fd(), from, whence) };
+        u64::try_from(result).map_err(|_| io::Error::last_os_error())
+    };
+    let mut runs = DataRuns::new();
+    let mut offset = 0;
+    while offset < size_bytes {
+        if runs.len() == DATA_RUNS_MAX - 1 {
+            runs.push((offset, size_bytes));
+            break;
+        }
+        let start = match seek(offset, libc::SEEK_DATA) {
+            Ok(start) => start,
+            Err(error) if error.raw_os_error() == Some(libc::ENXIO) => break,
+            Err(_) => offset,
+        };
+        let end = seek(start, libc::SEEK_HOLE)
+            .unwrap_or(size_bytes)
+            .min(size_bytes);
+        // Runs are block-aligned in practice; widen them to whole 128-byte blocks regardless.
+        let start = start.max(offset) / alignment * alignment;
+        let end = (end.div_ceil(alignment) * alignment).min(size_bytes);
+        assert!(start >= offset);
+        if start >= end {
+            break;
+        }
+        runs.push((start, end));
+        offset = end;
+    }
+    assert!(runs.len() <= DATA_RUNS_MAX);
+    runs
+}
+
 impl Segment {
+    pub fn data_runs(&self) -> DataRuns {
+        data_runs(&self.file, self.map.len() as u64)
+    }
+
     pub fn fd(&self) -> RawFd {
         self.file.as_raw_fd()
     }
@@ -50,7 +103,8 @@ impl AsRef<[u8]> for Segment {
     }
 }
 
-/// Allocates segment `index` in full, or fails and leaves no file behind.
+/// Allocates segment `index` in full, or fails and leaves no file behind (so that the append that
+/// needed it fails cleanly and a later one can try again).
 pub fn segment_create(
     directory_file: &File,
     directory: &Path,
@@ -59,22 +113,33 @@ pub fn segment_create(
 ) -> Result<Segment, JournalError> {
     let path = directory.join(segment_name(index));
     let temporary = directory.join(format!("{}{TEMPORARY_SUFFIX}", segment_name(index)));
-    assert!(!path.exists(), "segment {index} exists already");
-    temporary_remove(&temporary)?;
-    match segment_allocate(&temporary, segment_size_bytes) {
-        Ok(file) => drop(file),
-        Err(source) => {
-            // Best effort: a leftover temporary is removed again by the next open or attempt.
-            let _ = fs::remove_file(&temporary);
-            return Err(JournalError::SegmentAllocate {
-                segment: index,
-                source,
-            });
-        }
+    if path.symlink_metadata().is_ok() {
+        let source = io::Error::from(io::ErrorKind::AlreadyExists);
+        return Err(JournalError::SegmentAllocate {
+            segment: index,
+            source,
+        });
     }
-    fs::rename(&temporary, &path).map_err(io_error(&path))?;
-    directory_sync(directory_file, directory)?;
-    segment_open(&path, segment_size_bytes)
+    temporary_remove(&temporary)?;
+    if let Err(source) = segment_allocate(&temporary, segment_size_bytes) {
+        // Best effort: a leftover temporary is removed again by the next attempt or open.
+        let _ = fs::remove_file(&temporary);
+        return Err(JournalError::SegmentAllocate {
+            segment: index,
+            source,
+        });
+    }
+    let installed = fs::rename(&temporary, &path)
+        .map_err(io_error(&path))
+        .and_then(|()| directory_sync(directory_file, directory))
+        .and_then(|()| segment_open(&path, segment_size_bytes));
+    if installed.is_err() {
+        // Best effort again: should the removal not reach the disk, the next open finds a whole
+        // segment of zeros, which is valid.
+        let _ = fs::remove_file(&path);
+        let _ = fs::remove_file(&temporary);
+    }
+    installed
 }
 
 fn segment_allocate(path: &Path, segment_size_bytes: u64) -> io::Result<File> {
@@ -111,14 +176,18 @@ pub fn segment_open(path: &Path, segment_size_bytes: u64) -> Result<Segment, Jou
     Ok(Segment { file, map })
 }
 
-/// Opens and maps an existing segment read-only, for `inspect`.
-pub fn segment_open_read_only(path: &Path, segment_size_bytes: u64) -> Result<Mmap, JournalError> {
+/// Opens and maps an existing segment read-only, for `inspect`, with its data runs.
+pub fn segment_open_read_only(
+    path: &Path,
+    segment_size_bytes: u64,
+) -> Result<(Mmap, DataRuns), JournalError> {
     let file = File::open(path).map_err(io_error(path))?;
     segment_size_verify(&file, path, segment_size_bytes)?;
+    let runs = data_runs(&file, segment_size_bytes);
     // SAFETY: read-only mapping under a shared flock, which no writer holds at the same time.
     let map = unsafe { Mmap::map(&file) }.map_err(io_error(path))?;
     assert_eq!(map.len() as u64, segment_size_bytes);
-    Ok(map)
+    Ok((map, runs))
 }
 
 fn segment_size_verify(

@@ -220,3 +220,55 @@ fn torn_case_verify(
     assert!(recovery.cut.is_none());
     verify_standard(&journal, BODY_SIZE_MAX);
 }
+
+/// Junk written into the middle of never-written space (the spare segment, the rest of the last
+/// segment) is found although recovery only reads where the file system reports data.
+#[test]
+fn junk_inside_unwritten_space_is_found_and_cut() {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::FileExt;
+    for (case, (segment_delta, offset)) in [(1u32, 300 * 1024u64), (0, 900 * 1024)]
+        .into_iter()
+        .enumerate()
+    {
+        let (_temporary, directory) = formatted();
+        let (mut journal, _) = Journal::open(&directory, options()).expect("open");
+        let mut last = append_standard(&mut journal, BODY_SIZE_MAX);
+        for _ in 0..5 {
+            last = append_standard(&mut journal, BODY_SIZE_MAX);
+        }
+        journal.sync().expect("sync");
+        drop(journal);
+        assert!(
+            record_end(&last) < SEGMENT_SIZE_BYTES / 2,
+            "case {case}: junk lands past the end"
+        );
+        let path = segment_path(&directory, last.segment + segment_delta);
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .expect("open segment");
+        // Drop the cached clean pages first, as a reboot would: unwritten space then reads as
+        // holes again, and the junk is one run of data among them.
+        // SAFETY: posix_fadvise on a descriptor that `file` owns.
+        let advised =
+            unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        assert_eq!(advised, 0);
+        file.write_all_at(&[0xEE; 200], offset).expect("write junk");
+        drop(file);
+        let (journal, recovery) = Journal::open(&directory, options()).expect("open");
+        assert_eq!(recovery.op_last, last.op, "case {case}");
+        let cut = recovery.cut.expect("the junk is cut");
+        assert_eq!(cut.op, last.op + 1);
+        assert!(cut.evidence.is_none());
+        drop(journal);
+        let bytes = fs::read(&path).expect("read");
+        let junk = &bytes[offset as usize..][..200];
+        assert!(
+            junk.iter().all(|byte| *byte == 0),
+            "case {case}: junk left behind"
+        );
+        let (_, recovery) = Journal::open(&directory, options()).expect("open");
+        assert!(recovery.cut.is_none(), "case {case}");
+    }
+}
