@@ -252,10 +252,25 @@ impl Core {
             entry_append(&mut self.record_body, &header, &[]);
             timestamp = base + PULSE_TIMESTAMPS;
         }
-        let appended = self
+        let appended = match self
             .journal
             .append(RECORD_KIND_BATCH, timestamp, &self.record_body)
-            .map_err(|error| format!("journal append failed: {error}"))?;
+        {
+            Ok(appended) => appended,
+            Err(error) if !self.journal_failed(&error) => {
+                // The log is unchanged (the journal appends all or nothing), so nothing was
+                // applied: forget the requests, and their clients resend until there is room.
+                tracing::error!(%error, requests = requests.len(), "journal append failed; requests not executed");
+                for message in &requests {
+                    let header = Header::from_prefix(message).expect("checked on receipt");
+                    if let Ok(ParsedHeader::Request(request)) = header.parse() {
+                        self.state.sessions.abandon_request(&request);
+                    }
+                }
+                return Ok(None);
+            }
+            Err(error) => return Err(format!("journal failed: {error}")),
+        };
         self.log_bytes_since_checkpoint += self.record_body.len() as u64;
         let mut replies = Vec::with_capacity(requests.len());
         let log = JournalBytes(&self.journal);
@@ -273,6 +288,15 @@ impl Core {
             .sync_begin()
             .map_err(|error| format!("journal sync failed: {error}"))?;
         Ok(Some(Unsynced { ticket, replies }))
+    }
+
+    /// Whether the journal can take no more appends (after a failed sync nothing written later
+    /// could be trusted: fsyncgate), which ends the server.
+    fn journal_failed(&self, error: &tally_journal::JournalError) -> bool {
+        matches!(
+            error,
+            tally_journal::JournalError::Failed | tally_journal::JournalError::SyncFailed { .. }
+        )
     }
 
     fn replies_send(&mut self, replies: Vec<Reply>) {

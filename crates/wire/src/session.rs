@@ -428,6 +428,16 @@ impl SessionTable {
         );
     }
 
+    /// Forgets a request marked by [`SessionTable::begin_request`] that will not be executed
+    /// (the server could not log it): the client's resend is then a new request again.
+    pub fn abandon_request(&mut self, request: &RequestHeader) {
+        let Ok(index) = self.in_flight_index(request.client) else {
+            panic!("client {} has no request in flight", request.client);
+        };
+        assert_eq!(self.in_flight[index].checksum, request.checksum);
+        self.in_flight.remove(index);
+    }
+
     fn end_request(&mut self, client: u128, request_checksum: u128) {
         // Replaying a log commits without beginning: nothing in flight then.
         if let Ok(index) = self.in_flight_index(client) {
