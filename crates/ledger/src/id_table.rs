@@ -120,8 +120,16 @@ impl IdIndex {
         self.count -= 1;
     }
 
-    /// Makes room for `additional` insertions without a resize in between.
-    pub fn reserve(&mut self, additional: usize, id_of: impl Fn(u64) -> u128) {
+    /// Makes room for `additional` insertions without a resize in between. `values` yields
+    /// every value in the index, in insertion order (so that a rebuilt index is laid out exactly
+    /// as one built by inserting: deterministic), and `id_of` reads each one's id: in order, the
+    /// reads are sequential, which is what makes a rebuild of millions of entries fast.
+    pub fn reserve<V: Iterator<Item = u64>>(
+        &mut self,
+        additional: usize,
+        values: impl FnOnce() -> V,
+        id_of: impl Fn(u64) -> u128,
+    ) {
         let needed = self.count + additional;
         if needed * 8 <= self.slots.len() * 7 {
             return;
@@ -130,23 +138,49 @@ impl IdIndex {
         while needed * 8 > capacity * 7 {
             capacity *= 2;
         }
-        self.rehash(capacity, id_of);
+        self.slots = vec![0; capacity];
+        let mask = capacity - 1;
+        // Hash a window ahead and prefetch each one's home slot, so that placing an entry
+        // rarely waits on memory (the new table is far larger than the caches).
+        let mut window = [(0u64, 0u64); REBUILD_WINDOW];
+        let mut count = 0usize;
+        let mut placed = 0usize;
+        for value in values() {
+            let hash = hash_id(id_of(value));
+            prefetch_read(&self.slots[(hash as usize) & mask]);
+            if count >= REBUILD_WINDOW {
+                let (hash, value) = window[count % REBUILD_WINDOW];
+                self.place(hash, value);
+                placed += 1;
+            }
+            window[count % REBUILD_WINDOW] = (hash, value);
+            count += 1;
+        }
+        for index in placed..count {
+            let (hash, value) = window[index % REBUILD_WINDOW];
+            self.place(hash, value);
+        }
+        assert_eq!(count, self.count, "reserve was given every value");
     }
 
-    fn rehash(&mut self, capacity: usize, id_of: impl Fn(u64) -> u128) {
-        assert!(capacity.is_power_of_two());
-        let old = core::mem::replace(&mut self.slots, vec![0; capacity]);
-        let mask = capacity - 1;
-        for entry in old.into_iter().filter(|&entry| entry != 0) {
-            let value = (entry & VALUE_MASK) - 1;
-            let hash = hash_id(id_of(value));
-            debug_assert_eq!(hash >> VALUE_BITS, entry >> VALUE_BITS);
-            let mut slot = (hash as usize) & mask;
-            while self.slots[slot] != 0 {
-                slot = (slot + 1) & mask;
-            }
-            self.slots[slot] = entry;
+    /// Puts an entry in the first empty slot from its home slot (rebuilds only).
+    #[inline]
+    fn place(&mut self, hash: u64, value: u64) {
+        let mask = self.slots.len() - 1;
+        let mut slot = (hash as usize) & mask;
+        while self.slots[slot] != 0 {
+            slot = (slot + 1) & mask;
         }
+        self.slots[slot] = ((hash >> VALUE_BITS) << VALUE_BITS) | (value + 1);
+    }
+
+    /// Hints the CPU to fetch the slot where a probe for `id` starts: a batch prefetches a few
+    /// events ahead so that the probe finds the line in cache (the index is far larger than the
+    /// caches, so every probe would otherwise stall on memory).
+    #[inline]
+    pub fn prefetch(&self, id: u128) {
+        let slot = (hash_id(id) as usize) & (self.slots.len() - 1);
+        prefetch_read(&self.slots[slot]);
     }
 
     /// The raw slots, for checkpoints: restoring them avoids reading every id back.
@@ -166,6 +200,53 @@ impl IdIndex {
     }
 }
 
+impl IdIndex {
+    /// The value of the first slot whose tag matches `id`, without reading the id back: a
+    /// guess, right unless two ids share a tag, good only for prefetching what the value names
+    /// (reading the id to verify would stall on exactly the memory being prefetched).
+    #[inline]
+    pub fn peek(&self, id: u128) -> Option<u64> {
+        let hash = hash_id(id);
+        let tag = hash >> VALUE_BITS;
+        let mask = self.slots.len() - 1;
+        let mut slot = (hash as usize) & mask;
+        for _ in 0..PEEK_PROBES_MAX {
+            let entry = self.slots[slot];
+            if entry == 0 {
+                return None;
+            }
+            if entry >> VALUE_BITS == tag {
+                return Some((entry & VALUE_MASK) - 1);
+            }
+            slot = (slot + 1) & mask;
+        }
+        None
+    }
+}
+
+/// A peek gives up after this many slots (it is only a hint).
+const PEEK_PROBES_MAX: usize = 8;
+/// Entries a rebuild hashes ahead of the one it places.
+const REBUILD_WINDOW: usize = 16;
+
+#[inline]
+pub fn prefetch_read<T>(value: &T) {
+    prefetch_address(value as *const T);
+}
+
+/// Hints the CPU to fetch the line at `address`, which may point anywhere (even one past the
+/// end of an allocation): a prefetch never faults and never dereferences in the Rust sense.
+#[inline]
+pub fn prefetch_address<T>(address: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint; it never faults, and SSE is part of the x86_64 baseline.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch(address.cast::<i8>(), core::arch::x86_64::_MM_HINT_T0);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = address;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,7 +257,7 @@ mod tests {
         let mut index = IdIndex::new();
         let id_of = |ids: &Vec<u128>, value: u64| ids[value as usize];
         for (value, &id) in ids.iter().enumerate() {
-            index.reserve(1, |v| id_of(&ids, v));
+            index.reserve(1, || 0..value as u64, |v| id_of(&ids, v));
             match index.probe(id, |v| id_of(&ids, v)) {
                 Probe::Vacant { slot } => index.insert_vacant(slot, id, value as u64),
                 Probe::Found { .. } => panic!("duplicate"),
@@ -191,7 +272,7 @@ mod tests {
         let mut undo = Vec::new();
         let more: Vec<u128> = (0..500u128).map(|i| u128::MAX - 10 - i).collect();
         let all: Vec<u128> = ids.iter().chain(more.iter()).copied().collect();
-        index.reserve(more.len(), |v| id_of(&all, v));
+        index.reserve(more.len(), || 0..ids.len() as u64, |v| id_of(&all, v));
         for (i, &id) in more.iter().enumerate() {
             let value = (ids.len() + i) as u64;
             match index.probe(id, |v| id_of(&all, v)) {
