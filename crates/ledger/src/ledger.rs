@@ -177,6 +177,23 @@ impl BatchEvent for Transfer {
     }
 }
 
+/// Which side of an account a transfer moves.
+#[derive(Clone, Copy)]
+enum Side {
+    Debit,
+    Credit,
+}
+
+/// What a created transfer does to one side of one account.
+#[derive(Clone, Copy, Default)]
+struct BalanceChange {
+    pending_add: u128,
+    pending_sub: u128,
+    posted_add: u128,
+    close: bool,
+    reopen: bool,
+}
+
 /// Where and how a transfer that passed every check is recorded.
 struct TransferInsert {
     slot: usize,
@@ -746,8 +763,8 @@ impl Ledger {
         let Some(cr_index) = self.account_position(t.credit_account_id) else {
             return Status::CreditAccountNotFound;
         };
-        let dr = self.accounts[dr_index as usize];
-        let cr = self.accounts[cr_index as usize];
+        let dr = &self.accounts[dr_index as usize];
+        let cr = &self.accounts[cr_index as usize];
         if dr.ledger != cr.ledger {
             return Status::AccountsMustHaveTheSameLedger;
         }
@@ -825,20 +842,20 @@ impl Ledger {
         }
 
         // From here on the transfer succeeds.
-        let mut dr_new = dr;
-        let mut cr_new = cr;
+        let close = |flag| BalanceChange {
+            close: flags.contains(flag),
+            ..BalanceChange::default()
+        };
+        let (mut dr_change, mut cr_change) = (
+            close(TransferFlags::CLOSING_DEBIT),
+            close(TransferFlags::CLOSING_CREDIT),
+        );
         if pending {
-            dr_new.debits_pending += amount;
-            cr_new.credits_pending += amount;
+            dr_change.pending_add = amount;
+            cr_change.pending_add = amount;
         } else {
-            dr_new.debits_posted += amount;
-            cr_new.credits_posted += amount;
-        }
-        if flags.contains(TransferFlags::CLOSING_DEBIT) {
-            dr_new.flags.0 |= AccountFlags::CLOSED;
-        }
-        if flags.contains(TransferFlags::CLOSING_CREDIT) {
-            cr_new.flags.0 |= AccountFlags::CLOSED;
+            dr_change.posted_add = amount;
+            cr_change.posted_add = amount;
         }
         let status = if pending {
             PendingStatus::Pending
@@ -858,7 +875,7 @@ impl Ledger {
             status,
             expires_at,
         };
-        self.transfer_insert(t, inserted, [(dr_index, dr_new), (cr_index, cr_new)]);
+        self.transfer_insert(t, inserted, [(dr_index, dr_change), (cr_index, cr_change)]);
         Status::Created
     }
 
@@ -879,7 +896,7 @@ impl Ledger {
         &mut self,
         t: &Transfer,
         insert: TransferInsert,
-        accounts_new: [(u32, Account); 2],
+        changes: [(u32, BalanceChange); 2],
     ) {
         let TransferInsert {
             slot,
@@ -896,19 +913,15 @@ impl Ledger {
         let timestamp_max_before = self.transfer_timestamp_max;
         assert!(t.timestamp > timestamp_max_before);
         self.transfer_timestamp_max = t.timestamp;
-        for (index, account_new) in accounts_new {
-            let account = &mut self.accounts[index as usize];
-            if *account != account_new {
-                let before = *account;
-                *account = account_new;
-                self.record(Undo::AccountChanged { index, before });
-            }
+        for (side, (index, change)) in [Side::Debit, Side::Credit].into_iter().zip(changes) {
+            self.account_change(index, side, change);
             self.account_transfers[index as usize].push(handle);
-            if account_new.flags.contains(AccountFlags::HISTORY) {
-                self.account_history[index as usize].push(BalanceSnapshot::of(&account_new));
+            let account = &self.accounts[index as usize];
+            if account.flags.contains(AccountFlags::HISTORY) {
+                self.account_history[index as usize].push(BalanceSnapshot::of(account));
             }
         }
-        let [(dr, _), (cr, _)] = accounts_new;
+        let [(dr, _), (cr, _)] = changes;
         self.record(Undo::TransferInserted {
             slot,
             handle,
@@ -917,6 +930,29 @@ impl Ledger {
             timestamp_max_before,
             expires_at,
         });
+    }
+
+    /// Applies a transfer's change to one side of an account, in place (an account is copied
+    /// only inside a linked chain, for its undo record).
+    fn account_change(&mut self, index: u32, side: Side, change: BalanceChange) {
+        if self.scope_open {
+            let before = self.accounts[index as usize];
+            self.undo.push(Undo::AccountChanged { index, before });
+        }
+        let account = &mut self.accounts[index as usize];
+        let (pending, posted) = match side {
+            Side::Debit => (&mut account.debits_pending, &mut account.debits_posted),
+            Side::Credit => (&mut account.credits_pending, &mut account.credits_posted),
+        };
+        // Overflow was ruled out by the checks; overflow-checks stay on to prove it.
+        *pending = *pending - change.pending_sub + change.pending_add;
+        *posted += change.posted_add;
+        if change.close {
+            account.flags.0 |= AccountFlags::CLOSED;
+        }
+        if change.reopen {
+            account.flags.0 &= !AccountFlags::CLOSED;
+        }
     }
 
     fn post_or_void_pending_transfer<S: TransferStore>(
@@ -1009,8 +1045,8 @@ impl Ledger {
                 return status;
             }
         }
-        let dr = self.accounts[dr_index as usize];
-        let cr = self.accounts[cr_index as usize];
+        let dr = &self.accounts[dr_index as usize];
+        let cr = &self.accounts[cr_index as usize];
         // The only movement a closed account allows is voiding a pending transfer.
         if !void && dr.flags.contains(AccountFlags::CLOSED) {
             return Status::DebitAccountAlreadyClosed;
@@ -1019,22 +1055,20 @@ impl Ledger {
             return Status::CreditAccountAlreadyClosed;
         }
 
-        let mut dr_new = dr;
-        let mut cr_new = cr;
-        dr_new.debits_pending -= p.amount;
-        cr_new.credits_pending -= p.amount;
+        let release = BalanceChange {
+            pending_sub: p.amount,
+            ..BalanceChange::default()
+        };
+        let (mut dr_change, mut cr_change) = (release, release);
         if post {
-            dr_new.debits_posted += amount;
-            cr_new.credits_posted += amount;
+            dr_change.posted_add = amount;
+            cr_change.posted_add = amount;
         } else {
-            if p.flags.contains(TransferFlags::CLOSING_DEBIT) {
-                assert!(dr.flags.contains(AccountFlags::CLOSED));
-                dr_new.flags.0 &= !AccountFlags::CLOSED;
-            }
-            if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
-                assert!(cr.flags.contains(AccountFlags::CLOSED));
-                cr_new.flags.0 &= !AccountFlags::CLOSED;
-            }
+            // Voiding a closing transfer reopens the account it closed.
+            dr_change.reopen = p.flags.contains(TransferFlags::CLOSING_DEBIT);
+            cr_change.reopen = p.flags.contains(TransferFlags::CLOSING_CREDIT);
+            assert!(!dr_change.reopen || dr.flags.contains(AccountFlags::CLOSED));
+            assert!(!cr_change.reopen || cr.flags.contains(AccountFlags::CLOSED));
         }
         let inserted = TransferInsert {
             slot,
@@ -1042,7 +1076,7 @@ impl Ledger {
             status: PendingStatus::None,
             expires_at: None,
         };
-        self.transfer_insert(t, inserted, [(dr_index, dr_new), (cr_index, cr_new)]);
+        self.transfer_insert(t, inserted, [(dr_index, dr_change), (cr_index, cr_change)]);
         let resolved = if post {
             PendingStatus::Posted
         } else {
