@@ -312,6 +312,12 @@ impl Journal {
         assert_eq!(scan::dirty_end(log, self.address_end), None);
     }
 
+    /// The segment size a formatted directory was made with (from its format marker), so that
+    /// a caller can size its `Options` before `open`.
+    pub fn segment_size_of(directory: &Path) -> Result<u64, JournalError> {
+        Ok(crate::directory::format_read(directory)?.segment_size_bytes)
+    }
+
     /// Appends one record after the last. It is readable at once and durable only after a sync
     /// that began after it. Fails, leaving the log unchanged, if the body is too large or the next
     /// segment cannot be allocated.

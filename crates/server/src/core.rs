@@ -19,13 +19,13 @@ use tally_wire::{
 };
 use tokio::sync::mpsc;
 
-use crate::entry::{entry_append, EntryHeader, EntryKind, RECORD_KIND_BATCH};
+use crate::entry::{entry_append, EntryHeader, EntryKind, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH};
 use crate::state::{Reply, State};
 use crate::storage::{body_position, JournalBytes};
 
 /// Most entries one record holds (bounds the work of one turn).
 pub const BATCH_ENTRIES_MAX: usize = 1024;
-/// Most bytes of messages one record holds: 32 full-size requests.
+/// Most bytes one record holds: 32 full-size requests (less where a segment cannot hold it).
 pub const BATCH_BYTES_MAX: usize = 32 << 20;
 /// Log bytes between checkpoints (bounds replay after a crash).
 pub const CHECKPOINT_INTERVAL_BYTES: u64 = 1 << 30;
@@ -54,6 +54,10 @@ pub struct Core {
     connections: HashMap<u128, Connection>,
     log_bytes_since_checkpoint: u64,
     record_body: Vec<u8>,
+    /// The record body limit: `BATCH_BYTES_MAX`, or less if a segment cannot hold that.
+    record_bytes_max: usize,
+    /// A command that did not fit in the last record; it opens the next one.
+    carried: Option<CoreCommand>,
 }
 
 /// A batch whose fsync is in flight, and the replies waiting for it.
@@ -63,14 +67,58 @@ struct Unsynced {
 }
 
 impl Core {
-    pub fn new(state: State, journal: Journal) -> Core {
+    pub fn new(state: State, journal: Journal, record_bytes_max: usize) -> Core {
+        let record_bytes_max = record_bytes_max.min(BATCH_BYTES_MAX);
+        // One full-size request and a pulse always fit in a record.
+        assert!(record_bytes_max >= tally_wire::MESSAGE_SIZE_MAX + 4 * ENTRY_HEADER_SIZE);
         Core {
             state,
             journal,
             connections: HashMap::new(),
             log_bytes_since_checkpoint: 0,
-            record_body: Vec::with_capacity(BATCH_BYTES_MAX),
+            record_body: Vec::with_capacity(record_bytes_max),
+            record_bytes_max,
+            carried: None,
         }
+    }
+
+    /// The commands of one turn: waits for the first (up to 100 ms, so that due pulses run
+    /// without traffic) unless a sync is in flight, then takes what is queued, up to
+    /// `BATCH_ENTRIES_MAX` commands and `record_bytes_max` bytes (room for a pulse kept back).
+    fn commands_gather(
+        &mut self,
+        queue: &mut mpsc::Receiver<CoreCommand>,
+        timer: &tokio::runtime::Runtime,
+        wait: bool,
+    ) -> Vec<CoreCommand> {
+        let first = if let Some(carried) = self.carried.take() {
+            Some(carried)
+        } else if wait {
+            let wait =
+                async { tokio::time::timeout(Duration::from_millis(100), queue.recv()).await };
+            match timer.block_on(wait) {
+                Ok(Some(command)) => Some(command),
+                Ok(None) => Some(CoreCommand::Shutdown),
+                Err(_elapsed) => None,
+            }
+        } else {
+            queue.try_recv().ok()
+        };
+        let Some(first) = first else {
+            return Vec::new();
+        };
+        let mut bytes = ENTRY_HEADER_SIZE + command_size(&first);
+        let mut commands = vec![first];
+        while commands.len() < BATCH_ENTRIES_MAX {
+            let Ok(command) = queue.try_recv() else { break };
+            bytes += command_size(&command);
+            if bytes > self.record_bytes_max {
+                self.carried = Some(command);
+                break;
+            }
+            commands.push(command);
+        }
+        commands
     }
 
     pub fn run(mut self, mut queue: mpsc::Receiver<CoreCommand>) -> Result<(), String> {
@@ -82,28 +130,7 @@ impl Core {
         let mut unsynced: Option<Unsynced> = None;
         let mut shutdown = false;
         while !shutdown {
-            let mut commands = Vec::new();
-            let first = if unsynced.is_some() {
-                queue.try_recv().ok()
-            } else {
-                // Wake at least every 100 ms so that due pulses run without traffic.
-                let wait =
-                    async { tokio::time::timeout(Duration::from_millis(100), queue.recv()).await };
-                match timer.block_on(wait) {
-                    Ok(Some(command)) => Some(command),
-                    Ok(None) => Some(CoreCommand::Shutdown),
-                    Err(_elapsed) => None,
-                }
-            };
-            if let Some(command) = first {
-                commands.push(command);
-                while commands.len() < BATCH_ENTRIES_MAX {
-                    match queue.try_recv() {
-                        Ok(command) => commands.push(command),
-                        Err(_) => break,
-                    }
-                }
-            }
+            let commands = self.commands_gather(&mut queue, &timer, unsynced.is_none());
             let mut entries = Vec::new();
             for command in commands {
                 match command {
@@ -321,6 +348,16 @@ impl Core {
         self.log_bytes_since_checkpoint = 0;
         tracing::info!(op = self.state.op, bytes = blob.len(), "checkpoint");
         Ok(())
+    }
+}
+
+/// The record bytes a command's entry takes (0 for what is not logged).
+fn command_size(command: &CoreCommand) -> usize {
+    match command {
+        CoreCommand::Message { message, .. } => {
+            (ENTRY_HEADER_SIZE + message.len()).next_multiple_of(crate::entry::ENTRY_ALIGNMENT)
+        }
+        CoreCommand::Shutdown => 0,
     }
 }
 

@@ -11,11 +11,32 @@ use crate::entry::RECORD_KIND_BATCH;
 use crate::state::State;
 use crate::storage::{body_position, JournalBytes};
 
-pub fn format(directory: &Path, cluster: u128, segment_size_bytes: u64) -> Result<(), String> {
-    let options = Options {
+/// The smallest segment the server formats: one record must hold at least one full-size
+/// request (1 MiB) with its entry and record headers.
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 2 << 20;
+/// The largest record body: bounds the bytes of one core batch.
+const RECORD_BODY_SIZE_BYTES_MAX: u64 = 64 << 20;
+
+/// Journal options for segments of `segment_size_bytes`: records as large as a segment allows,
+/// up to `RECORD_BODY_SIZE_BYTES_MAX`.
+pub fn journal_options(segment_size_bytes: u64) -> Options {
+    let body_size_bytes_max =
+        RECORD_BODY_SIZE_BYTES_MAX.min(segment_size_bytes - tally_journal::HEADER_SIZE_BYTES);
+    Options {
         segment_size_bytes,
+        body_size_bytes_max: u32::try_from(body_size_bytes_max).expect("at most 64 MiB"),
         ..Options::default()
-    };
+    }
+}
+
+pub fn format(directory: &Path, cluster: u128, segment_size_bytes: u64) -> Result<(), String> {
+    if segment_size_bytes < SEGMENT_SIZE_BYTES_MIN {
+        return Err(format!(
+            "segments must be at least {} MiB",
+            SEGMENT_SIZE_BYTES_MIN >> 20
+        ));
+    }
+    let options = journal_options(segment_size_bytes);
     Journal::format(directory, &options, cluster)
         .map_err(|error| format!("format {}: {error}", directory.display()))
 }
@@ -27,7 +48,9 @@ pub fn is_formatted(directory: &Path) -> bool {
 /// Opens the journal (which cuts a torn tail and refuses damage before it) and rebuilds the
 /// state from the newest checkpoint and the records after it.
 pub fn open(directory: &Path) -> Result<(Journal, State), String> {
-    let (journal, recovery) = Journal::open(directory, Options::default())
+    let segment_size_bytes = Journal::segment_size_of(directory)
+        .map_err(|error| format!("open {}: {error}", directory.display()))?;
+    let (journal, recovery) = Journal::open(directory, journal_options(segment_size_bytes))
         .map_err(|error| format!("open {}: {error}", directory.display()))?;
     if let Some(cut) = &recovery.cut {
         tracing::warn!(op = cut.op, segment = cut.segment, offset = cut.offset, bytes = cut.bytes, damage = ?cut.damage, "cut a torn tail (never acknowledged)");

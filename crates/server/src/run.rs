@@ -32,12 +32,14 @@ pub fn start(
             state.cluster
         ));
     }
+    let record_bytes_max =
+        recovery::journal_options(journal.segment_size_bytes()).body_size_bytes_max as usize;
     let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_MAX);
     let (stopped, core_stopped) = oneshot::channel();
     let core = std::thread::Builder::new()
         .name("tally-core".into())
         .spawn(move || {
-            let result = Core::new(state, journal).run(queue);
+            let result = Core::new(state, journal, record_bytes_max).run(queue);
             let _ = stopped.send(());
             result
         })
