@@ -342,11 +342,14 @@ impl Core {
         }
         let mut blob = Vec::new();
         self.state.encode_checkpoint(&mut blob);
+        // A checkpoint names the journal record the state reflects (every appended record has
+        // been applied), not the state's op: one record holds many entries, each an op.
+        let record = self.journal.op_last();
         self.journal
-            .write_checkpoint(self.state.op, &blob)
+            .write_checkpoint(record, &blob)
             .map_err(|error| format!("checkpoint failed: {error}"))?;
         self.log_bytes_since_checkpoint = 0;
-        tracing::info!(op = self.state.op, bytes = blob.len(), "checkpoint");
+        tracing::info!(record, op = self.state.op, bytes = blob.len(), "checkpoint");
         Ok(())
     }
 }
