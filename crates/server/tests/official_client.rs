@@ -58,8 +58,6 @@ fn two_phase_transfers() {
 /// A pending transfer with a 1 s timeout is released by the server's pulse after its deadline
 /// and can then be neither posted nor voided.
 #[test]
-#[ignore = "server bug: SIGTERM after a journal record with two entries (here a pulse next to a \
-            request) panics in write_checkpoint (entry op passed as journal op) and exits 1"]
 fn pending_transfer_expiry() {
     run_script("expiry.py");
 }
@@ -72,8 +70,6 @@ fn full_size_batches() {
 
 /// 64 concurrent sessions; a 65th evicts the least recently used one, whose next call fails.
 #[test]
-#[ignore = "server bug: SIGTERM after a journal record with two entries (here concurrent \
-            clients' requests) panics in write_checkpoint (entry op passed as journal op)"]
 fn sixty_five_sessions_evict_the_least_recently_used() {
     run_script("sessions.py");
 }
