@@ -1,1 +1,49 @@
-fn main() {}
+//! Tally's benchmark harness. One scenario per module, chosen by the first argument:
+//!
+//! ```text
+//! cargo run --release -p tally-bench -- core [--transfers N] [--batch N] [--workload NAME] ...
+//! ```
+//!
+//! Every scenario prints a human table to stdout (with a progress line on stderr while it runs)
+//! and writes `target/bench/SCENARIO.json` (`$CARGO_TARGET_DIR/bench/` if that is set) through
+//! the shared `report` module: `{scenario, date, machine, params, ...figures}` in plain units.
+//! To add a scenario (`durable`, `recovery`, `graphql`, ...): a module under `scenarios/` with an
+//! `Args` struct and a `run(args)` function, and one variant in `Scenario` below.
+
+mod alloc;
+mod report;
+mod rng;
+mod scenarios;
+
+use clap::{Parser, Subcommand};
+
+/// Heap bytes are counted (live and peak) so that scenarios can report what their subject holds.
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
+
+#[derive(Parser)]
+#[command(
+    name = "tally-bench",
+    version,
+    about = "Tally's benchmark harness: runs one scenario, prints a table, writes target/bench/SCENARIO.json",
+    after_help = "Results go to $CARGO_TARGET_DIR/bench/SCENARIO.json, else <workspace>/target/bench/. \
+                  Scenarios still to come: durable, recovery, graphql."
+)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand)]
+enum Scenario {
+    /// The ledger core alone on one thread (MemoryStore as the transfer store): throughput,
+    /// per-batch latency and heap per stored transfer, for several workloads.
+    Core(scenarios::core::Args),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    match cli.scenario {
+        Scenario::Core(args) => scenarios::core::run(args),
+    }
+}

@@ -1,0 +1,4 @@
+//! One module per scenario. Each has an `Args` struct (clap) and `run(args)`, prints its table
+//! through `report::Table` and writes its JSON through `report::write_json`.
+
+pub mod core;
