@@ -64,6 +64,11 @@ pub struct Args {
     /// or more, to see how much time goes to TLB misses (the ledger itself does not ask for them)
     #[arg(long)]
     huge_pages: bool,
+    /// Size the ledger's indexes for the workload's transfers up front
+    /// (`Ledger::with_capacity`, TigerBeetle-style static sizing), so no index is rebuilt while
+    /// batches run; the heap per transfer then reflects the reserved capacity
+    #[arg(long)]
+    presize: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -148,6 +153,7 @@ struct Params {
     smoke: bool,
     tick_ns: u64,
     huge_pages: bool,
+    presize: bool,
     workloads: Vec<Workload>,
 }
 
@@ -167,6 +173,7 @@ pub fn run(args: Args) {
         smoke: args.smoke,
         tick_ns: if args.smoke { SMOKE_TICK_NS } else { TICK_NS },
         huge_pages: args.huge_pages,
+        presize: args.presize,
         workloads: if args.workload.is_empty() {
             Workload::ALL.to_vec()
         } else {
@@ -213,6 +220,7 @@ pub fn run(args: Args) {
         "store": "MemoryStore",
         "threads": 1,
         "huge_pages_advised": params.huge_pages,
+        "presized_indexes": params.presize,
         "workloads": params.workloads.iter().map(|w| w.name()).collect::<Vec<_>>(),
     });
     let mut workloads = Map::new();
@@ -469,7 +477,11 @@ fn run_workload(workload: Workload, params: &Params) -> Outcome {
     let name = workload.name();
     let accounts = workload.accounts(params.smoke);
     let mut rng = SplitMix64::new(params.seed ^ mix64(workload as u64 + 1));
-    let mut ledger = Ledger::new();
+    let mut ledger = if params.presize {
+        Ledger::with_capacity(accounts, params.transfers as usize)
+    } else {
+        Ledger::new()
+    };
     let mut store = MemoryStore::new();
     let mut clock = Clock {
         now: 0,

@@ -52,8 +52,18 @@ impl Default for IdIndex {
 
 impl IdIndex {
     pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An index that holds `count_max` entries without growing (TigerBeetle-style static
+    /// sizing: no rebuild ever stalls a batch while the count stays below it).
+    pub fn with_capacity(count_max: usize) -> Self {
+        let mut capacity = CAPACITY_MIN;
+        while count_max * 8 > capacity * 7 {
+            capacity *= 2;
+        }
         Self {
-            slots: vec![0; CAPACITY_MIN],
+            slots: vec![0; capacity],
             count: 0,
         }
     }
