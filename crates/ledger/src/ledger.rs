@@ -304,7 +304,7 @@ impl Ledger {
         self.transfer_state
             .resize(self.transfer_state.len() + events.len(), 0);
         self.execute(timestamp, events, results, |ledger, transfer, index| {
-            ledger.prefetch(events, index);
+            ledger.prefetch(store, events, index);
             let handle = first_handle + index as u64;
             // The store and the ledger must agree on the event and its timestamp (paired check).
             debug_assert_eq!(
@@ -328,13 +328,23 @@ impl Ledger {
     /// `PREFETCH_DISTANCE` events ahead; the accounts and their transfer lists' headers that
     /// those slots name, half as far; the lists' tails, a quarter as far.
     #[inline]
-    fn prefetch(&self, events: &[Transfer], index: usize) {
+    fn prefetch<S: TransferStore>(&self, store: &S, events: &[Transfer], index: usize) {
         if let Some(ahead) = events.get(index + PREFETCH_DISTANCE) {
             self.transfer_index.prefetch(ahead.id);
-            self.account_index.prefetch(ahead.debit_account_id);
-            self.account_index.prefetch(ahead.credit_account_id);
+            if is_post_or_void(ahead) {
+                // A post or void names its accounts through the pending transfer.
+                self.transfer_index.prefetch(ahead.pending_id);
+            } else {
+                self.account_index.prefetch(ahead.debit_account_id);
+                self.account_index.prefetch(ahead.credit_account_id);
+            }
         }
         if let Some(ahead) = events.get(index + PREFETCH_DISTANCE / 2) {
+            if is_post_or_void(ahead) {
+                if let Some(pending) = self.transfer_index.peek(ahead.pending_id) {
+                    store.prefetch(pending);
+                }
+            }
             for id in [ahead.debit_account_id, ahead.credit_account_id] {
                 if let Some(position) = self.account_index.peek(id) {
                     if let Some(account) = self.accounts.get(position as usize) {
@@ -1247,6 +1257,11 @@ impl Ledger {
     fn created_at_or_after(&self, from: u64, end: u64) -> Option<u64> {
         (from..end).find(|&handle| self.is_created(handle))
     }
+}
+
+fn is_post_or_void(t: &Transfer) -> bool {
+    t.flags.contains(TransferFlags::POST_PENDING_TRANSFER)
+        || t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER)
 }
 
 fn create_account_exists(a: &Account, e: &Account) -> CreateAccountStatus {

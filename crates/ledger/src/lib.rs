@@ -10,6 +10,7 @@ mod store;
 mod types;
 
 pub use crate::checkpoint::CheckpointError;
+pub use crate::id_table::prefetch_address;
 pub use crate::ledger::{Ledger, BATCH_EVENTS_MAX, PULSE_EVENTS_MAX};
 pub use crate::query::HeapBytes;
 pub use crate::store::{event_timestamp, MemoryStore, StoredEvent, TransferStore};

@@ -28,6 +28,11 @@ pub trait TransferStore {
     fn event_id(&self, handle: u64) -> u128 {
         self.event(handle).event.id
     }
+    /// A hint that the event with `handle` will be read soon (a handle not yet stored, or
+    /// any other, must be harmless).
+    fn prefetch(&self, handle: u64) {
+        let _ = handle;
+    }
 }
 
 /// The timestamp of event `index` of a batch of `count` events stamped `batch_timestamp` (the
@@ -81,5 +86,11 @@ impl TransferStore for MemoryStore {
 
     fn event_id(&self, handle: u64) -> u128 {
         self.events[handle as usize].event.id
+    }
+
+    fn prefetch(&self, handle: u64) {
+        if let Some(event) = self.events.get(handle as usize) {
+            crate::id_table::prefetch_read(event);
+        }
     }
 }

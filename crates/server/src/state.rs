@@ -84,6 +84,15 @@ impl<L: LogBytes> TransferStore for LogTransfers<'_, L> {
         StoredEvent { event, timestamp }
     }
 
+    fn prefetch(&self, handle: u64) {
+        // Events live in the mapped log; a guessed handle may not exist yet, so check first.
+        if handle < self.locations.event_count() {
+            let batch = self.locations.batch_of(handle);
+            let position = batch.position + (handle - batch.first_handle) * Transfer::SIZE as u64;
+            tally_ledger::prefetch_address(self.log.bytes(position, Transfer::SIZE).as_ptr());
+        }
+    }
+
     fn event_id(&self, handle: u64) -> u128 {
         let batch = self.locations.batch_of(handle);
         let position = batch.position + (handle - batch.first_handle) * Transfer::SIZE as u64;
