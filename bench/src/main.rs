@@ -7,13 +7,15 @@
 //! Every scenario prints a human table to stdout (with a progress line on stderr while it runs)
 //! and writes `target/bench/SCENARIO.json` (`$CARGO_TARGET_DIR/bench/` if that is set) through
 //! the shared `report` module: `{scenario, date, machine, params, ...figures}` in plain units.
-//! To add a scenario (`durable`, `recovery`, `graphql`, ...): a module under `scenarios/` with an
+//! `durable` and `recovery` run a real `tally start` child (`server.rs`).
+//! To add a scenario (`graphql`, ...): a module under `scenarios/` with an
 //! `Args` struct and a `run(args)` function, and one variant in `Scenario` below.
 
 mod alloc;
 mod report;
 mod rng;
 mod scenarios;
+mod server;
 
 use clap::{Parser, Subcommand};
 
@@ -27,7 +29,7 @@ static ALLOCATOR: alloc::Counting = alloc::Counting;
     version,
     about = "Tally's benchmark harness: runs one scenario, prints a table, writes target/bench/SCENARIO.json",
     after_help = "Results go to $CARGO_TARGET_DIR/bench/SCENARIO.json, else <workspace>/target/bench/. \
-                  Scenarios still to come: durable, recovery, graphql."
+                  Scenarios still to come: graphql."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -39,11 +41,20 @@ enum Scenario {
     /// The ledger core alone on one thread (MemoryStore as the transfer store): throughput,
     /// per-batch latency and heap per stored transfer, for several workloads.
     Core(scenarios::core::Args),
+    /// A real `tally start` on the real disk, through tally-client: full batches and
+    /// 1-transfer requests from 1, 8, 64 clients; throughput, latency, fsyncs and disk bytes
+    /// per transfer.
+    Durable(scenarios::durable::Args),
+    /// Restart times of a big data directory (after SIGKILL, with no checkpoint, after
+    /// SIGTERM), replay rate, and the server's memory per transfer after a restart.
+    Recovery(scenarios::recovery::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
     match cli.scenario {
         Scenario::Core(args) => scenarios::core::run(args),
+        Scenario::Durable(args) => scenarios::durable::run(args),
+        Scenario::Recovery(args) => scenarios::recovery::run(args),
     }
 }

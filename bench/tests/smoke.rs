@@ -1,32 +1,36 @@
-//! Keeps the harness compiling and working: `core --smoke` must exit 0 and write a well-formed
-//! `core.json`. Nothing here looks at speed (CI machines vary, and benchmarks never gate CI).
+//! Keeps the harness compiling and working: `core --smoke`, `durable --smoke` and
+//! `recovery --smoke` must exit 0 and write well-formed JSON. Nothing here looks at speed (CI
+//! machines vary, and benchmarks never gate CI). `durable` and `recovery` run the real `tally`
+//! binary (built with `cargo build --release -p tally-server` if it is not in the target
+//! directory yet).
 
 use std::process::Command;
 
 use serde_json::Value;
 
-#[test]
-fn core_smoke_writes_json() {
+/// Runs `tally-bench SCENARIO --smoke` with its output (and data directories) in a temp
+/// target directory; checks the exit status, the table and the JSON envelope; returns the JSON.
+fn smoke(scenario: &str, table_word: &str) -> Value {
     let target = tempfile::tempdir().expect("temp dir");
     let output = Command::new(env!("CARGO_BIN_EXE_tally-bench"))
-        .args(["core", "--smoke"])
+        .args([scenario, "--smoke"])
         .env("CARGO_TARGET_DIR", target.path())
         .output()
         .expect("run tally-bench");
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(
         output.status.success(),
-        "tally-bench core --smoke failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
+        "tally-bench {scenario} --smoke failed: {}\nstdout:\n{stdout}\nstderr:\n{}",
         output.status,
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(stdout.contains("workload"), "no table on stdout:\n{stdout}");
+    assert!(stdout.contains(table_word), "no table on stdout:\n{stdout}");
 
-    let path = target.path().join("bench").join("core.json");
-    let text = std::fs::read_to_string(&path).expect("core.json written");
-    let json: Value = serde_json::from_str(&text).expect("core.json is JSON");
+    let path = target.path().join("bench").join(format!("{scenario}.json"));
+    let text = std::fs::read_to_string(&path).expect("SCENARIO.json written");
+    let json: Value = serde_json::from_str(&text).expect("SCENARIO.json is JSON");
 
-    assert_eq!(json["scenario"], "core");
+    assert_eq!(json["scenario"], scenario);
     let date = json["date"].as_str().expect("date");
     assert!(
         date.len() == 20 && date.ends_with('Z') && date.as_bytes()[10] == b'T',
@@ -36,6 +40,28 @@ fn core_smoke_writes_json() {
     assert!(json["machine"]["kernel"].is_string());
     assert!(json["machine"]["cpu_model"].is_string());
     assert_eq!(json["params"]["smoke"], true);
+    // The data directories are temp dirs, removed at the end.
+    let leftovers: Vec<_> = std::fs::read_dir(target.path())
+        .expect("read target dir")
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_name().to_string_lossy().contains("-data-"))
+        .collect();
+    assert!(leftovers.is_empty(), "data directories left behind");
+    json
+}
+
+fn non_negative(object: &Value, key: &str) {
+    let value = object[key].as_f64();
+    assert!(
+        value.is_some_and(|v| v.is_finite() && v >= 0.0),
+        "{key} = {} in {object}",
+        object[key]
+    );
+}
+
+#[test]
+fn core_smoke_writes_json() {
+    let json = smoke("core", "workload");
 
     let workloads = json["workloads"].as_object().expect("workloads object");
     for name in [
@@ -78,11 +104,78 @@ fn core_smoke_writes_json() {
 }
 
 #[test]
+fn durable_smoke_writes_json() {
+    let json = smoke("durable", "workload");
+    assert!(json["params"]["filesystem"].is_string());
+    let workloads = json["workloads"].as_object().expect("workloads object");
+    for name in ["batch_8189", "single_1", "single_8", "single_64"] {
+        let w = &workloads[name];
+        assert!(w.is_object(), "workload {name} missing");
+        for key in [
+            "transfers_per_second",
+            "p50_ms",
+            "p99_ms",
+            "p100_ms",
+            "fsyncs_per_transfer",
+            "disk_bytes_per_transfer",
+            "client_requests",
+            "client_resends",
+            "server_rss_bytes_end",
+        ] {
+            non_negative(w, key);
+        }
+        assert_eq!(w["failed"], 0, "{name}: {w}");
+        assert!(w["transfers"].as_u64().unwrap() > 0, "{name}: {w}");
+        // Every transfer is in the journal: at least its 128 bytes, and at least one record.
+        assert!(
+            w["disk_bytes_per_transfer"].as_f64().unwrap() >= 128.0,
+            "{name}: {w}"
+        );
+        assert!(w["journal_records"].as_u64().unwrap() >= 1, "{name}: {w}");
+        assert_eq!(w["clients"], w["client_connections"], "{name}: {w}");
+    }
+    assert_eq!(workloads["batch_8189"]["transfers_per_call"], 8189);
+    assert_eq!(workloads["single_64"]["clients"], 64);
+    assert_eq!(json["server_warnings"], serde_json::json!([]));
+}
+
+#[test]
+fn recovery_smoke_writes_json() {
+    let json = smoke("recovery", "start-up");
+    let transfers = json["params"]["transfers"].as_u64().expect("transfers");
+    assert!(transfers > 0);
+    assert_eq!(json["load_failed"], 0);
+    non_negative(&json, "restart_seconds");
+    non_negative(&json, "replay_transfers_per_second");
+    non_negative(&json, "disk_bytes_per_transfer");
+    for name in ["crash_restart", "full_replay_restart", "clean_restart"] {
+        let r = &json[name];
+        non_negative(r, "restart_seconds");
+        non_negative(r, "rss_bytes_per_transfer");
+        non_negative(r, "hwm_bytes_per_transfer");
+        assert!(r["rss_bytes"].as_u64().unwrap() > 0, "{name}: {r}");
+    }
+    // Without checkpoints the whole journal replays; after a clean stop nothing does.
+    let full = &json["full_replay_restart"];
+    assert_eq!(full["checkpoint_record"], 0);
+    assert_eq!(full["records_replayed"], json["journal_records"]);
+    assert_eq!(full["transfers_replayed"], transfers);
+    assert_eq!(json["clean_restart"]["records_replayed"], 0);
+    assert_eq!(json["server_warnings"], serde_json::json!([]));
+}
+
+#[test]
 fn help_lists_scenarios() {
     let output = Command::new(env!("CARGO_BIN_EXE_tally-bench"))
         .arg("--help")
         .output()
         .expect("run tally-bench --help");
     assert!(output.status.success());
-    assert!(String::from_utf8_lossy(&output.stdout).contains("core"));
+    let help = String::from_utf8_lossy(&output.stdout);
+    for scenario in ["core", "durable", "recovery"] {
+        assert!(
+            help.contains(scenario),
+            "{scenario} missing from --help:\n{help}"
+        );
+    }
 }

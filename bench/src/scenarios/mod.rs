@@ -2,3 +2,5 @@
 //! through `report::Table` and writes its JSON through `report::write_json`.
 
 pub mod core;
+pub mod durable;
+pub mod recovery;

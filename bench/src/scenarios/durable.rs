@@ -1,0 +1,797 @@
+//! `durable`: a real `tally start` child on a real disk, driven through `tally-client`.
+//!
+//! A fresh data directory (by default a temp dir under the target directory, which is on the
+//! real disk; `/tmp` may be tmpfs, where fsync costs nothing), 10,000 accounts, then one
+//! sub-workload after another:
+//!
+//! * `batch_8189`: one client, sequential `create_transfers` calls of 8,189 transfers (a full
+//!   request), 2 M transfers by default. Latency is that of a whole call.
+//! * `single_1`, `single_8`, `single_64`: 1, 8, 64 clients (separate `Client`s, so separate
+//!   sessions and connections), each making sequential 1-transfer calls, for 5 s each.
+//!
+//! Transfers go between uniformly random distinct accounts, with fresh sequential ids.
+//!
+//! **Fsyncs and disk bytes.** `tally inspect` gives the journal's record count (one record per
+//! core turn, each one write and one fdatasync: group commit) and its log bytes, but it refuses
+//! while the server runs. So the server is stopped (SIGTERM: drain, checkpoint, exit 0) after
+//! each sub-workload and started again for the next: `inspect` before and after gives the
+//! records and bytes that sub-workload added, exactly. The restart costs nothing measured (the
+//! checkpoint makes it a restart without replay, outside the timed window). The records include
+//! the clients' register requests (at most one per client; 64 at most against hundreds of
+//! thousands of transfers), and the log bytes are what the journal holds (record headers, entry
+//! headers, the clients' request messages as received); the segment files are preallocated, so
+//! `du` on the directory says more and means less.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::ValueEnum;
+use hdrhistogram::Histogram;
+use serde_json::{json, Map, Value};
+use tally_client::{
+    Account, Client, ClientStats, CreateAccountStatus, CreateTransferResult, CreateTransferStatus,
+    Transfer,
+};
+
+use crate::report::{self, round, thousands, LatencySummary, Progress, Stamp, Table};
+use crate::rng::SplitMix64;
+use crate::server::{self, Inspection, Server};
+
+/// Transfers in one full `create_transfers` request (the server's `batch_size_limit`, 1 MiB of
+/// body, less the multi-batch trailer).
+pub const BATCH_FULL: usize = 8_189;
+pub const ACCOUNTS: u64 = 10_000;
+const DEFAULT_BATCH_TRANSFERS: u64 = 2_000_000;
+const DEFAULT_SECONDS: f64 = 5.0;
+const SMOKE_BATCH_TRANSFERS: u64 = 3 * BATCH_FULL as u64;
+const SMOKE_SINGLE_TRANSFERS: u64 = 200;
+const SMOKE_ACCOUNTS: u64 = 1_000;
+pub const DEFAULT_SEGMENT_MIB: u64 = 256;
+pub const SMOKE_SEGMENT_MIB: u64 = 8;
+/// Amounts are uniform in `1..=AMOUNT_RANGE`.
+const AMOUNT_RANGE: u64 = 1_000;
+
+// Targets (the issue).
+const TARGET_BATCH_TPS: f64 = 1_000_000.0;
+const TARGET_BATCH_P99_MS: f64 = 10.0;
+const TARGET_SINGLE_64_TPS: f64 = 50_000.0;
+const TARGET_DISK_BYTES: f64 = 160.0;
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Transfers of `batch_8189`, in full requests of 8,189 [default: 2,000,000; 24,567 with
+    /// --smoke]
+    #[arg(long)]
+    batch_transfers: Option<u64>,
+    /// Seconds of each `single_N` sub-workload [default: 5]
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Run each `single_N` for this many transfers (all clients together) instead of for a
+    /// duration [default with --smoke: 200]
+    #[arg(long)]
+    single_transfers: Option<u64>,
+    /// Run only this sub-workload (repeat to pick several) [default: all, in this order]
+    #[arg(long, value_enum)]
+    workload: Vec<Workload>,
+    /// Accounts created first [default: 10,000; 1,000 with --smoke]
+    #[arg(long)]
+    accounts: Option<u64>,
+    /// Parent directory of the data directory [default: a temp dir under the target directory;
+    /// it must be on the real disk, not tmpfs, for fsync to cost what it costs]
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Keep the data directory afterwards
+    #[arg(long)]
+    keep_data: bool,
+    /// The `tally` binary [default: next to this one, else built with cargo]
+    #[arg(long)]
+    tally: Option<PathBuf>,
+    /// Journal segment size, MiB [default: 256 (the server's); 8 with --smoke]
+    #[arg(long)]
+    segment_mib: Option<u64>,
+    /// Tiny sizes (for CI: checks that the harness works; the figures mean nothing)
+    #[arg(long)]
+    smoke: bool,
+    /// Seed of the transfer generator
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Workload {
+    /// 1 client, sequential full requests of 8,189 transfers
+    #[value(name = "batch_8189")]
+    Batch8189,
+    /// 1 client, sequential 1-transfer requests
+    #[value(name = "single_1")]
+    Single1,
+    /// 8 clients, each with sequential 1-transfer requests
+    #[value(name = "single_8")]
+    Single8,
+    /// 64 clients, each with sequential 1-transfer requests
+    #[value(name = "single_64")]
+    Single64,
+}
+
+impl Workload {
+    const ALL: [Workload; 4] = [
+        Workload::Batch8189,
+        Workload::Single1,
+        Workload::Single8,
+        Workload::Single64,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Batch8189 => "batch_8189",
+            Workload::Single1 => "single_1",
+            Workload::Single8 => "single_8",
+            Workload::Single64 => "single_64",
+        }
+    }
+
+    fn clients(self) -> usize {
+        match self {
+            Workload::Batch8189 | Workload::Single1 => 1,
+            Workload::Single8 => 8,
+            Workload::Single64 => 64,
+        }
+    }
+}
+
+struct Params {
+    batch_transfers: u64,
+    seconds: f64,
+    single_transfers: Option<u64>,
+    accounts: u64,
+    segment_mib: u64,
+    seed: u64,
+    smoke: bool,
+    workloads: Vec<Workload>,
+}
+
+pub fn run(args: Args) {
+    let params = Params {
+        batch_transfers: args.batch_transfers.unwrap_or(if args.smoke {
+            SMOKE_BATCH_TRANSFERS
+        } else {
+            DEFAULT_BATCH_TRANSFERS
+        }),
+        seconds: args.seconds.unwrap_or(DEFAULT_SECONDS),
+        single_transfers: args
+            .single_transfers
+            .or(args.smoke.then_some(SMOKE_SINGLE_TRANSFERS)),
+        accounts: args
+            .accounts
+            .unwrap_or(if args.smoke { SMOKE_ACCOUNTS } else { ACCOUNTS }),
+        segment_mib: args.segment_mib.unwrap_or(if args.smoke {
+            SMOKE_SEGMENT_MIB
+        } else {
+            DEFAULT_SEGMENT_MIB
+        }),
+        seed: args.seed,
+        smoke: args.smoke,
+        workloads: if args.workload.is_empty() {
+            Workload::ALL.to_vec()
+        } else {
+            args.workload
+        },
+    };
+    if params.accounts < 2 || params.batch_transfers == 0 || params.seconds <= 0.0 {
+        eprintln!("need --accounts >= 2, --batch-transfers >= 1 and --seconds > 0");
+        std::process::exit(2);
+    }
+
+    let stamp = Stamp::now();
+    let binary = server::tally_binary(args.tally.as_deref());
+    let data = DataDir::new(args.data_dir.as_deref(), "durable", args.keep_data);
+    eprintln!(
+        "[durable] tally {} on {} (filesystem {})",
+        binary.display(),
+        data.path.display(),
+        filesystem_type(&data.path)
+    );
+    let runtime = runtime();
+    let mut generator = TransferGen::new(params.accounts, params.seed);
+
+    // Accounts, on a first server run.
+    let server = Server::start(&binary, &data.path, params.segment_mib);
+    let accounts_started = Instant::now();
+    runtime.block_on(async {
+        let client = Client::connect(server.address, 0).await.expect("connect");
+        create_accounts(&client, params.accounts).await;
+    });
+    let accounts_seconds = accounts_started.elapsed().as_secs_f64();
+    let (_, lines) = server.terminate();
+    let mut warnings = server_warnings(&lines);
+    let mut previous = server::inspect(&binary, &data.path);
+    assert!(
+        previous.records > 0,
+        "accounts created but no journal records"
+    );
+
+    let mut outcomes = Vec::new();
+    for &workload in &params.workloads {
+        let server = Server::start(&binary, &data.path, params.segment_mib);
+        let startup = server.startup;
+        let measured = runtime.block_on(run_workload(
+            workload,
+            &params,
+            server.address,
+            &mut generator,
+        ));
+        let memory = server.memory();
+        let (stop, lines) = server.terminate();
+        warnings.extend(server_warnings(&lines));
+        let after = server::inspect(&binary, &data.path);
+        outcomes.push(Outcome {
+            workload,
+            measured,
+            before: previous,
+            after,
+            memory,
+            startup,
+            stop,
+        });
+        previous = after;
+    }
+
+    print!("{}", table(&outcomes).render());
+    println!(
+        "\ntx/s: transfers acknowledged per second, all clients together. p50/p99/p100: latency \
+         of one create_transfers call (for batch_8189, a whole 8,189-transfer request).\n\
+         fsyncs/tx: journal records added / transfers (one record = one write + one fdatasync, \
+         group commit); register requests included. tx/fsync: the inverse.\n\
+         disk B/tx: journal log bytes added / transfers (record + entry headers + the request \
+         messages as received).\n\
+         requests, resends: the clients' own counters (registers included).\n\
+         Targets: batch_8189 >= 1 M tx/s with p99 <= 10 ms; single_64 >= 50 k tx/s; <= 160 B on \
+         disk per transfer. TigerBeetle 0.17 on this machine: 189-332 k tx/s at full batches \
+         (p99 52-127 ms), about 1.4 k tx/s for 1-transfer requests at any client count."
+    );
+    if warnings.is_empty() {
+        println!("server: no WARN or ERROR lines");
+    } else {
+        println!("server WARN/ERROR lines ({}):", warnings.len());
+        for line in warnings.iter().take(10) {
+            println!("  {line}");
+        }
+    }
+
+    let params_json = json!({
+        "accounts": params.accounts,
+        "batch_transfers": params.batch_transfers,
+        "batch_size": BATCH_FULL,
+        "single_seconds": params.single_transfers.is_none().then_some(params.seconds),
+        "single_transfers": params.single_transfers,
+        "segment_mib": params.segment_mib,
+        "seed": params.seed,
+        "smoke": params.smoke,
+        "workloads": params.workloads.iter().map(|w| w.name()).collect::<Vec<_>>(),
+        "account_choice": "uniform, distinct debit and credit",
+        "amounts": format!("uniform 1..={AMOUNT_RANGE}"),
+        "tally": binary.display().to_string(),
+        "data_dir": data.path.display().to_string(),
+        "filesystem": filesystem_type(&data.path),
+        "client_runtime": "tokio current_thread (one thread for all clients)",
+        "measurement": "server stopped (SIGTERM) after each sub-workload; tally inspect before \
+                        and after gives journal records (fsyncs) and log bytes",
+    });
+    let mut workloads = Map::new();
+    for outcome in &outcomes {
+        workloads.insert(outcome.workload.name().into(), outcome.to_json());
+    }
+    let path = report::write_json(
+        "durable",
+        &stamp,
+        params_json,
+        json!({
+            "account_create_seconds": round(accounts_seconds, 3),
+            "workloads": workloads,
+            "server_warnings": warnings,
+            "targets": {
+                "batch_8189_transfers_per_second_min": TARGET_BATCH_TPS,
+                "batch_8189_p99_ms_max": TARGET_BATCH_P99_MS,
+                "single_64_transfers_per_second_min": TARGET_SINGLE_64_TPS,
+                "disk_bytes_per_transfer_max": TARGET_DISK_BYTES,
+            },
+        }),
+    );
+    println!("wrote {}", path.display());
+}
+
+/// What one sub-workload measured on the client side.
+struct Measured {
+    transfers: u64,
+    calls: u64,
+    failed: u64,
+    elapsed: Duration,
+    latency: LatencySummary,
+    stats: ClientStats,
+}
+
+struct Outcome {
+    workload: Workload,
+    measured: Measured,
+    before: Inspection,
+    after: Inspection,
+    memory: server::Memory,
+    startup: Duration,
+    stop: Duration,
+}
+
+impl Outcome {
+    fn tps(&self) -> f64 {
+        self.measured.transfers as f64 / self.measured.elapsed.as_secs_f64()
+    }
+
+    fn records(&self) -> u64 {
+        self.after.records - self.before.records
+    }
+
+    fn log_bytes(&self) -> u64 {
+        self.after.log_bytes - self.before.log_bytes
+    }
+
+    fn per_transfer(&self, value: u64) -> f64 {
+        value as f64 / self.measured.transfers.max(1) as f64
+    }
+
+    /// The targets that apply, and whether each is met.
+    fn verdicts(&self) -> Vec<(String, bool)> {
+        let mut verdicts = Vec::new();
+        match self.workload {
+            Workload::Batch8189 => {
+                verdicts.push((">= 1 M tx/s".to_string(), self.tps() >= TARGET_BATCH_TPS));
+                verdicts.push((
+                    "p99 <= 10 ms".to_string(),
+                    self.measured.latency.p99_ms <= TARGET_BATCH_P99_MS,
+                ));
+            }
+            Workload::Single64 => verdicts.push((
+                ">= 50 k tx/s".to_string(),
+                self.tps() >= TARGET_SINGLE_64_TPS,
+            )),
+            _ => {}
+        }
+        verdicts.push((
+            "<= 160 B/tx".to_string(),
+            self.per_transfer(self.log_bytes()) <= TARGET_DISK_BYTES,
+        ));
+        verdicts
+    }
+
+    fn to_json(&self) -> Value {
+        let m = &self.measured;
+        let mut o = Map::new();
+        o.insert("clients".into(), json!(self.workload.clients()));
+        o.insert(
+            "transfers_per_call".into(),
+            json!(if self.workload == Workload::Batch8189 {
+                BATCH_FULL
+            } else {
+                1
+            }),
+        );
+        o.insert("transfers".into(), json!(m.transfers));
+        o.insert("failed".into(), json!(m.failed));
+        o.insert("seconds".into(), json!(round(m.elapsed.as_secs_f64(), 4)));
+        o.insert("transfers_per_second".into(), json!(self.tps().round()));
+        m.latency.insert_into(&mut o, "calls");
+        o.insert("journal_records".into(), json!(self.records()));
+        o.insert("log_bytes".into(), json!(self.log_bytes()));
+        o.insert(
+            "fsyncs_per_transfer".into(),
+            json!(round(self.per_transfer(self.records()), 6)),
+        );
+        o.insert(
+            "transfers_per_fsync".into(),
+            json!(round(m.transfers as f64 / self.records().max(1) as f64, 2)),
+        );
+        o.insert(
+            "disk_bytes_per_transfer".into(),
+            json!(round(self.per_transfer(self.log_bytes()), 2)),
+        );
+        o.insert(
+            "log_body_bytes_per_transfer".into(),
+            json!(round(
+                self.per_transfer(self.after.body_bytes - self.before.body_bytes),
+                2
+            )),
+        );
+        o.insert("client_requests".into(), json!(m.stats.requests));
+        o.insert("client_resends".into(), json!(m.stats.resends));
+        o.insert("client_connections".into(), json!(m.stats.connections));
+        o.insert("client_calls".into(), json!(m.stats.calls));
+        o.insert("server_rss_bytes_end".into(), json!(self.memory.rss_bytes));
+        o.insert("server_hwm_bytes_end".into(), json!(self.memory.hwm_bytes));
+        o.insert(
+            "server_start_seconds".into(),
+            json!(round(self.startup.as_secs_f64(), 4)),
+        );
+        o.insert(
+            "server_stop_seconds".into(),
+            json!(round(self.stop.as_secs_f64(), 4)),
+        );
+        let mut targets = Map::new();
+        for (target, met) in self.verdicts() {
+            targets.insert(target, json!(met));
+        }
+        o.insert("targets_met".into(), Value::Object(targets));
+        Value::Object(o)
+    }
+}
+
+fn table(outcomes: &[Outcome]) -> Table {
+    let mut table = Table::new(&[
+        "workload",
+        "clients",
+        "transfers",
+        "tx/s",
+        "p50 ms",
+        "p99 ms",
+        "p100 ms",
+        "fsyncs/tx",
+        "tx/fsync",
+        "disk B/tx",
+        "requests",
+        "resends",
+        "targets",
+    ]);
+    for outcome in outcomes {
+        let m = &outcome.measured;
+        let verdicts: Vec<String> = outcome
+            .verdicts()
+            .into_iter()
+            .map(|(target, met)| format!("{target} {}", if met { "met" } else { "MISSED" }))
+            .collect();
+        table.row(vec![
+            outcome.workload.name().into(),
+            outcome.workload.clients().to_string(),
+            thousands(m.transfers),
+            thousands(outcome.tps().round() as u64),
+            format!("{:.3}", m.latency.p50_ms),
+            format!("{:.3}", m.latency.p99_ms),
+            format!("{:.3}", m.latency.p100_ms),
+            format!("{:.6}", outcome.per_transfer(outcome.records())),
+            format!(
+                "{:.1}",
+                m.transfers as f64 / outcome.records().max(1) as f64
+            ),
+            format!("{:.1}", outcome.per_transfer(outcome.log_bytes())),
+            thousands(m.stats.requests),
+            thousands(m.stats.resends),
+            verdicts.join(", "),
+        ]);
+    }
+    table
+}
+
+async fn run_workload(
+    workload: Workload,
+    params: &Params,
+    address: std::net::SocketAddr,
+    generator: &mut TransferGen,
+) -> Measured {
+    let label = format!("durable {}", workload.name());
+    match workload {
+        Workload::Batch8189 => {
+            let client = Client::connect(address, 0).await.expect("connect");
+            let calls = params.batch_transfers.div_ceil(BATCH_FULL as u64);
+            let mut progress = Progress::new(label.clone());
+            let mut histogram = report::latency_histogram();
+            let mut events = Vec::with_capacity(BATCH_FULL);
+            let mut failed = 0;
+            let started = Instant::now();
+            for call in 0..calls {
+                events.clear();
+                generator.fill(&mut events, BATCH_FULL);
+                let sent = Instant::now();
+                let results = client
+                    .create_transfers(&events)
+                    .await
+                    .expect("create_transfers");
+                record(&mut histogram, sent.elapsed());
+                failed += count_failed(&results);
+                let done = (call + 1) * BATCH_FULL as u64;
+                progress.update(done, calls * BATCH_FULL as u64, || {
+                    format!(
+                        "{:.0} k tx/s",
+                        done as f64 / started.elapsed().as_secs_f64() / 1e3
+                    )
+                });
+            }
+            let elapsed = started.elapsed();
+            let measured = Measured {
+                transfers: calls * BATCH_FULL as u64,
+                calls,
+                failed,
+                elapsed,
+                latency: LatencySummary::of(&histogram),
+                stats: client.stats(),
+            };
+            finish(&mut progress, &measured);
+            measured
+        }
+        _ => run_single(workload.clients(), params, address, generator, label).await,
+    }
+}
+
+/// `clients` separate clients, each making sequential 1-transfer calls until the deadline (or
+/// until `single_transfers` calls have been made, all clients together).
+async fn run_single(
+    clients: usize,
+    params: &Params,
+    address: std::net::SocketAddr,
+    generator: &mut TransferGen,
+    label: String,
+) -> Measured {
+    let mut connected = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connected.push(Client::connect(address, 0).await.expect("connect"));
+    }
+    let next_id = Arc::new(AtomicU64::new(generator.next_id));
+    let remaining = params
+        .single_transfers
+        .map(|count| Arc::new(AtomicU64::new(count)));
+    let done = Arc::new(AtomicU64::new(0));
+    let duration = Duration::from_secs_f64(params.seconds);
+    let started = Instant::now();
+    let deadline = started + duration;
+    let mut tasks = Vec::with_capacity(clients);
+    for (index, client) in connected.iter().cloned().enumerate() {
+        let next_id = next_id.clone();
+        let remaining = remaining.clone();
+        let done = done.clone();
+        let mut rng = SplitMix64::new(params.seed ^ ((index as u64 + 1) << 32) ^ generator.next_id);
+        let accounts = params.accounts;
+        tasks.push(tokio::spawn(async move {
+            let mut histogram = report::latency_histogram();
+            let mut failed = 0u64;
+            let mut calls = 0u64;
+            loop {
+                match &remaining {
+                    Some(remaining) => {
+                        if remaining
+                            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                                n.checked_sub(1)
+                            })
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                    None => {
+                        if Instant::now() >= deadline {
+                            break;
+                        }
+                    }
+                }
+                let id = next_id.fetch_add(1, Ordering::Relaxed);
+                let transfer = transfer(id, accounts, &mut rng);
+                let sent = Instant::now();
+                let results = client
+                    .create_transfers(std::slice::from_ref(&transfer))
+                    .await
+                    .expect("create_transfers");
+                record(&mut histogram, sent.elapsed());
+                failed += count_failed(&results);
+                calls += 1;
+                done.fetch_add(1, Ordering::Relaxed);
+            }
+            (histogram, calls, failed, Instant::now())
+        }));
+    }
+    let mut progress = Progress::new(label);
+    let total = params
+        .single_transfers
+        .unwrap_or((params.seconds * 1000.0) as u64);
+    while !tasks.iter().all(|task| task.is_finished()) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let count = done.load(Ordering::Relaxed);
+        let shown = if params.single_transfers.is_some() {
+            count
+        } else {
+            started.elapsed().as_millis() as u64
+        };
+        progress.update(shown.min(total), total, || {
+            format!(
+                "{} transfers, {:.1} k tx/s",
+                thousands(count),
+                count as f64 / started.elapsed().as_secs_f64() / 1e3
+            )
+        });
+    }
+    let mut histogram = report::latency_histogram();
+    let (mut calls, mut failed) = (0, 0);
+    let mut last = started;
+    for task in tasks {
+        let (h, c, f, ended) = task.await.expect("client task");
+        histogram.add(&h).expect("same histogram bounds");
+        calls += c;
+        failed += f;
+        last = last.max(ended);
+    }
+    generator.next_id = next_id.load(Ordering::Relaxed);
+    let mut stats = ClientStats::default();
+    for client in &connected {
+        let s = client.stats();
+        stats.calls += s.calls;
+        stats.requests += s.requests;
+        stats.resends += s.resends;
+        stats.connections += s.connections;
+    }
+    let measured = Measured {
+        transfers: calls,
+        calls,
+        failed,
+        elapsed: last - started,
+        latency: LatencySummary::of(&histogram),
+        stats,
+    };
+    finish(&mut progress, &measured);
+    measured
+}
+
+fn finish(progress: &mut Progress, m: &Measured) {
+    progress.finish(&format!(
+        "{} transfers in {} calls, {:.1} k tx/s, p99 {:.3} ms, {} failed",
+        thousands(m.transfers),
+        thousands(m.calls),
+        m.transfers as f64 / m.elapsed.as_secs_f64() / 1e3,
+        m.latency.p99_ms,
+        m.failed
+    ));
+}
+
+fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    histogram.saturating_record(elapsed.as_nanos().max(1) as u64);
+}
+
+pub fn count_failed(results: &[CreateTransferResult]) -> u64 {
+    results
+        .iter()
+        .filter(|r| r.status != CreateTransferStatus::Created)
+        .count() as u64
+}
+
+/// The client side's one thread: the server gets the rest of the machine.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+/// Accounts `1..=count`, ledger 1, code 1, in full requests; panics if any is not created.
+pub async fn create_accounts(client: &Client, count: u64) {
+    let mut id = 1u64;
+    while id <= count {
+        let end = (id + BATCH_FULL as u64).min(count + 1);
+        let accounts: Vec<Account> = (id..end)
+            .map(|id| Account {
+                id: u128::from(id),
+                ledger: 1,
+                code: 1,
+                ..Account::default()
+            })
+            .collect();
+        let results = client
+            .create_accounts(&accounts)
+            .await
+            .expect("create_accounts");
+        let failed = results
+            .iter()
+            .filter(|r| r.status != CreateAccountStatus::Created)
+            .count();
+        assert_eq!(failed, 0, "accounts not created: {:?}", results.first());
+        id = end;
+    }
+}
+
+/// A transfer between uniformly random distinct accounts of `1..=accounts`.
+fn transfer(id: u64, accounts: u64, rng: &mut SplitMix64) -> Transfer {
+    let debit = rng.below(accounts);
+    let mut credit = rng.below(accounts);
+    while credit == debit {
+        credit = rng.below(accounts);
+    }
+    Transfer {
+        id: u128::from(id),
+        debit_account_id: u128::from(debit + 1),
+        credit_account_id: u128::from(credit + 1),
+        amount: u128::from(1 + rng.below(AMOUNT_RANGE)),
+        ledger: 1,
+        code: 1,
+        ..Default::default()
+    }
+}
+
+/// Transfers with sequential ids from 1, between uniformly random distinct accounts.
+pub struct TransferGen {
+    pub next_id: u64,
+    accounts: u64,
+    rng: SplitMix64,
+}
+
+impl TransferGen {
+    pub fn new(accounts: u64, seed: u64) -> Self {
+        Self {
+            next_id: 1,
+            accounts,
+            rng: SplitMix64::new(seed),
+        }
+    }
+
+    pub fn fill(&mut self, events: &mut Vec<Transfer>, count: usize) {
+        for _ in 0..count {
+            let id = self.next_id;
+            self.next_id += 1;
+            events.push(transfer(id, self.accounts, &mut self.rng));
+        }
+    }
+}
+
+/// The data directory: `PARENT/NAME-XXXX` (a temp dir, removed at the end unless kept).
+pub struct DataDir {
+    pub path: PathBuf,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl DataDir {
+    pub fn new(parent: Option<&Path>, name: &str, keep: bool) -> DataDir {
+        let parent = match parent {
+            Some(parent) => parent.to_path_buf(),
+            None => report::out_dir()
+                .parent()
+                .expect("out_dir is <target>/bench")
+                .to_path_buf(),
+        };
+        std::fs::create_dir_all(&parent)
+            .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
+        let temp = tempfile::Builder::new()
+            .prefix(&format!("{name}-data-"))
+            .tempdir_in(&parent)
+            .unwrap_or_else(|e| panic!("temp dir in {}: {e}", parent.display()));
+        // tally start formats DIR if DIR/format is missing; the empty temp dir is fine.
+        let path = temp.path().to_path_buf();
+        if keep {
+            let path = temp.keep();
+            DataDir { path, _temp: None }
+        } else {
+            DataDir {
+                path,
+                _temp: Some(temp),
+            }
+        }
+    }
+}
+
+/// The filesystem type of `path` from /proc/self/mounts (longest matching mount point).
+pub fn filesystem_type(path: &Path) -> String {
+    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    mounts
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            let _device = fields.next()?;
+            let mount_point = fields.next()?;
+            let kind = fields.next()?;
+            path.starts_with(mount_point)
+                .then(|| (mount_point.len(), kind.to_string()))
+        })
+        .max()
+        .map_or_else(|| "unknown".into(), |(_, kind)| kind)
+}
+
+/// WARN and ERROR lines of the server's log.
+pub fn server_warnings(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
+        .cloned()
+        .collect()
+}
