@@ -151,6 +151,23 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// The `recovered` line of this start-up. The server logs it (stderr) before it prints
+    /// `listening on` (stdout), but the two pipes are read by two threads: wait for it.
+    pub fn recovered(&self) -> Recovered {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(recovered) = recovered(&self.stderr_lines()) {
+                return recovered;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no `recovered` line from tally start; stderr:\n{}",
+                self.stderr_lines().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
     /// `VmRSS`, `VmHWM`, `RssAnon`, `RssFile` of the server process, in bytes.
     pub fn memory(&self) -> Memory {
         let status =

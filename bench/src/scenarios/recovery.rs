@@ -205,8 +205,7 @@ pub fn run(args: Args) {
 
     // 2. Crash restart: SIGKILL, start from the newest checkpoint, replay the rest.
     let crash = Server::start(&binary, &data.path, segment_mib);
-    let crash_lines = crash.stderr_lines();
-    let crash_recovered = server::recovered(&crash_lines).expect("recovered line");
+    let crash_recovered = crash.recovered();
     assert_eq!(
         crash_recovered.records + crash_recovered.checkpoint_record,
         journal.records
@@ -230,7 +229,7 @@ pub fn run(args: Args) {
         }
     }
     let full = Server::start(&binary, &data.path, segment_mib);
-    let full_recovered = server::recovered(&full.stderr_lines()).expect("recovered line");
+    let full_recovered = full.recovered();
     assert_eq!(
         full_recovered.checkpoint_record, 0,
         "checkpoints deleted, yet the server started from one"
@@ -250,7 +249,7 @@ pub fn run(args: Args) {
     let (_, lines) = full.terminate();
     warnings.extend(server_warnings(&lines));
     let idle = Server::start(&binary, &data.path, segment_mib);
-    let idle_recovered = server::recovered(&idle.stderr_lines()).expect("recovered line");
+    let idle_recovered = idle.recovered();
     let idle_restart = Restart {
         kind: "after SIGTERM, nothing appended since start",
         seconds: idle.startup.as_secs_f64(),
@@ -272,7 +271,7 @@ pub fn run(args: Args) {
     let (stop, lines) = idle.terminate();
     warnings.extend(server_warnings(&lines));
     let clean = Server::start(&binary, &data.path, segment_mib);
-    let clean_recovered = server::recovered(&clean.stderr_lines()).expect("recovered line");
+    let clean_recovered = clean.recovered();
     assert_eq!(
         clean_recovered.records, 0,
         "a clean stop after new records left records to replay"
