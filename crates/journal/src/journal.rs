@@ -539,6 +539,11 @@ impl Journal {
         self.op_last
     }
 
+    /// Bytes from the first segment's start to the end of the last record (global address).
+    pub fn log_size_bytes(&self) -> u64 {
+        self.address_end
+    }
+
     /// The highest op known durable.
     pub fn op_synced(&self) -> u64 {
         self.syncer.op_synced()

@@ -295,12 +295,7 @@ impl Ledger {
             "handles must be dense"
         );
         assert!(first_handle + events.len() as u64 <= store.event_count());
-        let states = &self.transfer_state;
-        let created = || {
-            (0..states.len() as u64).filter(|&handle| states[handle as usize] & STATE_CREATED != 0)
-        };
-        self.transfer_index
-            .reserve(events.len(), created, |handle| store.event_id(handle));
+        self.reserve_transfers(store, events.len());
         self.transfer_state
             .resize(self.transfer_state.len() + events.len(), 0);
         self.execute(timestamp, events, results, |ledger, transfer, index| {
@@ -365,6 +360,17 @@ impl Ledger {
                 }
             }
         }
+    }
+
+    /// Makes room in the transfer index for `additional` more transfers now, so that applying
+    /// them (a replay, say, whose size the caller knows) rebuilds the index at most once.
+    pub fn reserve_transfers<S: TransferStore>(&mut self, store: &S, additional: usize) {
+        let states = &self.transfer_state;
+        let created = || {
+            (0..states.len() as u64).filter(|&handle| states[handle as usize] & STATE_CREATED != 0)
+        };
+        self.transfer_index
+            .reserve(additional, created, |handle| store.event_id(handle));
     }
 
     fn batch_begin(&mut self, timestamp: u64, count: usize) {

@@ -67,7 +67,14 @@ struct Unsynced {
 }
 
 impl Core {
-    pub fn new(state: State, journal: Journal, record_bytes_max: usize) -> Core {
+    /// `unsaved_log_bytes`: log bytes that recovery replayed on top of the checkpoint; they
+    /// count towards the next checkpoint, so that a restart does not replay them again.
+    pub fn new(
+        state: State,
+        journal: Journal,
+        record_bytes_max: usize,
+        unsaved_log_bytes: u64,
+    ) -> Core {
         let record_bytes_max = record_bytes_max.min(BATCH_BYTES_MAX);
         // One full-size request and a pulse always fit in a record.
         assert!(record_bytes_max >= tally_wire::MESSAGE_SIZE_MAX + 4 * ENTRY_HEADER_SIZE);
@@ -75,7 +82,7 @@ impl Core {
             state,
             journal,
             connections: HashMap::new(),
-            log_bytes_since_checkpoint: 0,
+            log_bytes_since_checkpoint: unsaved_log_bytes,
             record_body: Vec::with_capacity(record_bytes_max),
             record_bytes_max,
             carried: None,

@@ -47,7 +47,15 @@ pub fn is_formatted(directory: &Path) -> bool {
 
 /// Opens the journal (which cuts a torn tail and refuses damage before it) and rebuilds the
 /// state from the newest checkpoint and the records after it.
-pub fn open(directory: &Path) -> Result<(Journal, State), String> {
+/// What recovery rebuilt: the journal, the state, and how many log bytes were replayed on top
+/// of the checkpoint (a checkpoint is due once they are).
+pub struct Recovered {
+    pub journal: Journal,
+    pub state: State,
+    pub replayed_bytes: u64,
+}
+
+pub fn open(directory: &Path) -> Result<Recovered, String> {
     let segment_size_bytes = Journal::segment_size_of(directory)
         .map_err(|error| format!("open {}: {error}", directory.display()))?;
     let (journal, recovery) = Journal::open(directory, journal_options(segment_size_bytes))
@@ -67,19 +75,34 @@ pub fn open(directory: &Path) -> Result<(Journal, State), String> {
         .checkpoint
         .as_ref()
         .map_or(0, |checkpoint| checkpoint.op);
-    let state = replay(&journal, state, checkpoint_op)?;
+    let (state, replayed_bytes) = replay(&journal, state, checkpoint_op)?;
     tracing::info!(
         op = state.op,
         checkpoint_op,
         records = journal.op_last() - checkpoint_op,
         "recovered"
     );
-    Ok((journal, state))
+    Ok(Recovered {
+        journal,
+        state,
+        replayed_bytes,
+    })
 }
 
 /// Applies every record after `op_applied` (the op of the record the state already reflects).
-fn replay(journal: &Journal, mut state: State, op_applied: u64) -> Result<State, String> {
+/// Applies every record after `op_applied`; returns the state and the log bytes replayed.
+fn replay(journal: &Journal, mut state: State, op_applied: u64) -> Result<(State, u64), String> {
     let log = JournalBytes(journal);
+    // Every 128 bytes of log hold at most one transfer: size the index for them once, instead
+    // of rebuilding it at every doubling while replaying.
+    let replay_bytes = journal
+        .records_from(op_applied + 1)
+        .next()
+        .map_or(0, |first| {
+            journal.log_size_bytes() - body_position(journal, &first.position)
+        });
+    let transfers_max = usize::try_from(replay_bytes / 128).expect("fits usize");
+    state.reserve_transfers(&log, transfers_max);
     let mut replies = Vec::new();
     for record in journal.records_from(op_applied + 1) {
         if record.kind != RECORD_KIND_BATCH {
@@ -98,7 +121,7 @@ fn replay(journal: &Journal, mut state: State, op_applied: u64) -> Result<State,
             )
             .map_err(|error| format!("replaying record {}: {error}", record.position.op))?;
     }
-    Ok(state)
+    Ok((state, replay_bytes))
 }
 
 /// Prints what the journal holds; never writes.
@@ -112,7 +135,7 @@ pub fn inspect(directory: &Path) -> Result<(), String> {
 /// both digests; they must be equal (replay is deterministic). Opens the journal as `start`
 /// would, so it cuts a torn tail; run it on a stopped server.
 pub fn digest(directory: &Path) -> Result<(), String> {
-    let (journal, state) = open(directory)?;
+    let Recovered { journal, state, .. } = open(directory)?;
     let log = JournalBytes(&journal);
     let from_checkpoint = state.digest(&log);
     let from_start = replay(
@@ -120,6 +143,7 @@ pub fn digest(directory: &Path) -> Result<(), String> {
         State::new(journal.cluster(), SessionConfig::default()),
         0,
     )?
+    .0
     .digest(&log);
     println!("op {}", state.op);
     println!("digest (checkpoint + replay) {}", hex(&from_checkpoint));

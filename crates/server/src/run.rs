@@ -25,7 +25,11 @@ pub fn start(
         recovery::format(directory, cluster, segment_size_bytes)?;
         tracing::info!(directory = %directory.display(), "formatted");
     }
-    let (journal, state) = recovery::open(directory)?;
+    let recovery::Recovered {
+        journal,
+        state,
+        replayed_bytes,
+    } = recovery::open(directory)?;
     if state.cluster != cluster {
         return Err(format!(
             "data directory belongs to cluster {}, not {cluster}",
@@ -39,7 +43,7 @@ pub fn start(
     let core = std::thread::Builder::new()
         .name("tally-core".into())
         .spawn(move || {
-            let result = Core::new(state, journal, record_bytes_max).run(queue);
+            let result = Core::new(state, journal, record_bytes_max, replayed_bytes).run(queue);
             let _ = stopped.send(());
             result
         })

@@ -152,6 +152,16 @@ impl State {
         }
     }
 
+    /// Sizes the ledger's transfer index for `additional` more transfers (see
+    /// `Ledger::reserve_transfers`).
+    pub fn reserve_transfers<L: LogBytes>(&mut self, log: &L, additional: usize) {
+        let store = LogTransfers {
+            log,
+            locations: &self.locations,
+        };
+        self.ledger.reserve_transfers(&store, additional);
+    }
+
     pub fn transfers<'a, L: LogBytes>(&'a self, log: &'a L) -> LogTransfers<'a, L> {
         LogTransfers {
             log,
