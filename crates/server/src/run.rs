@@ -75,11 +75,12 @@ async fn serve_until_stopped(
         .await
         .map_err(|error| format!("bind {addresses}: {error}"))?;
     let local = listener.local_addr().map_err(|error| error.to_string())?;
+    // The handlers come first: a SIGTERM sent as soon as the line below appears must drain.
+    let mut terminate = signal(SignalKind::terminate()).map_err(|error| error.to_string())?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| error.to_string())?;
     // Tests and scripts wait for this line (the port may have been 0).
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
-    let mut terminate = signal(SignalKind::terminate()).map_err(|error| error.to_string())?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| error.to_string())?;
     let serving = net::serve(listener, cluster, submit.clone());
     tokio::select! {
         () = serving => {}
