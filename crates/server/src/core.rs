@@ -151,23 +151,16 @@ impl Core {
                 }
             }
             let appended = self.batch_commit(entries)?;
-            if let Some(previous) = unsynced.take() {
-                self.journal
-                    .sync_wait(previous.ticket)
-                    .map_err(|e| e.to_string())?;
-                self.replies_send(previous.replies);
-            }
+            self.unsynced_finish(unsynced.take())?;
             unsynced = appended;
-            if unsynced.is_none() {
+            if self.log_bytes_since_checkpoint >= CHECKPOINT_INTERVAL_BYTES {
+                // Under sustained load a sync is always in flight; finish it so that the
+                // checkpoint covers every appended record, else replay would grow unbounded.
+                self.unsynced_finish(unsynced.take())?;
                 self.checkpoint_maybe(false)?;
             }
         }
-        if let Some(previous) = unsynced.take() {
-            self.journal
-                .sync_wait(previous.ticket)
-                .map_err(|e| e.to_string())?;
-            self.replies_send(previous.replies);
-        }
+        self.unsynced_finish(unsynced.take())?;
         self.checkpoint_maybe(true)?;
         tracing::info!(op = self.state.op, digest = %hex(&self.state.digest(&JournalBytes(&self.journal))), "stopped");
         Ok(())
@@ -322,6 +315,17 @@ impl Core {
             .sync_begin()
             .map_err(|error| format!("journal sync failed: {error}"))?;
         Ok(Some(Unsynced { ticket, replies }))
+    }
+
+    /// Waits for a batch's fsync, then sends its replies.
+    fn unsynced_finish(&mut self, unsynced: Option<Unsynced>) -> Result<(), String> {
+        if let Some(unsynced) = unsynced {
+            self.journal
+                .sync_wait(unsynced.ticket)
+                .map_err(|error| format!("journal sync failed: {error}"))?;
+            self.replies_send(unsynced.replies);
+        }
+        Ok(())
     }
 
     /// Whether the journal can take no more appends (after a failed sync nothing written later
