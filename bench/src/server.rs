@@ -80,6 +80,16 @@ impl Server {
     /// Starts `tally start --data-dir DIR --addresses 127.0.0.1:0 --segment-mib N` and waits
     /// (up to 10 minutes: a replay of a big journal takes a while) for `listening on`.
     pub fn start(binary: &Path, data_dir: &Path, segment_mib: u64) -> Server {
+        Server::start_with(binary, data_dir, segment_mib, &[])
+    }
+
+    /// `start` with more arguments for `tally start` (e.g. `--transfers-max N`).
+    pub fn start_with(
+        binary: &Path,
+        data_dir: &Path,
+        segment_mib: u64,
+        extra: &[String],
+    ) -> Server {
         let started = Instant::now();
         let mut child = Command::new(binary)
             .arg("start")
@@ -88,6 +98,7 @@ impl Server {
             .args(["--addresses", "127.0.0.1:0"])
             .arg("--segment-mib")
             .arg(segment_mib.to_string())
+            .args(extra)
             .env("TALLY_LOG", "info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())

@@ -91,6 +91,11 @@ pub struct Args {
     /// Journal segment size, MiB [default: 256 (the server's); 8 with --smoke]
     #[arg(long)]
     segment_mib: Option<u64>,
+    /// Start the server with `--transfers-max N` (its transfer index sized up front, so that it
+    /// never stalls a request by growing) [default: the batch transfers + 1,000,000; 0 lets
+    /// the index grow]
+    #[arg(long)]
+    transfers_max: Option<u64>,
     /// Tiny sizes (for CI: checks that the harness works; the figures mean nothing)
     #[arg(long)]
     smoke: bool,
@@ -147,13 +152,14 @@ struct Params {
     single_transfers: Option<u64>,
     accounts: u64,
     segment_mib: u64,
+    transfers_max: u64,
     seed: u64,
     smoke: bool,
     workloads: Vec<Workload>,
 }
 
 pub fn run(args: Args) {
-    let params = Params {
+    let mut params = Params {
         batch_transfers: args.batch_transfers.unwrap_or(if args.smoke {
             SMOKE_BATCH_TRANSFERS
         } else {
@@ -171,6 +177,7 @@ pub fn run(args: Args) {
         } else {
             DEFAULT_SEGMENT_MIB
         }),
+        transfers_max: 0,
         seed: args.seed,
         smoke: args.smoke,
         workloads: if args.workload.is_empty() {
@@ -179,6 +186,9 @@ pub fn run(args: Args) {
             args.workload
         },
     };
+    params.transfers_max = args
+        .transfers_max
+        .unwrap_or(params.batch_transfers + 1_000_000);
     if params.accounts < 2 || params.batch_transfers == 0 || params.seconds <= 0.0 {
         eprintln!("need --accounts >= 2, --batch-transfers >= 1 and --seconds > 0");
         std::process::exit(2);
@@ -193,11 +203,15 @@ pub fn run(args: Args) {
         data.path.display(),
         filesystem_type(&data.path)
     );
+    let server_arguments = vec![
+        "--transfers-max".to_string(),
+        params.transfers_max.to_string(),
+    ];
     let runtime = runtime();
     let mut generator = TransferGen::new(params.accounts, params.seed);
 
     // Accounts, on a first server run.
-    let server = Server::start(&binary, &data.path, params.segment_mib);
+    let server = Server::start_with(&binary, &data.path, params.segment_mib, &server_arguments);
     let accounts_started = Instant::now();
     runtime.block_on(async {
         let client = Client::connect(server.address, 0).await.expect("connect");
@@ -214,7 +228,7 @@ pub fn run(args: Args) {
 
     let mut outcomes = Vec::new();
     for &workload in &params.workloads {
-        let server = Server::start(&binary, &data.path, params.segment_mib);
+        let server = Server::start_with(&binary, &data.path, params.segment_mib, &server_arguments);
         let startup = server.startup;
         let measured = runtime.block_on(run_workload(
             workload,
@@ -267,6 +281,7 @@ pub fn run(args: Args) {
         "single_seconds": params.single_transfers.is_none().then_some(params.seconds),
         "single_transfers": params.single_transfers,
         "segment_mib": params.segment_mib,
+        "server_transfers_max": params.transfers_max,
         "seed": params.seed,
         "smoke": params.smoke,
         "workloads": params.workloads.iter().map(|w| w.name()).collect::<Vec<_>>(),

@@ -31,6 +31,11 @@ enum Command {
         /// Journal segment size in MiB (only used when formatting).
         #[arg(long, default_value_t = 256)]
         segment_mib: u64,
+        /// Size the transfer index for this many transfers at start-up (static sizing, as
+        /// TigerBeetle allocates at start-up), so that it never stalls a batch by growing
+        /// below that count; 0 grows it as needed.
+        #[arg(long, env = "TALLY_TRANSFERS_MAX", default_value_t = 0)]
+        transfers_max: u64,
     },
     /// Create and format a data directory.
     Format {
@@ -68,7 +73,14 @@ fn main() -> ExitCode {
             addresses,
             cluster,
             segment_mib,
-        } => run::start(&data_dir, addresses, cluster, segment_mib << 20),
+            transfers_max,
+        } => run::start(
+            &data_dir,
+            addresses,
+            cluster,
+            segment_mib << 20,
+            transfers_max,
+        ),
         Command::Format {
             data_dir,
             cluster,

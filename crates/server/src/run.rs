@@ -20,6 +20,7 @@ pub fn start(
     addresses: SocketAddr,
     cluster: u128,
     segment_size_bytes: u64,
+    transfers_max: u64,
 ) -> Result<(), String> {
     if !recovery::is_formatted(directory) {
         recovery::format(directory, cluster, segment_size_bytes)?;
@@ -27,9 +28,15 @@ pub fn start(
     }
     let recovery::Recovered {
         journal,
-        state,
+        mut state,
         replayed_bytes,
     } = recovery::open(directory)?;
+    let transfers_more = transfers_max.saturating_sub(state.ledger.transfer_count());
+    if transfers_more > 0 {
+        let transfers_more =
+            usize::try_from(transfers_more).map_err(|_| "--transfers-max too large")?;
+        state.reserve_transfers(&crate::storage::JournalBytes(&journal), transfers_more);
+    }
     if state.cluster != cluster {
         return Err(format!(
             "data directory belongs to cluster {}, not {cluster}",
