@@ -53,7 +53,6 @@
 mod batch;
 mod driver;
 mod error;
-mod status;
 
 use std::io::Read;
 use std::net::SocketAddr;
@@ -204,7 +203,7 @@ impl Client {
         let bytes = self
             .call_events(Operation::CreateAccounts, accounts, true)
             .await?;
-        decode_create_results(&bytes, status::account_status)
+        decode_create_results(&bytes, CreateAccountStatus::from_u32)
     }
 
     pub async fn create_transfers(
@@ -214,7 +213,7 @@ impl Client {
         let bytes = self
             .call_events(Operation::CreateTransfers, transfers, true)
             .await?;
-        decode_create_results(&bytes, status::transfer_status)
+        decode_create_results(&bytes, CreateTransferStatus::from_u32)
     }
 
     /// The accounts that exist, in the order of `ids`; missing ids are left out.
@@ -435,14 +434,14 @@ mod tests {
         bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
         bytes.extend_from_slice(&21u32.to_le_bytes());
         bytes.extend_from_slice(&0u32.to_le_bytes());
-        let results = decode_create_results(&bytes, status::account_status).expect("valid");
+        let results = decode_create_results(&bytes, CreateAccountStatus::from_u32).expect("valid");
         assert_eq!(results[0].timestamp, 7);
         assert_eq!(results[0].status, CreateAccountStatus::Created);
         assert_eq!(results[1].timestamp, 1 << 40);
         assert_eq!(results[1].status, CreateAccountStatus::Exists);
         bytes[24..28].copy_from_slice(&999u32.to_le_bytes());
         assert!(matches!(
-            decode_create_results(&bytes, status::account_status),
+            decode_create_results(&bytes, CreateAccountStatus::from_u32),
             Err(ClientError::UnknownStatus(999))
         ));
     }

@@ -179,111 +179,139 @@ pub struct CreateResult<S> {
 pub type CreateAccountResult = CreateResult<CreateAccountStatus>;
 pub type CreateTransferResult = CreateResult<CreateTransferStatus>;
 
-/// `CreateAccountStatus` (§2.2). Discriminants are the wire values.
-#[repr(u32)]
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum CreateAccountStatus {
-    Created = 0xFFFF_FFFF,
-    LinkedEventFailed = 1,
-    LinkedEventChainOpen = 2,
-    ImportedEventExpected = 22,
-    ImportedEventNotExpected = 23,
-    TimestampMustBeZero = 3,
-    ImportedEventTimestampOutOfRange = 24,
-    ImportedEventTimestampMustNotAdvance = 25,
-    ReservedField = 4,
-    ReservedFlag = 5,
-    IdMustNotBeZero = 6,
-    IdMustNotBeIntMax = 7,
-    ExistsWithDifferentFlags = 15,
-    ExistsWithDifferentUserData128 = 16,
-    ExistsWithDifferentUserData64 = 17,
-    ExistsWithDifferentUserData32 = 18,
-    ExistsWithDifferentLedger = 19,
-    ExistsWithDifferentCode = 20,
-    Exists = 21,
-    FlagsAreMutuallyExclusive = 8,
-    DebitsPendingMustBeZero = 9,
-    DebitsPostedMustBeZero = 10,
-    CreditsPendingMustBeZero = 11,
-    CreditsPostedMustBeZero = 12,
-    LedgerMustNotBeZero = 13,
-    CodeMustNotBeZero = 14,
-    ImportedEventTimestampMustNotRegress = 26,
+/// Declares a create-status enum (`#[repr(u32)]`, discriminants = wire values) together with the
+/// list of its statuses and the decoder from wire values, from one list: a status added to the
+/// enum is in `ALL` and decodes, by construction.
+macro_rules! status_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $value:literal,)* }) => {
+        $(#[$meta])*
+        #[repr(u32)]
+        #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+        pub enum $name {
+            $($variant = $value,)*
+        }
+
+        impl $name {
+            /// Every status, `created` first, then in precedence order.
+            pub const ALL: &'static [$name] = &[$($name::$variant,)*];
+
+            /// The status with wire value `value`, or `None` for a value that is no status
+            /// (never panics: the value may come from the network).
+            pub fn from_u32(value: u32) -> Option<$name> {
+                match value {
+                    $($value => Some($name::$variant),)*
+                    _ => None,
+                }
+            }
+        }
+    };
 }
 
-/// `CreateTransferStatus` (§2.3). Discriminants are the wire values.
-#[repr(u32)]
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum CreateTransferStatus {
-    Created = 0xFFFF_FFFF,
-    LinkedEventFailed = 1,
-    LinkedEventChainOpen = 2,
-    ImportedEventExpected = 56,
-    ImportedEventNotExpected = 57,
-    TimestampMustBeZero = 3,
-    ImportedEventTimestampOutOfRange = 58,
-    ImportedEventTimestampMustNotAdvance = 59,
-    ReservedFlag = 4,
-    IdMustNotBeZero = 5,
-    IdMustNotBeIntMax = 6,
-    ExistsWithDifferentFlags = 36,
-    ExistsWithDifferentPendingId = 40,
-    ExistsWithDifferentTimeout = 44,
-    ExistsWithDifferentDebitAccountId = 37,
-    ExistsWithDifferentCreditAccountId = 38,
-    ExistsWithDifferentAmount = 39,
-    ExistsWithDifferentUserData128 = 41,
-    ExistsWithDifferentUserData64 = 42,
-    ExistsWithDifferentUserData32 = 43,
-    ExistsWithDifferentLedger = 67,
-    ExistsWithDifferentCode = 45,
-    Exists = 46,
-    IdAlreadyFailed = 68,
-    FlagsAreMutuallyExclusive = 7,
-    DebitAccountIdMustNotBeZero = 8,
-    DebitAccountIdMustNotBeIntMax = 9,
-    CreditAccountIdMustNotBeZero = 10,
-    CreditAccountIdMustNotBeIntMax = 11,
-    AccountsMustBeDifferent = 12,
-    PendingIdMustBeZero = 13,
-    PendingIdMustNotBeZero = 14,
-    PendingIdMustNotBeIntMax = 15,
-    PendingIdMustBeDifferent = 16,
-    TimeoutReservedForPendingTransfer = 17,
-    ClosingTransferMustBePending = 64,
-    LedgerMustNotBeZero = 19,
-    CodeMustNotBeZero = 20,
-    DebitAccountNotFound = 21,
-    CreditAccountNotFound = 22,
-    AccountsMustHaveTheSameLedger = 23,
-    TransferMustHaveTheSameLedgerAsAccounts = 24,
-    PendingTransferNotFound = 25,
-    PendingTransferNotPending = 26,
-    PendingTransferHasDifferentDebitAccountId = 27,
-    PendingTransferHasDifferentCreditAccountId = 28,
-    PendingTransferHasDifferentLedger = 29,
-    PendingTransferHasDifferentCode = 30,
-    ExceedsPendingTransferAmount = 31,
-    PendingTransferHasDifferentAmount = 32,
-    PendingTransferAlreadyPosted = 33,
-    PendingTransferAlreadyVoided = 34,
-    PendingTransferExpired = 35,
-    ImportedEventTimestampMustNotRegress = 60,
-    ImportedEventTimestampMustPostdateDebitAccount = 61,
-    ImportedEventTimestampMustPostdateCreditAccount = 62,
-    ImportedEventTimeoutMustBeZero = 63,
-    DebitAccountAlreadyClosed = 65,
-    CreditAccountAlreadyClosed = 66,
-    OverflowsDebitsPending = 47,
-    OverflowsCreditsPending = 48,
-    OverflowsDebitsPosted = 49,
-    OverflowsCreditsPosted = 50,
-    OverflowsDebits = 51,
-    OverflowsCredits = 52,
-    OverflowsTimeout = 53,
-    ExceedsCredits = 54,
-    ExceedsDebits = 55,
+status_enum! {
+    /// `CreateAccountStatus` (§2.2). Discriminants are the wire values.
+    CreateAccountStatus {
+        Created = 0xFFFF_FFFF,
+        LinkedEventFailed = 1,
+        LinkedEventChainOpen = 2,
+        ImportedEventExpected = 22,
+        ImportedEventNotExpected = 23,
+        TimestampMustBeZero = 3,
+        ImportedEventTimestampOutOfRange = 24,
+        ImportedEventTimestampMustNotAdvance = 25,
+        ReservedField = 4,
+        ReservedFlag = 5,
+        IdMustNotBeZero = 6,
+        IdMustNotBeIntMax = 7,
+        ExistsWithDifferentFlags = 15,
+        ExistsWithDifferentUserData128 = 16,
+        ExistsWithDifferentUserData64 = 17,
+        ExistsWithDifferentUserData32 = 18,
+        ExistsWithDifferentLedger = 19,
+        ExistsWithDifferentCode = 20,
+        Exists = 21,
+        FlagsAreMutuallyExclusive = 8,
+        DebitsPendingMustBeZero = 9,
+        DebitsPostedMustBeZero = 10,
+        CreditsPendingMustBeZero = 11,
+        CreditsPostedMustBeZero = 12,
+        LedgerMustNotBeZero = 13,
+        CodeMustNotBeZero = 14,
+        ImportedEventTimestampMustNotRegress = 26,
+    }
+}
+
+status_enum! {
+    /// `CreateTransferStatus` (§2.3). Discriminants are the wire values.
+    CreateTransferStatus {
+        Created = 0xFFFF_FFFF,
+        LinkedEventFailed = 1,
+        LinkedEventChainOpen = 2,
+        ImportedEventExpected = 56,
+        ImportedEventNotExpected = 57,
+        TimestampMustBeZero = 3,
+        ImportedEventTimestampOutOfRange = 58,
+        ImportedEventTimestampMustNotAdvance = 59,
+        ReservedFlag = 4,
+        IdMustNotBeZero = 5,
+        IdMustNotBeIntMax = 6,
+        ExistsWithDifferentFlags = 36,
+        ExistsWithDifferentPendingId = 40,
+        ExistsWithDifferentTimeout = 44,
+        ExistsWithDifferentDebitAccountId = 37,
+        ExistsWithDifferentCreditAccountId = 38,
+        ExistsWithDifferentAmount = 39,
+        ExistsWithDifferentUserData128 = 41,
+        ExistsWithDifferentUserData64 = 42,
+        ExistsWithDifferentUserData32 = 43,
+        ExistsWithDifferentLedger = 67,
+        ExistsWithDifferentCode = 45,
+        Exists = 46,
+        IdAlreadyFailed = 68,
+        FlagsAreMutuallyExclusive = 7,
+        DebitAccountIdMustNotBeZero = 8,
+        DebitAccountIdMustNotBeIntMax = 9,
+        CreditAccountIdMustNotBeZero = 10,
+        CreditAccountIdMustNotBeIntMax = 11,
+        AccountsMustBeDifferent = 12,
+        PendingIdMustBeZero = 13,
+        PendingIdMustNotBeZero = 14,
+        PendingIdMustNotBeIntMax = 15,
+        PendingIdMustBeDifferent = 16,
+        TimeoutReservedForPendingTransfer = 17,
+        ClosingTransferMustBePending = 64,
+        LedgerMustNotBeZero = 19,
+        CodeMustNotBeZero = 20,
+        DebitAccountNotFound = 21,
+        CreditAccountNotFound = 22,
+        AccountsMustHaveTheSameLedger = 23,
+        TransferMustHaveTheSameLedgerAsAccounts = 24,
+        PendingTransferNotFound = 25,
+        PendingTransferNotPending = 26,
+        PendingTransferHasDifferentDebitAccountId = 27,
+        PendingTransferHasDifferentCreditAccountId = 28,
+        PendingTransferHasDifferentLedger = 29,
+        PendingTransferHasDifferentCode = 30,
+        ExceedsPendingTransferAmount = 31,
+        PendingTransferHasDifferentAmount = 32,
+        PendingTransferAlreadyPosted = 33,
+        PendingTransferAlreadyVoided = 34,
+        PendingTransferExpired = 35,
+        ImportedEventTimestampMustNotRegress = 60,
+        ImportedEventTimestampMustPostdateDebitAccount = 61,
+        ImportedEventTimestampMustPostdateCreditAccount = 62,
+        ImportedEventTimeoutMustBeZero = 63,
+        DebitAccountAlreadyClosed = 65,
+        CreditAccountAlreadyClosed = 66,
+        OverflowsDebitsPending = 47,
+        OverflowsCreditsPending = 48,
+        OverflowsDebitsPosted = 49,
+        OverflowsCreditsPosted = 50,
+        OverflowsDebits = 51,
+        OverflowsCredits = 52,
+        OverflowsTimeout = 53,
+        ExceedsCredits = 54,
+        ExceedsDebits = 55,
+    }
 }
 
 impl CreateTransferStatus {
@@ -504,5 +532,44 @@ impl From<CreateAccountStatus> for u32 {
 impl From<CreateTransferStatus> for u32 {
     fn from(status: CreateTransferStatus) -> u32 {
         status as u32
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_decodes_from_its_wire_value_and_nothing_else_does() {
+        for &status in CreateAccountStatus::ALL {
+            assert_eq!(CreateAccountStatus::from_u32(status as u32), Some(status));
+        }
+        for &status in CreateTransferStatus::ALL {
+            assert_eq!(CreateTransferStatus::from_u32(status as u32), Some(status));
+        }
+        assert_eq!(CreateAccountStatus::ALL.len(), 27);
+        assert_eq!(CreateTransferStatus::ALL.len(), 68);
+        for value in (0..=1024).chain([u32::MAX - 1]) {
+            let accounts = CreateAccountStatus::ALL
+                .iter()
+                .filter(|&&s| s as u32 == value)
+                .count();
+            let transfers = CreateTransferStatus::ALL
+                .iter()
+                .filter(|&&s| s as u32 == value)
+                .count();
+            assert_eq!(
+                CreateAccountStatus::from_u32(value).is_some(),
+                accounts == 1
+            );
+            assert_eq!(
+                CreateTransferStatus::from_u32(value).is_some(),
+                transfers == 1
+            );
+            assert!(
+                accounts <= 1 && transfers <= 1,
+                "duplicate wire value {value}"
+            );
+        }
     }
 }

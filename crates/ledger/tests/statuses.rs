@@ -132,39 +132,6 @@ fn void(id: u128, pending_id: u128) -> Transfer {
     }
 }
 
-const ALL_ACCOUNT_STATUSES: [CreateAccountStatus; 27] = {
-    use CreateAccountStatus::*;
-    [
-        Created,
-        LinkedEventFailed,
-        LinkedEventChainOpen,
-        ImportedEventExpected,
-        ImportedEventNotExpected,
-        TimestampMustBeZero,
-        ImportedEventTimestampOutOfRange,
-        ImportedEventTimestampMustNotAdvance,
-        ReservedField,
-        ReservedFlag,
-        IdMustNotBeZero,
-        IdMustNotBeIntMax,
-        ExistsWithDifferentFlags,
-        ExistsWithDifferentUserData128,
-        ExistsWithDifferentUserData64,
-        ExistsWithDifferentUserData32,
-        ExistsWithDifferentLedger,
-        ExistsWithDifferentCode,
-        Exists,
-        FlagsAreMutuallyExclusive,
-        DebitsPendingMustBeZero,
-        DebitsPostedMustBeZero,
-        CreditsPendingMustBeZero,
-        CreditsPostedMustBeZero,
-        LedgerMustNotBeZero,
-        CodeMustNotBeZero,
-        ImportedEventTimestampMustNotRegress,
-    ]
-};
-
 #[test]
 fn every_account_status() {
     use CreateAccountStatus::*;
@@ -333,7 +300,7 @@ fn every_account_status() {
     );
 
     let seen: BTreeSet<u32> = h.seen_accounts.clone();
-    let missing: Vec<_> = ALL_ACCOUNT_STATUSES
+    let missing: Vec<_> = CreateAccountStatus::ALL
         .iter()
         .filter(|s| !seen.contains(&(**s as u32)))
         .collect();
@@ -422,80 +389,6 @@ fn account_precedence_pairs() {
         assert_eq!(h.accounts(&[event]), [expected], "{event:?}");
     }
 }
-
-const ALL_TRANSFER_STATUSES: [CreateTransferStatus; 68] = {
-    use CreateTransferStatus::*;
-    [
-        Created,
-        LinkedEventFailed,
-        LinkedEventChainOpen,
-        ImportedEventExpected,
-        ImportedEventNotExpected,
-        TimestampMustBeZero,
-        ImportedEventTimestampOutOfRange,
-        ImportedEventTimestampMustNotAdvance,
-        ReservedFlag,
-        IdMustNotBeZero,
-        IdMustNotBeIntMax,
-        ExistsWithDifferentFlags,
-        ExistsWithDifferentPendingId,
-        ExistsWithDifferentTimeout,
-        ExistsWithDifferentDebitAccountId,
-        ExistsWithDifferentCreditAccountId,
-        ExistsWithDifferentAmount,
-        ExistsWithDifferentUserData128,
-        ExistsWithDifferentUserData64,
-        ExistsWithDifferentUserData32,
-        ExistsWithDifferentLedger,
-        ExistsWithDifferentCode,
-        Exists,
-        IdAlreadyFailed,
-        FlagsAreMutuallyExclusive,
-        DebitAccountIdMustNotBeZero,
-        DebitAccountIdMustNotBeIntMax,
-        CreditAccountIdMustNotBeZero,
-        CreditAccountIdMustNotBeIntMax,
-        AccountsMustBeDifferent,
-        PendingIdMustBeZero,
-        PendingIdMustNotBeZero,
-        PendingIdMustNotBeIntMax,
-        PendingIdMustBeDifferent,
-        TimeoutReservedForPendingTransfer,
-        ClosingTransferMustBePending,
-        LedgerMustNotBeZero,
-        CodeMustNotBeZero,
-        DebitAccountNotFound,
-        CreditAccountNotFound,
-        AccountsMustHaveTheSameLedger,
-        TransferMustHaveTheSameLedgerAsAccounts,
-        PendingTransferNotFound,
-        PendingTransferNotPending,
-        PendingTransferHasDifferentDebitAccountId,
-        PendingTransferHasDifferentCreditAccountId,
-        PendingTransferHasDifferentLedger,
-        PendingTransferHasDifferentCode,
-        ExceedsPendingTransferAmount,
-        PendingTransferHasDifferentAmount,
-        PendingTransferAlreadyPosted,
-        PendingTransferAlreadyVoided,
-        PendingTransferExpired,
-        ImportedEventTimestampMustNotRegress,
-        ImportedEventTimestampMustPostdateDebitAccount,
-        ImportedEventTimestampMustPostdateCreditAccount,
-        ImportedEventTimeoutMustBeZero,
-        DebitAccountAlreadyClosed,
-        CreditAccountAlreadyClosed,
-        OverflowsDebitsPending,
-        OverflowsCreditsPending,
-        OverflowsDebitsPosted,
-        OverflowsCreditsPosted,
-        OverflowsDebits,
-        OverflowsCredits,
-        OverflowsTimeout,
-        ExceedsCredits,
-        ExceedsDebits,
-    ]
-};
 
 /// Accounts 1, 2 (ledger 1), 3 (ledger 2), 4 (debits limited), 5 (credits limited), 6 (closed),
 /// and 100..=112 on ledger 1 for the overflow cases.
@@ -849,7 +742,7 @@ fn every_transfer_status() {
     );
 
     let seen = h.seen_transfers.clone();
-    let missing: Vec<_> = ALL_TRANSFER_STATUSES
+    let missing: Vec<_> = CreateTransferStatus::ALL
         .iter()
         .filter(|s| !seen.contains(&(**s as u32)))
         .collect();
