@@ -19,6 +19,8 @@
 //! `TALLY_CRASH_SEED` to repeat a run. A failing test keeps its scratch directory (server logs,
 //! the generator's lines, the data directory) and prints where it is.
 
+mod common;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, BufWriter, Read, Write};
@@ -26,7 +28,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -228,77 +230,10 @@ fn run(command: &mut Command, timeout: Duration, what: &str) -> Output {
     }
 }
 
+/// Output as text; the server's log is plain with NO_COLOR, but colour codes are stripped
+/// anyway.
 fn text(bytes: &[u8]) -> String {
-    strip_ansi(&String::from_utf8_lossy(bytes))
-}
-
-/// The server's log is plain with NO_COLOR, but be robust to colour codes anyway.
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
-// ---------------------------------------------------------------------------------------------
-// Python and the official client.
-
-fn python_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python")
-}
-
-/// `import tigerbeetle` works, installing the official client (0.17.9) if it does not.
-fn python_ready() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    let ready = READY.get_or_init(|| {
-        let import = || {
-            run(
-                Command::new("python3").args(["-c", "import tigerbeetle"]),
-                Duration::from_secs(60),
-                "python3 -c 'import tigerbeetle'",
-            )
-            .status
-            .success()
-        };
-        if import() {
-            return Ok(());
-        }
-        let install = run(
-            Command::new("python3").args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "tigerbeetle==0.17.9",
-            ]),
-            Duration::from_secs(600),
-            "pip install tigerbeetle",
-        );
-        if !install.status.success() {
-            return Err(format!(
-                "pip install tigerbeetle==0.17.9 failed: {}",
-                text(&install.stderr)
-            ));
-        }
-        if import() {
-            Ok(())
-        } else {
-            Err("tigerbeetle installed but `import tigerbeetle` still fails".into())
-        }
-    });
-    if let Err(error) = ready {
-        panic!("{error}");
-    }
+    common::strip_ansi(&String::from_utf8_lossy(bytes))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -384,7 +319,7 @@ impl Server {
 }
 
 fn read_text(path: &Path) -> String {
-    strip_ansi(&fs::read_to_string(path).unwrap_or_default())
+    common::strip_ansi(&fs::read_to_string(path).unwrap_or_default())
 }
 
 /// The value of `name=value` in a log line.
@@ -484,7 +419,7 @@ impl Load {
         let path = scratch.path(&format!("load-{cycle:05}.jsonl"));
         let mut command = Command::new("python3");
         command
-            .arg(python_dir().join("crash_load.py"))
+            .arg(common::python_dir().join("crash_load.py"))
             .args(["--address", address])
             .args(["--cycle", &cycle.to_string()])
             .args(["--seed", &seed.to_string()])
@@ -568,7 +503,7 @@ impl Load {
 fn check(scratch: &Scratch, address: &str, load: &Path, state: &str, extra: &[&str]) -> String {
     let mut command = Command::new("python3");
     command
-        .arg(python_dir().join("crash_check.py"))
+        .arg(common::python_dir().join("crash_check.py"))
         .args(["--address", address])
         .arg("--log")
         .arg(load)
@@ -788,7 +723,7 @@ fn ids_in(body: &[u8], events: &[Vec<u128>]) -> Vec<u128> {
 #[test]
 fn sigkill_under_load_cycles() {
     let _serial = serial();
-    python_ready();
+    common::ensure_official_client();
     let cycles: u64 = std::env::var("TALLY_CRASH_CYCLES")
         .map(|value| value.parse().expect("TALLY_CRASH_CYCLES is a number"))
         .unwrap_or(20);
@@ -845,7 +780,7 @@ fn sigkill_under_load_cycles() {
 #[test]
 fn torn_tail_is_cut() {
     let _serial = serial();
-    python_ready();
+    common::ensure_official_client();
     let seed = test_seed("torn_tail_is_cut");
     let mut rng = Rng(seed);
     let scratch = Scratch::new("torn");
@@ -1130,7 +1065,7 @@ fn rng_offset(seed: u64, record: RecordAt) -> u64 {
 #[test]
 fn corruption_before_tail_is_refused() {
     let _serial = serial();
-    python_ready();
+    common::ensure_official_client();
     let seed = test_seed("corruption_before_tail_is_refused");
     let mut rng = Rng(seed);
     let scratch = Scratch::new("corrupt");
@@ -1280,7 +1215,7 @@ fn corruption_before_tail_is_refused() {
 #[test]
 fn checkpoint_then_replay_after_sigkill() {
     let _serial = serial();
-    python_ready();
+    common::ensure_official_client();
     let seed = test_seed("checkpoint_then_replay_after_sigkill");
     let mut rng = Rng(seed);
     let scratch = Scratch::new("checkpoint");
@@ -1352,7 +1287,7 @@ fn checkpoint_then_replay_after_sigkill() {
 #[test]
 fn sigterm_checkpoints_after_group_commit() {
     let _serial = serial();
-    python_ready();
+    common::ensure_official_client();
     let seed = test_seed("sigterm_checkpoints_after_group_commit");
     let scratch = Scratch::new("sigterm");
     let data = scratch.path("data");

@@ -11,16 +11,17 @@
 //! The client is installed with pip when `import tigerbeetle` fails or finds another version;
 //! a failed install fails the tests.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 const TALLY: &str = env!("CARGO_BIN_EXE_tally");
-const CLIENT_VERSION: &str = "0.17.9";
 /// Journal segments of the test servers: small, so that a test's data directory stays small.
 const SEGMENT_MIB: &str = "8";
 const SERVER_START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -185,73 +186,6 @@ fn check_digest(data: &Path, logged: &str) {
 }
 
 // ------------------------------------------------------------------------------------------
-// The official client.
-
-/// Makes sure `python3` imports the official client at `CLIENT_VERSION`, installing it with pip
-/// if not (once per test binary). Panics (fails the test) if that is impossible.
-fn ensure_official_client() {
-    static READY: OnceLock<Result<(), String>> = OnceLock::new();
-    if let Err(error) = READY.get_or_init(install_official_client) {
-        panic!("the official TigerBeetle Python client {CLIENT_VERSION} is unavailable: {error}");
-    }
-}
-
-fn install_official_client() -> Result<(), String> {
-    if client_version().as_deref() == Ok(CLIENT_VERSION) {
-        return Ok(());
-    }
-    let requirement = format!("tigerbeetle=={CLIENT_VERSION}");
-    let pip = |extra: &[&str]| {
-        Command::new("python3")
-            .args(["-m", "pip", "install", "--quiet"])
-            .args(extra)
-            .arg(&requirement)
-            .output()
-            .map_err(|error| format!("cannot run python3 -m pip: {error}"))
-    };
-    let mut output = pip(&[])?;
-    if !output.status.success()
-        && String::from_utf8_lossy(&output.stderr).contains("externally-managed-environment")
-    {
-        output = pip(&["--break-system-packages"])?;
-    }
-    if !output.status.success() {
-        return Err(format!(
-            "pip install {requirement} failed ({}):\n{}{}",
-            output.status,
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    match client_version() {
-        Ok(version) if version == CLIENT_VERSION => Ok(()),
-        Ok(version) => Err(format!(
-            "pip installed {requirement}, python3 imports {version}"
-        )),
-        Err(error) => Err(format!("pip installed {requirement}, but: {error}")),
-    }
-}
-
-/// The version of the `tigerbeetle` package that `python3` imports.
-fn client_version() -> Result<String, String> {
-    let output = Command::new("python3")
-        .args([
-            "-c",
-            "import importlib.metadata, tigerbeetle; print(importlib.metadata.version('tigerbeetle'))",
-        ])
-        .output()
-        .map_err(|error| format!("cannot run python3: {error}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
-    } else {
-        Err(format!(
-            "import tigerbeetle failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-// ------------------------------------------------------------------------------------------
 // Child processes.
 
 /// A temporary directory; the data directory inside it does not exist yet (`start` formats it).
@@ -262,7 +196,7 @@ struct Fixture {
 
 impl Fixture {
     fn new() -> Fixture {
-        ensure_official_client();
+        common::ensure_official_client();
         let dir = tempfile::Builder::new()
             .prefix("tally-official-client-")
             .tempdir()
@@ -283,7 +217,7 @@ fn collect_lines(
     thread::spawn(move || {
         for line in BufReader::new(reader).lines() {
             let Ok(line) = line else { break };
-            let line = strip_ansi(&line);
+            let line = common::strip_ansi(&line);
             lines.lock().unwrap().push(line.clone());
             if let Some(sender) = &sender {
                 let _ = sender.send(line);
@@ -293,23 +227,6 @@ fn collect_lines(
 }
 
 /// Removes terminal colour sequences (`ESC [ ... m`) from a log line.
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for c in chars.by_ref() {
-                if c.is_ascii_alphabetic() {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 fn wait_with_timeout(child: &mut Child, timeout: Duration) -> Option<ExitStatus> {
     let deadline = Instant::now() + timeout;
     loop {
@@ -511,9 +428,7 @@ struct Script {
 
 impl Script {
     fn start(name: &str, address: &str) -> Script {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../tests/python")
-            .join(name);
+        let path = common::python_dir().join(name);
         assert!(path.is_file(), "no script {}", path.display());
         let mut child = Command::new("python3")
             .arg(&path)
