@@ -13,10 +13,18 @@ use crate::types::{Account, Record};
 
 const MAGIC: &[u8; 8] = b"TLYLDG01";
 
+/// Why `Ledger::decode_checkpoint` refused a blob. Any of these means the bytes cannot be
+/// trusted as a ledger state: the caller must not serve from them.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CheckpointError {
+    /// The blob does not start with `MAGIC` (not a ledger checkpoint, or another format version).
     BadMagic,
-    Truncated { offset: usize },
+    /// The blob ends early, or a list length claims more than the bytes that remain.
+    Truncated {
+        /// Byte offset of the read that ran out.
+        offset: usize,
+    },
+    /// Every field parsed, but the parts contradict each other; the text names the check.
     Inconsistent(&'static str),
 }
 
@@ -89,6 +97,9 @@ impl<'a> Reader<'a> {
 }
 
 impl Ledger {
+    /// Appends the whole state to `out` (accounts, per-account lists, id indexes, per-handle
+    /// states, balancing amounts, expiries, retired ids). Deterministic: equal states encode to
+    /// equal bytes. Transfer bodies are not included: a restore needs the same store.
     pub fn encode_checkpoint(&self, out: &mut Vec<u8>) {
         let mut w = Writer(out);
         w.0.extend_from_slice(MAGIC);
@@ -132,6 +143,8 @@ impl Ledger {
         self.orphan_ids.iter().for_each(|&id| w.u128(id));
     }
 
+    /// Reads back what `encode_checkpoint` wrote and checks its internal consistency before
+    /// returning it. Never panics on corrupt input: every length is bounded by the bytes left.
     pub fn decode_checkpoint(bytes: &[u8]) -> Result<Ledger, CheckpointError> {
         let mut r = Reader { bytes, offset: 0 };
         if r.take(MAGIC.len())? != MAGIC {

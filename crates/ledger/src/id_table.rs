@@ -15,16 +15,16 @@
 const VALUE_BITS: u32 = 48;
 const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
 /// The largest value the index can hold (`value + 1` must fit in 48 bits).
-pub const VALUE_MAX: u64 = VALUE_MASK - 1;
+pub(crate) const VALUE_MAX: u64 = VALUE_MASK - 1;
 const CAPACITY_MIN: usize = 1024;
 
-pub struct IdIndex {
+pub(crate) struct IdIndex {
     slots: Vec<u64>,
     count: usize,
 }
 
 /// Where a lookup ended: at the value, or at the empty slot where the id would go.
-pub enum Probe {
+pub(crate) enum Probe {
     Found { value: u64 },
     Vacant { slot: usize },
 }
@@ -32,7 +32,7 @@ pub enum Probe {
 /// A strong 64-bit mix of a 128-bit id (splitmix64's finaliser over both halves). Sequential and
 /// structured ids spread evenly; the function is fixed, so the table is deterministic.
 #[inline]
-pub fn hash_id(id: u128) -> u64 {
+pub(crate) fn hash_id(id: u128) -> u64 {
     let mut x = (id as u64)
         ^ ((id >> 64) as u64)
             .wrapping_mul(0x9E37_79B9_7F4A_7C15)
@@ -51,13 +51,13 @@ impl Default for IdIndex {
 }
 
 impl IdIndex {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::with_capacity(0)
     }
 
     /// An index that holds `count_max` entries without growing (TigerBeetle-style static
     /// sizing: no rebuild ever stalls a batch while the count stays below it).
-    pub fn with_capacity(count_max: usize) -> Self {
+    pub(crate) fn with_capacity(count_max: usize) -> Self {
         let mut capacity = CAPACITY_MIN;
         while count_max * 8 > capacity * 7 {
             capacity *= 2;
@@ -68,17 +68,17 @@ impl IdIndex {
         }
     }
 
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.count
     }
 
-    pub fn heap_bytes(&self) -> usize {
+    pub(crate) fn heap_bytes(&self) -> usize {
         self.slots.capacity() * 8
     }
 
     /// Finds `id`; `id_of(value)` returns the id stored under a value.
     #[inline]
-    pub fn probe(&self, id: u128, id_of: impl Fn(u64) -> u128) -> Probe {
+    pub(crate) fn probe(&self, id: u128, id_of: impl Fn(u64) -> u128) -> Probe {
         let hash = hash_id(id);
         let tag = hash >> VALUE_BITS;
         let mask = self.slots.len() - 1;
@@ -101,7 +101,7 @@ impl IdIndex {
     }
 
     #[inline]
-    pub fn get(&self, id: u128, id_of: impl Fn(u64) -> u128) -> Option<u64> {
+    pub(crate) fn get(&self, id: u128, id_of: impl Fn(u64) -> u128) -> Option<u64> {
         match self.probe(id, id_of) {
             Probe::Found { value } => Some(value),
             Probe::Vacant { .. } => None,
@@ -111,7 +111,7 @@ impl IdIndex {
     /// Inserts at the vacant slot that `probe` returned for `id`, with no insertion or resize in
     /// between. The caller must have reserved room with `reserve`.
     #[inline]
-    pub fn insert_vacant(&mut self, slot: usize, id: u128, value: u64) {
+    pub(crate) fn insert_vacant(&mut self, slot: usize, id: u128, value: u64) {
         assert!(value <= VALUE_MAX);
         assert_eq!(self.slots[slot], 0);
         assert!(
@@ -124,7 +124,7 @@ impl IdIndex {
     }
 
     /// Undoes the newest insertion (see the module docs for why clearing is enough).
-    pub fn remove_newest(&mut self, slot: usize, value: u64) {
+    pub(crate) fn remove_newest(&mut self, slot: usize, value: u64) {
         assert_eq!(self.slots[slot] & VALUE_MASK, value + 1);
         self.slots[slot] = 0;
         self.count -= 1;
@@ -134,7 +134,7 @@ impl IdIndex {
     /// every value in the index, in insertion order (so that a rebuilt index is laid out exactly
     /// as one built by inserting: deterministic), and `id_of` reads each one's id: in order, the
     /// reads are sequential, which is what makes a rebuild of millions of entries fast.
-    pub fn reserve<V: Iterator<Item = u64>>(
+    pub(crate) fn reserve<V: Iterator<Item = u64>>(
         &mut self,
         additional: usize,
         values: impl FnOnce() -> V,
@@ -188,17 +188,17 @@ impl IdIndex {
     /// events ahead so that the probe finds the line in cache (the index is far larger than the
     /// caches, so every probe would otherwise stall on memory).
     #[inline]
-    pub fn prefetch(&self, id: u128) {
+    pub(crate) fn prefetch(&self, id: u128) {
         let slot = (hash_id(id) as usize) & (self.slots.len() - 1);
         prefetch_read(&self.slots[slot]);
     }
 
     /// The raw slots, for checkpoints: restoring them avoids reading every id back.
-    pub fn slots(&self) -> &[u64] {
+    pub(crate) fn slots(&self) -> &[u64] {
         &self.slots
     }
 
-    pub fn from_slots(slots: Vec<u64>) -> Option<Self> {
+    pub(crate) fn from_slots(slots: Vec<u64>) -> Option<Self> {
         if !slots.len().is_power_of_two() || slots.len() < CAPACITY_MIN {
             return None;
         }
@@ -215,7 +215,7 @@ impl IdIndex {
     /// guess, right unless two ids share a tag, good only for prefetching what the value names
     /// (reading the id to verify would stall on exactly the memory being prefetched).
     #[inline]
-    pub fn peek(&self, id: u128) -> Option<u64> {
+    pub(crate) fn peek(&self, id: u128) -> Option<u64> {
         let hash = hash_id(id);
         let tag = hash >> VALUE_BITS;
         let mask = self.slots.len() - 1;
@@ -240,7 +240,7 @@ const PEEK_PROBES_MAX: usize = 8;
 const REBUILD_WINDOW: usize = 16;
 
 #[inline]
-pub fn prefetch_read<T>(value: &T) {
+pub(crate) fn prefetch_read<T>(value: &T) {
     prefetch_address(value as *const T);
 }
 

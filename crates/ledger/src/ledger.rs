@@ -68,6 +68,10 @@ enum Undo {
     },
 }
 
+/// The ledger's whole state: accounts with their id index, per-account transfer lists and
+/// history, the transfer id index with a state byte per handle, pending expiries and retired
+/// ids. Transfer bodies are not here: they live in the caller's `TransferStore`, by handle, and
+/// every method that reads a transfer takes the store. Batches change it; reads never do.
 pub struct Ledger {
     /// In creation order, which is also timestamp order.
     pub(crate) accounts: Vec<Account>,
@@ -206,6 +210,7 @@ struct TransferInsert {
 type Outcome<S> = (S, u64);
 
 impl Ledger {
+    /// An empty ledger whose indexes start small and grow as needed.
     pub fn new() -> Self {
         Self::with_capacity(0, 0)
     }
@@ -233,10 +238,12 @@ impl Ledger {
         }
     }
 
+    /// Accounts created so far.
     pub fn account_count(&self) -> usize {
         self.accounts.len()
     }
 
+    /// Transfers created so far (failed events, which also take a handle, are not counted).
     pub fn transfer_count(&self) -> u64 {
         self.transfer_count
     }
@@ -251,6 +258,7 @@ impl Ledger {
         self.timestamp_last
     }
 
+    /// Every account, in creation order, which is also timestamp order.
     pub fn accounts(&self) -> &[Account] {
         &self.accounts
     }
@@ -564,6 +572,7 @@ impl Ledger {
     // ---------------------------------------------------------------------------------------
     // Accounts.
 
+    /// The account with `id`, with its current balances.
     pub fn account(&self, id: u128) -> Option<&Account> {
         self.account_position(id)
             .map(|index| &self.accounts[index as usize])
@@ -675,15 +684,19 @@ impl Ledger {
         t
     }
 
+    /// The handle of the created transfer with `id` (ids retired by a failure have none).
     pub fn transfer_handle<S: TransferStore>(&self, store: &S, id: u128) -> Option<u64> {
         self.transfer_index.get(id, |handle| store.event_id(handle))
     }
 
+    /// The created transfer with `id`, as stored (see `transfer_at`).
     pub fn transfer<S: TransferStore>(&self, store: &S, id: u128) -> Option<Transfer> {
         self.transfer_handle(store, id)
             .map(|handle| self.transfer_at(store, handle))
     }
 
+    /// What became of the transfer at `handle` if it is pending: `None` for any other
+    /// transfer, and for a handle whose event failed.
     pub fn pending_status(&self, handle: u64) -> PendingStatus {
         match self.transfer_state[handle as usize] & STATE_PENDING_MASK {
             0 => PendingStatus::None,

@@ -117,6 +117,8 @@ impl Ledger {
         out.extend(ids.iter().filter_map(|&id| self.transfer(store, id)));
     }
 
+    /// The account's transfers matching the filter (side, user data, code, timestamp range),
+    /// oldest first or reversed, at most `min(filter.limit, limit_max)`.
     pub fn get_account_transfers<S: TransferStore>(
         &self,
         store: &S,
@@ -197,6 +199,8 @@ impl Ledger {
         }
     }
 
+    /// Accounts matching the filter, by timestamp (a binary search bounds the range), oldest
+    /// first or reversed, at most `min(filter.limit, limit_max)`.
     pub fn query_accounts(&self, filter: &QueryFilter, limit_max: u32, out: &mut Vec<Account>) {
         let Some(range) = filter.range() else { return };
         let start = self.accounts.partition_point(|a| a.timestamp < range.min);
@@ -327,11 +331,17 @@ impl Ledger {
 /// Where the core's heap goes; `per_transfer` divides what grows with transfers by their count.
 #[derive(Clone, Copy, Debug)]
 pub struct HeapBytes {
+    /// The accounts, their id index and the outer per-account vectors.
     pub accounts: usize,
+    /// The transfer id index (8 bytes per slot).
     pub transfer_index: usize,
+    /// One state byte per handle, failed events included.
     pub transfer_state: usize,
+    /// The per-account lists of transfer handles (8 bytes per entry, two per transfer).
     pub account_transfer_lists: usize,
+    /// Balance rows of accounts with `flags.history`.
     pub history: usize,
+    /// Expiry entries of pending transfers with a timeout, and balancing amounts.
     pub pending_and_balancing: usize,
 }
 

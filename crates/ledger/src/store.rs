@@ -15,10 +15,17 @@ use crate::types::{Transfer, TransferFlags};
 /// An event as submitted and the timestamp it was stamped with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StoredEvent {
+    /// The `create_transfers` event exactly as the client sent it (its `timestamp` is 0
+    /// unless imported; a balancing or post/void event keeps its requested fields).
     pub event: Transfer,
+    /// The timestamp the ledger assigned the event, in nanoseconds (`event_timestamp`).
     pub timestamp: u64,
 }
 
+/// Every `create_transfers` event ever submitted, by handle: the ledger's only source of
+/// transfer bodies and ids. Implemented over the journal by the server and in memory
+/// (`MemoryStore`) for tests. Reads must be pure: the same handle always returns the same event,
+/// or replay would diverge.
 pub trait TransferStore {
     /// Handles `0..event_count()` are readable.
     fn event_count(&self) -> u64;
@@ -52,6 +59,7 @@ pub struct MemoryStore {
 }
 
 impl MemoryStore {
+    /// An empty store: the first batch appended starts at handle 0.
     pub fn new() -> Self {
         Self::default()
     }
@@ -70,6 +78,7 @@ impl MemoryStore {
         first
     }
 
+    /// Bytes of heap held by the events (capacity, not length), for memory budgets.
     pub fn heap_bytes(&self) -> usize {
         self.events.capacity() * core::mem::size_of::<StoredEvent>()
     }

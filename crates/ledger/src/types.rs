@@ -12,8 +12,11 @@ compile_error!("Tally's records are little-endian on the wire and on disk");
 /// The largest amount; posting a pending transfer with it posts the full pending amount.
 pub const AMOUNT_MAX: u128 = u128::MAX;
 /// Object timestamps live in 63 bits (TigerBeetle keeps the top bit for LSM tombstones).
+/// The lowest valid object timestamp, in nanoseconds; 0 means "not yet stamped".
 pub const TIMESTAMP_MIN: u64 = 1;
+/// The highest valid object timestamp, in nanoseconds: the largest 63-bit value.
 pub const TIMESTAMP_MAX: u64 = (1 << 63) - 1;
+/// Nanoseconds per second: transfer timeouts are in seconds, timestamps in nanoseconds.
 pub const NS_PER_S: u64 = 1_000_000_000;
 
 /// Declares a u16/u32 flags newtype with named bits and a mask of the bits that are defined.
@@ -29,11 +32,14 @@ macro_rules! flags {
             /// Every defined bit; the rest is padding that must be zero.
             pub const DEFINED: $int = 0 $(| (1 << $bit))*;
 
+            /// Whether `flag` (one of the bit constants above) is set.
             #[inline]
             pub fn contains(self, flag: $int) -> bool {
                 self.0 & flag != 0
             }
 
+            /// The undefined bits that are set; anything but 0 is a `reserved_flag` failure (or
+            /// an invalid filter).
             #[inline]
             pub fn padding(self) -> $int {
                 self.0 & !Self::DEFINED
@@ -45,11 +51,18 @@ macro_rules! flags {
 flags! {
     /// `AccountFlags` (§1.2).
     AccountFlags: u16 {
+        /// Links this event with the next in the batch: the chain succeeds or fails as a whole.
         LINKED = 0,
+        /// Debits (pending and posted) may never exceed posted credits; exclusive with the next.
         DEBITS_MUST_NOT_EXCEED_CREDITS = 1,
+        /// Credits (pending and posted) may never exceed posted debits.
         CREDITS_MUST_NOT_EXCEED_DEBITS = 2,
+        /// Keep the balances after every transfer, for `get_account_balances`.
         HISTORY = 3,
+        /// The account carries its own `timestamp` (importing history from another system).
         IMPORTED = 4,
+        /// The account rejects transfers other than voiding its pending ones; set at creation
+        /// or by a pending closing transfer, cleared only by voiding that transfer.
         CLOSED = 5,
     }
 }
@@ -57,14 +70,24 @@ flags! {
 flags! {
     /// `TransferFlags` (§1.4).
     TransferFlags: u16 {
+        /// Links this event with the next in the batch: the chain succeeds or fails as a whole.
         LINKED = 0,
+        /// Phase one of a two-phase transfer: the amount moves to the pending balances until
+        /// posted, voided or expired (after `timeout` seconds, if non-zero).
         PENDING = 1,
+        /// Phase two: posts (all or part of) the pending transfer `pending_id`.
         POST_PENDING_TRANSFER = 2,
+        /// Phase two: voids the pending transfer `pending_id`, releasing its amount.
         VOID_PENDING_TRANSFER = 3,
+        /// Caps the amount at what the debit account can still debit under its limit.
         BALANCING_DEBIT = 4,
+        /// Caps the amount at what the credit account can still credit under its limit.
         BALANCING_CREDIT = 5,
+        /// Closes the debit account; requires `PENDING` (voiding reopens it).
         CLOSING_DEBIT = 6,
+        /// Closes the credit account; requires `PENDING` (voiding reopens it).
         CLOSING_CREDIT = 7,
+        /// The transfer carries its own `timestamp` (importing history from another system).
         IMPORTED = 8,
     }
 }
@@ -72,8 +95,11 @@ flags! {
 flags! {
     /// `AccountFilterFlags` (§1.5).
     AccountFilterFlags: u32 {
+        /// Include transfers that debit the account (at least one of the two sides is required).
         DEBITS = 0,
+        /// Include transfers that credit the account.
         CREDITS = 1,
+        /// Newest first instead of oldest first.
         REVERSED = 2,
     }
 }
@@ -81,6 +107,7 @@ flags! {
 flags! {
     /// `QueryFilterFlags` (§1.5).
     QueryFilterFlags: u32 {
+        /// Newest first instead of oldest first.
         REVERSED = 0,
     }
 }
@@ -89,18 +116,31 @@ flags! {
 #[repr(C)]
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct Account {
+    /// Chosen by the client; unique among accounts, neither 0 nor `u128::MAX`.
     pub id: u128,
+    /// Sum of the account's pending debits not yet posted, voided or expired; 0 on create.
     pub debits_pending: u128,
+    /// Sum of the account's posted debits; 0 on create.
     pub debits_posted: u128,
+    /// Sum of the account's pending credits not yet posted, voided or expired; 0 on create.
     pub credits_pending: u128,
+    /// Sum of the account's posted credits; 0 on create.
     pub credits_posted: u128,
+    /// Opaque to the ledger (typically a foreign key); queryable, 0 meaning "none".
     pub user_data_128: u128,
+    /// Opaque to the ledger; queryable, 0 meaning "none".
     pub user_data_64: u64,
+    /// Opaque to the ledger; queryable, 0 meaning "none".
     pub user_data_32: u32,
+    /// Must be 0 (`reserved_field`).
     pub reserved: u32,
+    /// Non-zero; only accounts of the same ledger can transact with each other.
     pub ledger: u32,
+    /// Non-zero; the account's type in the user's chart of accounts.
     pub code: u16,
+    /// Behaviour switches; see [`AccountFlags`].
     pub flags: AccountFlags,
+    /// Nanoseconds; set by the ledger on create (must be 0 in the event unless imported).
     pub timestamp: u64,
 }
 
@@ -108,18 +148,33 @@ pub struct Account {
 #[repr(C)]
 #[derive(Clone, Copy, Default, PartialEq, Eq, Debug)]
 pub struct Transfer {
+    /// Chosen by the client; unique among transfers, neither 0 nor `u128::MAX`.
     pub id: u128,
+    /// The account debited.
     pub debit_account_id: u128,
+    /// The account credited; must differ from the debit account.
     pub credit_account_id: u128,
+    /// What moves, in the ledger's unit; 0 is allowed. For a post, `AMOUNT_MAX` means "the
+    /// whole pending amount"; a balancing transfer records the amount actually moved.
     pub amount: u128,
+    /// For a post or void, the id of the pending transfer it resolves; otherwise 0.
     pub pending_id: u128,
+    /// Opaque to the ledger (typically a foreign key); queryable, 0 meaning "none".
     pub user_data_128: u128,
+    /// Opaque to the ledger; queryable, 0 meaning "none".
     pub user_data_64: u64,
+    /// Opaque to the ledger; queryable, 0 meaning "none".
     pub user_data_32: u32,
+    /// Seconds after which a pending transfer expires; 0 = never, and only pending transfers
+    /// may set it.
     pub timeout: u32,
+    /// Non-zero; must equal both accounts' ledger.
     pub ledger: u32,
+    /// Non-zero; the transfer's type, chosen by the user.
     pub code: u16,
+    /// Behaviour switches; see [`TransferFlags`].
     pub flags: TransferFlags,
+    /// Nanoseconds; set by the ledger on create (must be 0 in the event unless imported).
     pub timestamp: u64,
 }
 
@@ -127,11 +182,17 @@ pub struct Transfer {
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct AccountBalance {
+    /// The account's `debits_pending` after the transfer.
     pub debits_pending: u128,
+    /// The account's `debits_posted` after the transfer.
     pub debits_posted: u128,
+    /// The account's `credits_pending` after the transfer.
     pub credits_pending: u128,
+    /// The account's `credits_posted` after the transfer.
     pub credits_posted: u128,
+    /// The timestamp of the transfer this row follows, in nanoseconds.
     pub timestamp: u64,
+    /// Always zero.
     pub reserved: [u8; 56],
 }
 
@@ -139,15 +200,25 @@ pub struct AccountBalance {
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct AccountFilter {
+    /// The account whose transfers are read; neither 0 nor `u128::MAX`.
     pub account_id: u128,
+    /// Only transfers with this `user_data_128`; 0 matches any.
     pub user_data_128: u128,
+    /// Only transfers with this `user_data_64`; 0 matches any.
     pub user_data_64: u64,
+    /// Only transfers with this `user_data_32`; 0 matches any.
     pub user_data_32: u32,
+    /// Only transfers with this `code`; 0 matches any.
     pub code: u16,
+    /// Must be zero, or the filter is invalid (empty result).
     pub reserved: [u8; 58],
+    /// Lowest transfer timestamp included, in nanoseconds; 0 = unbounded.
     pub timestamp_min: u64,
+    /// Highest transfer timestamp included, in nanoseconds; 0 = unbounded.
     pub timestamp_max: u64,
+    /// Most results wanted; 0 makes the filter invalid. The reply may cap it further.
     pub limit: u32,
+    /// Which sides and which order; see [`AccountFilterFlags`].
     pub flags: AccountFilterFlags,
 }
 
@@ -155,15 +226,25 @@ pub struct AccountFilter {
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct QueryFilter {
+    /// Only objects with this `user_data_128`; 0 matches any.
     pub user_data_128: u128,
+    /// Only objects with this `user_data_64`; 0 matches any.
     pub user_data_64: u64,
+    /// Only objects with this `user_data_32`; 0 matches any.
     pub user_data_32: u32,
+    /// Only objects of this ledger; 0 matches any.
     pub ledger: u32,
+    /// Only objects with this `code`; 0 matches any.
     pub code: u16,
+    /// Must be zero, or the filter is invalid (empty result).
     pub reserved: [u8; 6],
+    /// Lowest object timestamp included, in nanoseconds; 0 = unbounded.
     pub timestamp_min: u64,
+    /// Highest object timestamp included, in nanoseconds; 0 = unbounded.
     pub timestamp_max: u64,
+    /// Most results wanted; 0 makes the filter invalid. The reply may cap it further.
     pub limit: u32,
+    /// Result order; see [`QueryFilterFlags`].
     pub flags: QueryFilterFlags,
 }
 
@@ -171,24 +252,33 @@ pub struct QueryFilter {
 #[repr(C)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct CreateResult<S> {
+    /// For `created` and `exists`, the object's timestamp; for a failure, the timestamp the
+    /// event was validated at (failed events still consume one, §2.1).
     pub timestamp: u64,
+    /// What became of the event.
     pub status: S,
+    /// Always zero.
     pub reserved: u32,
 }
 
+/// The result of one `create_accounts` event.
 pub type CreateAccountResult = CreateResult<CreateAccountStatus>;
+/// The result of one `create_transfers` event.
 pub type CreateTransferResult = CreateResult<CreateTransferStatus>;
 
 /// Declares a create-status enum (`#[repr(u32)]`, discriminants = wire values) together with the
 /// list of its statuses and the decoder from wire values, from one list: a status added to the
 /// enum is in `ALL` and decodes, by construction.
 macro_rules! status_enum {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident = $value:literal,)* }) => {
+    (
+        $(#[$meta:meta])*
+        $name:ident { $($(#[$vmeta:meta])* $variant:ident = $value:literal,)* }
+    ) => {
         $(#[$meta])*
         #[repr(u32)]
         #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
         pub enum $name {
-            $($variant = $value,)*
+            $($(#[$vmeta])* $variant = $value,)*
         }
 
         impl $name {
@@ -210,32 +300,62 @@ macro_rules! status_enum {
 status_enum! {
     /// `CreateAccountStatus` (§2.2). Discriminants are the wire values.
     CreateAccountStatus {
+        /// The account was created; the result carries its timestamp.
         Created = 0xFFFF_FFFF,
+        /// Another event of the same linked chain failed, so this one was not applied.
         LinkedEventFailed = 1,
+        /// The batch's last event has `linked` set: the chain never closes.
         LinkedEventChainOpen = 2,
+        /// The batch's first event is imported, this one is not.
         ImportedEventExpected = 22,
+        /// The batch's first event is not imported, this one is.
         ImportedEventNotExpected = 23,
+        /// A non-imported event carries a timestamp; the ledger assigns it.
         TimestampMustBeZero = 3,
+        /// An imported timestamp is 0 or does not fit in 63 bits.
         ImportedEventTimestampOutOfRange = 24,
+        /// An imported timestamp is not below the batch's own timestamp (it would be in the
+        /// future).
         ImportedEventTimestampMustNotAdvance = 25,
+        /// `reserved` is not zero.
         ReservedField = 4,
+        /// An undefined flag bit is set.
         ReservedFlag = 5,
+        /// `id` is 0.
         IdMustNotBeZero = 6,
+        /// `id` is `u128::MAX`.
         IdMustNotBeIntMax = 7,
+        /// An account with this id exists with other flags.
         ExistsWithDifferentFlags = 15,
+        /// An account with this id exists with another `user_data_128`.
         ExistsWithDifferentUserData128 = 16,
+        /// An account with this id exists with another `user_data_64`.
         ExistsWithDifferentUserData64 = 17,
+        /// An account with this id exists with another `user_data_32`.
         ExistsWithDifferentUserData32 = 18,
+        /// An account with this id exists with another ledger.
         ExistsWithDifferentLedger = 19,
+        /// An account with this id exists with another code.
         ExistsWithDifferentCode = 20,
+        /// An identical account already exists (a retry): treat as `Created`; the result carries
+        /// the original timestamp.
         Exists = 21,
+        /// Both balance limits (`debits_must_not_exceed_credits` and
+        /// `credits_must_not_exceed_debits`) are set.
         FlagsAreMutuallyExclusive = 8,
+        /// `debits_pending` is not zero: balances only change through transfers.
         DebitsPendingMustBeZero = 9,
+        /// `debits_posted` is not zero.
         DebitsPostedMustBeZero = 10,
+        /// `credits_pending` is not zero.
         CreditsPendingMustBeZero = 11,
+        /// `credits_posted` is not zero.
         CreditsPostedMustBeZero = 12,
+        /// `ledger` is 0.
         LedgerMustNotBeZero = 13,
+        /// `code` is 0.
         CodeMustNotBeZero = 14,
+        /// An imported timestamp is not above every existing account's, or equals a transfer's.
         ImportedEventTimestampMustNotRegress = 26,
     }
 }
@@ -243,73 +363,148 @@ status_enum! {
 status_enum! {
     /// `CreateTransferStatus` (§2.3). Discriminants are the wire values.
     CreateTransferStatus {
+        /// The transfer was created; the result carries its timestamp.
         Created = 0xFFFF_FFFF,
+        /// Another event of the same linked chain failed, so this one was not applied.
         LinkedEventFailed = 1,
+        /// The batch's last event has `linked` set: the chain never closes.
         LinkedEventChainOpen = 2,
+        /// The batch's first event is imported, this one is not.
         ImportedEventExpected = 56,
+        /// The batch's first event is not imported, this one is.
         ImportedEventNotExpected = 57,
+        /// A non-imported event carries a timestamp; the ledger assigns it.
         TimestampMustBeZero = 3,
+        /// An imported timestamp is 0 or does not fit in 63 bits.
         ImportedEventTimestampOutOfRange = 58,
+        /// An imported timestamp is not below the batch's own timestamp (it would be in the
+        /// future).
         ImportedEventTimestampMustNotAdvance = 59,
+        /// An undefined flag bit is set.
         ReservedFlag = 4,
+        /// `id` is 0.
         IdMustNotBeZero = 5,
+        /// `id` is `u128::MAX`.
         IdMustNotBeIntMax = 6,
+        /// A transfer with this id exists with other flags.
         ExistsWithDifferentFlags = 36,
+        /// A transfer with this id exists with another `pending_id`.
         ExistsWithDifferentPendingId = 40,
+        /// A transfer with this id exists with another timeout.
         ExistsWithDifferentTimeout = 44,
+        /// A transfer with this id exists with another debit account.
         ExistsWithDifferentDebitAccountId = 37,
+        /// A transfer with this id exists with another credit account.
         ExistsWithDifferentCreditAccountId = 38,
+        /// A transfer with this id exists with another amount (for a balancing transfer: a larger
+        /// one than this retry asks for).
         ExistsWithDifferentAmount = 39,
+        /// A transfer with this id exists with another `user_data_128`.
         ExistsWithDifferentUserData128 = 41,
+        /// A transfer with this id exists with another `user_data_64`.
         ExistsWithDifferentUserData64 = 42,
+        /// A transfer with this id exists with another `user_data_32`.
         ExistsWithDifferentUserData32 = 43,
+        /// A transfer with this id exists with another ledger.
         ExistsWithDifferentLedger = 67,
+        /// A transfer with this id exists with another code.
         ExistsWithDifferentCode = 45,
+        /// An identical transfer already exists (a retry): treat as `Created`; the result carries
+        /// the original timestamp.
         Exists = 46,
+        /// A transfer with this id failed earlier with a transient status: the id is retired, so a
+        /// retry cannot flip to success.
         IdAlreadyFailed = 68,
+        /// The flags combine things that exclude each other (pending with post or void, post with
+        /// void, post or void with balancing or closing).
         FlagsAreMutuallyExclusive = 7,
+        /// `debit_account_id` is 0.
         DebitAccountIdMustNotBeZero = 8,
+        /// `debit_account_id` is `u128::MAX`.
         DebitAccountIdMustNotBeIntMax = 9,
+        /// `credit_account_id` is 0.
         CreditAccountIdMustNotBeZero = 10,
+        /// `credit_account_id` is `u128::MAX`.
         CreditAccountIdMustNotBeIntMax = 11,
+        /// The debit and credit accounts are the same.
         AccountsMustBeDifferent = 12,
+        /// A transfer that is not a post or void has a `pending_id`.
         PendingIdMustBeZero = 13,
+        /// A post or void has no `pending_id`.
         PendingIdMustNotBeZero = 14,
+        /// `pending_id` is `u128::MAX`.
         PendingIdMustNotBeIntMax = 15,
+        /// A post or void names itself as the pending transfer.
         PendingIdMustBeDifferent = 16,
+        /// A transfer that is not pending has a timeout.
         TimeoutReservedForPendingTransfer = 17,
+        /// A closing flag is set without `pending`.
         ClosingTransferMustBePending = 64,
+        /// `ledger` is 0.
         LedgerMustNotBeZero = 19,
+        /// `code` is 0.
         CodeMustNotBeZero = 20,
+        /// No account has `debit_account_id` (transient: retires the id).
         DebitAccountNotFound = 21,
+        /// No account has `credit_account_id` (transient: retires the id).
         CreditAccountNotFound = 22,
+        /// The two accounts belong to different ledgers.
         AccountsMustHaveTheSameLedger = 23,
+        /// The transfer's ledger differs from its accounts'.
         TransferMustHaveTheSameLedgerAsAccounts = 24,
+        /// No transfer has `pending_id` (transient: retires the id).
         PendingTransferNotFound = 25,
+        /// The transfer `pending_id` names is not a pending transfer.
         PendingTransferNotPending = 26,
+        /// A non-zero debit account differs from the pending transfer's.
         PendingTransferHasDifferentDebitAccountId = 27,
+        /// A non-zero credit account differs from the pending transfer's.
         PendingTransferHasDifferentCreditAccountId = 28,
+        /// A non-zero ledger differs from the pending transfer's.
         PendingTransferHasDifferentLedger = 29,
+        /// A non-zero code differs from the pending transfer's.
         PendingTransferHasDifferentCode = 30,
+        /// A post asks for more than the pending amount.
         ExceedsPendingTransferAmount = 31,
+        /// A void names an amount other than the pending amount (0 means the whole of it).
         PendingTransferHasDifferentAmount = 32,
+        /// The pending transfer was already posted.
         PendingTransferAlreadyPosted = 33,
+        /// The pending transfer was already voided.
         PendingTransferAlreadyVoided = 34,
+        /// The pending transfer's timeout has passed (whether or not the expiry has run yet).
         PendingTransferExpired = 35,
+        /// An imported timestamp is not above every existing transfer's, or equals an account's.
         ImportedEventTimestampMustNotRegress = 60,
+        /// An imported timestamp is not after the debit account's.
         ImportedEventTimestampMustPostdateDebitAccount = 61,
+        /// An imported timestamp is not after the credit account's.
         ImportedEventTimestampMustPostdateCreditAccount = 62,
+        /// An imported pending transfer has a timeout: imported transfers never expire.
         ImportedEventTimeoutMustBeZero = 63,
+        /// The debit account is closed (transient: retires the id).
         DebitAccountAlreadyClosed = 65,
+        /// The credit account is closed (transient: retires the id).
         CreditAccountAlreadyClosed = 66,
+        /// The debit account's `debits_pending` would overflow u128.
         OverflowsDebitsPending = 47,
+        /// The credit account's `credits_pending` would overflow u128.
         OverflowsCreditsPending = 48,
+        /// The debit account's `debits_posted` would overflow u128.
         OverflowsDebitsPosted = 49,
+        /// The credit account's `credits_posted` would overflow u128.
         OverflowsCreditsPosted = 50,
+        /// The debit account's pending plus posted debits would overflow u128.
         OverflowsDebits = 51,
+        /// The credit account's pending plus posted credits would overflow u128.
         OverflowsCredits = 52,
+        /// The expiry instant, `timestamp + timeout` in nanoseconds, would not fit in 63 bits.
         OverflowsTimeout = 53,
+        /// The debit account's `debits_must_not_exceed_credits` limit would break (transient:
+        /// retires the id).
         ExceedsCredits = 54,
+        /// The credit account's `credits_must_not_exceed_debits` limit would break (transient:
+        /// retires the id).
         ExceedsDebits = 55,
     }
 }
@@ -336,10 +531,15 @@ impl CreateTransferStatus {
 #[repr(u8)]
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum PendingStatus {
+    /// Not a pending transfer (single-phase, or itself a post or void).
     None = 0,
+    /// Pending: its amount sits in the accounts' pending balances.
     Pending = 1,
+    /// Posted by a later transfer.
     Posted = 2,
+    /// Voided by a later transfer.
     Voided = 3,
+    /// Its timeout passed before it was posted or voided.
     Expired = 4,
 }
 
@@ -361,12 +561,15 @@ impl Account {
 }
 
 impl Transfer {
+    /// `timeout` in nanoseconds; a pending transfer expires at `timestamp + timeout_ns()`.
     pub fn timeout_ns(&self) -> u64 {
         u64::from(self.timeout) * NS_PER_S
     }
 }
 
 impl AccountFilter {
+    /// All fields zero: not a valid filter by itself (no account, no side, `limit` 0), but the
+    /// base to set fields on (the 58 reserved bytes are too many for a derived `Default`).
     pub const fn zeroed() -> Self {
         Self {
             account_id: 0,
@@ -384,6 +587,7 @@ impl AccountFilter {
 }
 
 impl QueryFilter {
+    /// All fields zero: matches everything but has `limit` 0, so set at least `limit`.
     pub const fn zeroed() -> Self {
         Self {
             user_data_128: 0,
@@ -408,8 +612,10 @@ impl QueryFilter {
 /// Implement only for `#[repr(C)]` structs made of integers with no implicit padding; the
 /// compile-time asserts below prove it for each implementor.
 pub unsafe trait Record: Copy + 'static {
+    /// The record's size in bytes, on the wire and in memory alike.
     const SIZE: usize = size_of::<Self>();
 
+    /// The record's `SIZE` wire bytes, without copying.
     fn as_bytes(&self) -> &[u8] {
         // SAFETY: `Record` types have no padding, so all `SIZE` bytes are initialised.
         unsafe { core::slice::from_raw_parts((self as *const Self).cast::<u8>(), Self::SIZE) }
@@ -436,6 +642,7 @@ pub unsafe trait Record: Copy + 'static {
         })
     }
 
+    /// The wire bytes of consecutive records, without copying.
     fn slice_as_bytes(records: &[Self]) -> &[u8] {
         // SAFETY: no padding; the byte length is exact.
         unsafe {

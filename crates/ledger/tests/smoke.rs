@@ -1,3 +1,7 @@
+//! Smoke test of the public API end to end: accounts, a single-phase transfer, a pending
+//! transfer posted in full and a void that comes too late, then a checkpoint round trip that
+//! must reproduce the same digest.
+
 use tally_ledger::*;
 
 #[test]
