@@ -6,22 +6,44 @@ use crate::multi_batch::{decode_multi_batch, trailer_size, MultiBatch, MultiBatc
 use crate::protocol::{BatchShape, Operation};
 use crate::{CHANGE_EVENTS_FILTER_SIZE, MESSAGE_BODY_SIZE_MAX};
 
+/// Why a request body is invalid. Every variant has the same consequence (the client is
+/// evicted with `invalid_request_body`); the detail is for logs and tests.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum BodyError {
+    /// The multi-batch trailer is malformed (spec §5.2).
     #[error("multi-batch encoding: {0}")]
     MultiBatch(#[from] MultiBatchError),
+    /// A create or lookup batch holds more events than [`event_max`] allows.
     #[error("batch {batch} has {count} events, more than {event_max}")]
     BatchEvents {
+        /// Index of the offending batch in the multi-batch.
         batch: u16,
+        /// Events in that batch.
         count: u16,
+        /// The most a batch may hold for this operation and `batch_size_limit`.
         event_max: usize,
     },
+    /// A query batch does not hold exactly one filter.
     #[error("batch {batch} has {count} filters instead of exactly one")]
-    BatchFilters { batch: u16, count: u16 },
+    BatchFilters {
+        /// Index of the offending batch in the multi-batch.
+        batch: u16,
+        /// Filters in that batch.
+        count: u16,
+    },
+    /// The largest reply the request could produce (every event answered, every filter at its
+    /// `limit`) would not fit in one message.
     #[error("the reply could take {reply_size} bytes, more than a message body can carry")]
-    ReplySize { reply_size: u64 },
+    ReplySize {
+        /// That reply's body size in bytes, trailer included.
+        reply_size: u64,
+    },
+    /// A `get_change_events` body (not multi-batch) is not exactly one 64-byte filter.
     #[error("body of {body_size} bytes is not exactly one change-events filter")]
-    ChangeEventsFilter { body_size: usize },
+    ChangeEventsFilter {
+        /// The body's size in bytes.
+        body_size: usize,
+    },
 }
 
 /// Largest number of events in one batch of a create or lookup operation: what fits in a

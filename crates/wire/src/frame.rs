@@ -20,16 +20,36 @@ use crate::{HEADER_SIZE, MESSAGE_SIZE_MAX};
 /// A broken stream: the receiver must close the connection (spec §1.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum FrameError {
+    /// The header's `checksum` does not cover its bytes: no field of it can be trusted.
     #[error("header checksum mismatch")]
     HeaderChecksum,
+    /// The header's `size` is below a header or above `MESSAGE_SIZE_MAX`.
     #[error("size {size} outside [256, 1048576]")]
-    Size { size: u32 },
+    Size {
+        /// The announced message size in bytes, header included.
+        size: u32,
+    },
+    /// The message belongs to another cluster.
     #[error("cluster {cluster} is not this server's cluster")]
-    Cluster { cluster: u128 },
+    Cluster {
+        /// The cluster the header names.
+        cluster: u128,
+    },
+    /// The command byte is not one of TigerBeetle's commands.
     #[error("command byte {command} is outside TigerBeetle's command enum")]
-    CommandUnknown { command: u8 },
+    CommandUnknown {
+        /// The byte at the command offset.
+        command: u8,
+    },
+    /// The body's length differs from what the header's `size` announces.
     #[error("body of {body_size} bytes for a message of size {size}")]
-    BodySize { size: u32, body_size: usize },
+    BodySize {
+        /// The announced message size in bytes, header included.
+        size: u32,
+        /// The body's actual length in bytes.
+        body_size: usize,
+    },
+    /// The header's `checksum_body` does not cover the body.
     #[error("body checksum mismatch")]
     BodyChecksum,
 }
@@ -76,7 +96,9 @@ pub fn verify_body(header: &Header, body: &[u8]) -> Result<(), FrameError> {
 /// checked ([`Header::parse`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Message<'a> {
+    /// The verified header.
     pub header: Header,
+    /// Exactly `header.size() - 256` bytes, matching `checksum_body`.
     pub body: &'a [u8],
 }
 
@@ -108,6 +130,8 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
+    /// An empty reader for a connection of `cluster`: messages of other clusters are errors.
+    /// Allocates the whole 1 MiB buffer now and never again.
     pub fn new(cluster: u128) -> FrameReader {
         FrameReader {
             cluster,

@@ -27,126 +27,194 @@ use crate::{
 /// Field offsets (spec §2.1 and §3). Sizes follow from the field types, except for byte
 /// arrays, whose sizes are given next to them.
 mod offset {
-    pub const CHECKSUM: usize = 0;
-    pub const CHECKSUM_PADDING: usize = 16;
-    pub const CHECKSUM_BODY: usize = 32;
-    pub const CHECKSUM_BODY_PADDING: usize = 48;
-    pub const NONCE_RESERVED: usize = 64;
-    pub const CLUSTER: usize = 80;
-    pub const SIZE: usize = 96;
-    pub const EPOCH: usize = 100;
-    pub const VIEW: usize = 104;
-    pub const RELEASE: usize = 108;
-    pub const PROTOCOL: usize = 112;
-    pub const COMMAND: usize = 114;
-    pub const REPLICA: usize = 115;
-    pub const RESERVED_FRAME: usize = 116;
-    pub const RESERVED_FRAME_SIZE: usize = 12;
+    pub(super) const CHECKSUM: usize = 0;
+    pub(super) const CHECKSUM_PADDING: usize = 16;
+    pub(super) const CHECKSUM_BODY: usize = 32;
+    pub(super) const CHECKSUM_BODY_PADDING: usize = 48;
+    pub(super) const NONCE_RESERVED: usize = 64;
+    pub(super) const CLUSTER: usize = 80;
+    pub(super) const SIZE: usize = 96;
+    pub(super) const EPOCH: usize = 100;
+    pub(super) const VIEW: usize = 104;
+    pub(super) const RELEASE: usize = 108;
+    pub(super) const PROTOCOL: usize = 112;
+    pub(super) const COMMAND: usize = 114;
+    pub(super) const REPLICA: usize = 115;
+    pub(super) const RESERVED_FRAME: usize = 116;
+    pub(super) const RESERVED_FRAME_SIZE: usize = 12;
 
     /// Everything the `checksum` field covers starts here (spec §2.3).
-    pub const CHECKSUMMED: usize = 16;
+    pub(super) const CHECKSUMMED: usize = 16;
 
-    pub const REQUEST_PARENT: usize = 128;
-    pub const REQUEST_PARENT_PADDING: usize = 144;
-    pub const REQUEST_CLIENT: usize = 160;
-    pub const REQUEST_SESSION: usize = 176;
-    pub const REQUEST_TIMESTAMP: usize = 184;
-    pub const REQUEST_REQUEST: usize = 192;
-    pub const REQUEST_OPERATION: usize = 196;
-    pub const REQUEST_LATENCY_PADDING: usize = 197;
-    pub const REQUEST_LATENCY_PADDING_SIZE: usize = 3;
-    pub const REQUEST_LATENCY: usize = 200;
-    pub const REQUEST_RESERVED: usize = 204;
+    pub(super) const REQUEST_PARENT: usize = 128;
+    pub(super) const REQUEST_PARENT_PADDING: usize = 144;
+    pub(super) const REQUEST_CLIENT: usize = 160;
+    pub(super) const REQUEST_SESSION: usize = 176;
+    pub(super) const REQUEST_TIMESTAMP: usize = 184;
+    pub(super) const REQUEST_REQUEST: usize = 192;
+    pub(super) const REQUEST_OPERATION: usize = 196;
+    pub(super) const REQUEST_LATENCY_PADDING: usize = 197;
+    pub(super) const REQUEST_LATENCY_PADDING_SIZE: usize = 3;
+    pub(super) const REQUEST_LATENCY: usize = 200;
+    pub(super) const REQUEST_RESERVED: usize = 204;
 
-    pub const REPLY_REQUEST_CHECKSUM: usize = 128;
-    pub const REPLY_REQUEST_CHECKSUM_PADDING: usize = 144;
-    pub const REPLY_CONTEXT: usize = 160;
-    pub const REPLY_CONTEXT_PADDING: usize = 176;
-    pub const REPLY_CLIENT: usize = 192;
-    pub const REPLY_OP: usize = 208;
-    pub const REPLY_COMMIT: usize = 216;
-    pub const REPLY_TIMESTAMP: usize = 224;
-    pub const REPLY_REQUEST: usize = 232;
-    pub const REPLY_OPERATION: usize = 236;
-    pub const REPLY_RESERVED: usize = 237;
+    pub(super) const REPLY_REQUEST_CHECKSUM: usize = 128;
+    pub(super) const REPLY_REQUEST_CHECKSUM_PADDING: usize = 144;
+    pub(super) const REPLY_CONTEXT: usize = 160;
+    pub(super) const REPLY_CONTEXT_PADDING: usize = 176;
+    pub(super) const REPLY_CLIENT: usize = 192;
+    pub(super) const REPLY_OP: usize = 208;
+    pub(super) const REPLY_COMMIT: usize = 216;
+    pub(super) const REPLY_TIMESTAMP: usize = 224;
+    pub(super) const REPLY_REQUEST: usize = 232;
+    pub(super) const REPLY_OPERATION: usize = 236;
+    pub(super) const REPLY_RESERVED: usize = 237;
 
-    pub const PING_CLIENT: usize = 128;
-    pub const PING_TIMESTAMP_MONOTONIC: usize = 144;
-    pub const PING_SESSION: usize = 152;
-    pub const PING_RESERVED: usize = 160;
+    pub(super) const PING_CLIENT: usize = 128;
+    pub(super) const PING_TIMESTAMP_MONOTONIC: usize = 144;
+    pub(super) const PING_SESSION: usize = 152;
+    pub(super) const PING_RESERVED: usize = 160;
 
-    pub const PONG_TIMESTAMP_MONOTONIC: usize = 128;
-    pub const PONG_RESERVED: usize = 136;
+    pub(super) const PONG_TIMESTAMP_MONOTONIC: usize = 128;
+    pub(super) const PONG_RESERVED: usize = 136;
 
-    pub const EVICTION_CLIENT: usize = 128;
-    pub const EVICTION_RESERVED: usize = 144;
-    pub const EVICTION_REASON: usize = 255;
+    pub(super) const EVICTION_CLIENT: usize = 128;
+    pub(super) const EVICTION_RESERVED: usize = 144;
+    pub(super) const EVICTION_REASON: usize = 255;
 }
 
 /// Why a header fails the validity rules. The receiver drops such a message silently and
 /// keeps the connection (spec §1.3, §2.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum InvalidHeader {
+    /// `checksum_padding` (bytes 16–31) is not zero.
     #[error("checksum_padding != 0")]
     ChecksumPadding,
+    /// `checksum_body_padding` (bytes 48–63) is not zero.
     #[error("checksum_body_padding != 0")]
     ChecksumBodyPadding,
+    /// `nonce_reserved` (bytes 64–79) is not zero.
     #[error("nonce_reserved != 0")]
     NonceReserved,
+    /// `size` is below a header or above `MESSAGE_SIZE_MAX`.
     #[error("size {size} outside [256, 1048576]")]
-    Size { size: u32 },
+    Size {
+        /// The announced message size in bytes, header included.
+        size: u32,
+    },
+    /// `epoch` is not zero.
     #[error("epoch != 0")]
     Epoch,
+    /// The frame's reserved bytes (116–127) are not zero.
     #[error("reserved_frame != 0")]
     ReservedFrame,
+    /// `protocol` is not `PROTOCOL`.
     #[error("protocol {protocol} != 0")]
-    Protocol { protocol: u16 },
+    Protocol {
+        /// The protocol field found.
+        protocol: u16,
+    },
+    /// The command byte is outside TigerBeetle's enum.
     #[error("command byte {command} is not a command")]
-    CommandUnknown { command: u8 },
+    CommandUnknown {
+        /// The command byte found.
+        command: u8,
+    },
+    /// A command outside the client protocol (replica-to-replica, reserved or deprecated).
     #[error("command {command:?} is not part of the client protocol")]
-    CommandNotClientProtocol { command: Command },
+    CommandNotClientProtocol {
+        /// The command found.
+        command: Command,
+    },
+    /// `release` is 0.
     #[error("release == 0")]
     ReleaseZero,
+    /// `client` is 0.
     #[error("client == 0")]
     ClientZero,
+    /// The command's reserved or padding bytes are not zero.
     #[error("command-specific reserved bytes != 0")]
     Reserved,
+    /// A request's `parent_padding` is not zero.
     #[error("parent_padding != 0")]
     ParentPadding,
+    /// A session request's `replica` is not 0.
     #[error("replica {replica} != 0")]
-    Replica { replica: u8 },
+    Replica {
+        /// The replica byte found.
+        replica: u8,
+    },
+    /// A request's operation byte can never be requested (0, 1, 4, 5 or 7–127).
     #[error("operation {operation} cannot be requested")]
-    Operation { operation: u8 },
+    Operation {
+        /// The operation byte found.
+        operation: u8,
+    },
+    /// A register request has a `parent`.
     #[error("register: parent != 0")]
     RegisterParent,
+    /// A register request has a `session`.
     #[error("register: session != 0")]
     RegisterSession,
+    /// A register request, or the reply to one, has a request number other than 0.
     #[error("register: request != 0")]
     RegisterRequest,
+    /// A register request is neither a bare header nor header plus `RegisterRequest`.
     #[error("register: size {size} is neither 256 nor 512")]
-    RegisterSize { size: u32 },
+    RegisterSize {
+        /// The message size found, in bytes.
+        size: u32,
+    },
+    /// A noop request has a body.
     #[error("noop: size {size} != 256")]
-    NoopSize { size: u32 },
+    NoopSize {
+        /// The message size found, in bytes.
+        size: u32,
+    },
+    /// A session request has no session.
     #[error("session == 0")]
     SessionZero,
+    /// A session request, or its reply, has request number 0.
     #[error("request == 0")]
     RequestZero,
+    /// A ping, pong or eviction has a body.
     #[error("size {size} != 256 for a command without body")]
-    BodyNotEmpty { size: u32 },
+    BodyNotEmpty {
+        /// The message size found, in bytes.
+        size: u32,
+    },
+    /// A reply's `request_checksum_padding` is not zero.
     #[error("request_checksum_padding != 0")]
     RequestChecksumPadding,
+    /// A reply's `context_padding` is not zero.
     #[error("context_padding != 0")]
     ContextPadding,
+    /// A reply's `op` and `commit` differ.
     #[error("op {op} != commit {commit}")]
-    OpNotCommit { op: u64, commit: u64 },
+    OpNotCommit {
+        /// The reply's `op`.
+        op: u64,
+        /// The reply's `commit`.
+        commit: u64,
+    },
+    /// A reply's `commit` is 0.
     #[error("commit == 0")]
     CommitZero,
+    /// A reply's `timestamp` is 0.
     #[error("timestamp == 0")]
     TimestampZero,
+    /// A register reply's body is not exactly a `RegisterResult`.
     #[error("register reply: size {size} != 320")]
-    RegisterReplySize { size: u32 },
+    RegisterReplySize {
+        /// The message size found, in bytes.
+        size: u32,
+    },
+    /// An eviction's reason byte is not 1–8.
     #[error("eviction reason {reason} is not a reason")]
-    EvictionReason { reason: u8 },
+    EvictionReason {
+        /// The reason byte found.
+        reason: u8,
+    },
 }
 
 /// A 256-byte header. Construct from received bytes, then check with
@@ -173,12 +241,14 @@ fn array_at<const N: usize>(bytes: &[u8], offset: usize) -> [u8; N] {
 }
 
 impl Header {
+    /// All 256 bytes zero: the start of a header being built (not a valid header).
     pub const fn zeroed() -> Header {
         Header {
             bytes: [0; HEADER_SIZE],
         }
     }
 
+    /// The header made of `bytes`, unchecked: verify before trusting any field.
     pub const fn from_bytes(bytes: [u8; HEADER_SIZE]) -> Header {
         Header { bytes }
     }
@@ -193,6 +263,7 @@ impl Header {
         })
     }
 
+    /// The 256 wire bytes.
     pub const fn as_bytes(&self) -> &[u8; HEADER_SIZE] {
         &self.bytes
     }
@@ -243,14 +314,17 @@ impl Header {
         self.bytes[offset..offset + 16].copy_from_slice(&value.to_le_bytes());
     }
 
+    /// `checksum`: AEGIS-128L over bytes 16–255 of the header (spec §2.3).
     pub fn checksum(&self) -> u128 {
         self.u128_at(offset::CHECKSUM)
     }
 
+    /// `checksum_body`: the checksum of the body (`CHECKSUM_EMPTY` for none).
     pub fn checksum_body(&self) -> u128 {
         self.u128_at(offset::CHECKSUM_BODY)
     }
 
+    /// The cluster id; a message of another cluster closes the connection.
     pub fn cluster(&self) -> u128 {
         self.u128_at(offset::CLUSTER)
     }
@@ -265,22 +339,27 @@ impl Header {
         (self.size() as usize).checked_sub(HEADER_SIZE)
     }
 
+    /// The sender's view: the client's highest seen view, or the server's constant view.
     pub fn view(&self) -> u32 {
         self.u32_at(offset::VIEW)
     }
 
+    /// The sender's release (for a reply: the release of the request it answers).
     pub fn release(&self) -> Release {
         Release(self.u32_at(offset::RELEASE))
     }
 
+    /// The raw command byte, which may be outside [`Command`].
     pub fn command_byte(&self) -> u8 {
         self.u8_at(offset::COMMAND)
     }
 
+    /// The command, or `None` for a byte outside TigerBeetle's enum.
     pub fn command(&self) -> Option<Command> {
         Command::from_u8(self.command_byte())
     }
 
+    /// The replica index of the sender; 0 in every message of the client protocol.
     pub fn replica(&self) -> u8 {
         self.u8_at(offset::REPLICA)
     }
@@ -290,6 +369,7 @@ impl Header {
         checksum(&self.bytes[offset::CHECKSUMMED..])
     }
 
+    /// Whether `checksum` matches the header's bytes; nothing else is trusted before.
     pub fn checksum_valid(&self) -> bool {
         self.checksum() == self.checksum_calculate()
     }
@@ -543,31 +623,50 @@ impl Header {
 /// A header that passed the validity rules, by command.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ParsedHeader {
+    /// A valid `request`.
     Request(RequestHeader),
+    /// A valid `reply`.
     Reply(ReplyHeader),
+    /// A valid `ping_client`.
     PingClient(PingClientHeader),
+    /// A valid `pong_client`.
     PongClient(PongClientHeader),
+    /// A valid `eviction`.
     Eviction(EvictionHeader),
 }
 
 /// `request` (command 5), client → server (spec §3.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestHeader {
+    /// The header's `checksum`; identifies the message (a resend has the same).
     pub checksum: u128,
+    /// The body's checksum.
     pub checksum_body: u128,
+    /// The cluster id.
     pub cluster: u128,
+    /// Message size in bytes, header included.
     pub size: u32,
+    /// The highest view the client has seen (0 before its first reply or pong).
     pub view: u32,
+    /// The client's release.
     pub release: Release,
+    /// 0 for every request but register (checked).
     pub replica: u8,
+    /// The `context` of the reply to the previous request; 0 for register. Chains requests so that
+    /// a reply to an older request cannot be mistaken for the current one (spec §4.4).
     pub parent: u128,
+    /// The client's id, chosen at random by the client; never 0.
     pub client: u128,
+    /// The session number from the register reply; 0 for register.
     pub session: u64,
+    /// 0 from every official client; the server drops a request with any other value.
     pub timestamp: u64,
+    /// The request number: 0 for register, then 1, 2, 3 …
     pub request: u32,
     /// The wire byte: values that are no [`Operation`] still pass the header rules when ≥ 128
     /// and are then evicted by the session rules (spec §4.5 step 5).
     pub operation: u8,
+    /// Microseconds the previous request took (0.17 clients); informational only.
     pub previous_request_latency: u32,
 }
 
@@ -674,20 +773,35 @@ impl RequestHeader {
 /// `reply` (command 8), server → client (spec §3.2).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyHeader {
+    /// The header's `checksum`; identifies the message (a resend has the same).
     pub checksum: u128,
+    /// The body's checksum.
     pub checksum_body: u128,
+    /// The cluster id.
     pub cluster: u128,
+    /// Message size in bytes, header included.
     pub size: u32,
+    /// The server's view.
     pub view: u32,
+    /// The release of the request answered.
     pub release: Release,
+    /// The replying replica; 0.
     pub replica: u8,
+    /// The `checksum` of the request answered.
     pub request_checksum: u128,
+    /// This reply's checksum as computed with `context` zero; the next request's `parent`.
     pub context: u128,
+    /// The client's id, from the request.
     pub client: u128,
+    /// The op number the server assigned the request (global, increasing).
     pub op: u64,
+    /// Equal to `op` (checked).
     pub commit: u64,
+    /// The op's timestamp, in nanoseconds; never 0.
     pub timestamp: u64,
+    /// The request number answered.
     pub request: u32,
+    /// The operation answered, as its wire byte.
     pub operation: u8,
 }
 
@@ -711,10 +825,15 @@ impl ReplyHeader {
 /// `ping_client` (command 3), client → server, no body (spec §3.3).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PingClientHeader {
+    /// The cluster id.
     pub cluster: u128,
+    /// Always 0 from official clients.
     pub view: u32,
+    /// The client's release.
     pub release: Release,
+    /// The client's id; never 0.
     pub client: u128,
+    /// The client's monotonic clock in nanoseconds; the pong echoes it.
     pub ping_timestamp_monotonic: u64,
     /// 0 before registration and for clients older than 0.17.6.
     pub session: u64,
@@ -723,7 +842,9 @@ pub struct PingClientHeader {
 /// `pong_client` (command 4), server → client, no body (spec §3.4).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PongClientHeader {
+    /// The cluster id.
     pub cluster: u128,
+    /// The server's view; the client adopts it if higher than what it has seen.
     pub view: u32,
     /// The server's release.
     pub release: Release,
@@ -734,27 +855,40 @@ pub struct PongClientHeader {
 /// `eviction` (command 18), server → client, no body (spec §3.5).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EvictionHeader {
+    /// The cluster id.
     pub cluster: u128,
+    /// The server's view; a client ignores evictions with a lower view than it has seen.
     pub view: u32,
     /// The server's release.
     pub release: Release,
+    /// The evicted client's id; other clients ignore the message.
     pub client: u128,
+    /// Why the session ended.
     pub reason: EvictionReason,
 }
 
 /// What a client chooses for a request (spec §3.1); checksums and size are derived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RequestParams {
+    /// The cluster id.
     pub cluster: u128,
+    /// The highest view the client has seen.
     pub view: u32,
+    /// The client's release; must stay the same for the whole session.
     pub release: Release,
+    /// The previous reply's `context`; 0 for register.
     pub parent: u128,
+    /// The client's id; never 0.
     pub client: u128,
+    /// The session number; 0 for register.
     pub session: u64,
     /// 0 in every request of an official client; the server drops others (spec §4.5 step 10).
     pub timestamp: u64,
+    /// The request number: 0 for register, then one more per request.
     pub request: u32,
+    /// The operation's wire byte (a raw byte, so that tests can send non-operations).
     pub operation: u8,
+    /// Microseconds the previous request took; informational only.
     pub previous_request_latency: u32,
 }
 
@@ -762,15 +896,23 @@ pub struct RequestParams {
 /// `context` are derived.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ReplyParams {
+    /// The cluster id.
     pub cluster: u128,
+    /// The server's view.
     pub view: u32,
     /// Must be the release of the request answered: the client aborts otherwise (spec §2.7).
     pub release: Release,
+    /// The `checksum` of the request answered.
     pub request_checksum: u128,
+    /// The client's id, from the request.
     pub client: u128,
+    /// The op number assigned to the request; also written as `commit`.
     pub op: u64,
+    /// The op's timestamp, in nanoseconds; never 0.
     pub timestamp: u64,
+    /// The request number, from the request.
     pub request: u32,
+    /// The operation, from the request.
     pub operation: u8,
 }
 

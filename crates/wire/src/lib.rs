@@ -81,23 +81,37 @@ pub const REGISTER_REQUEST_SIZE: usize = 256;
 /// Body of a register reply: `RegisterResult { batch_size_limit: u32, reserved: [60]u8 }`.
 pub const REGISTER_RESULT_SIZE: usize = 64;
 
-/// Event and result sizes of spec §5.1 and §5.4.
+// Event and result sizes of spec §5.1 and §5.4.
+
+/// `Account`: the event of `create_accounts`, the result of lookups and queries of accounts.
 pub const ACCOUNT_SIZE: usize = 128;
+/// `Transfer`: the event of `create_transfers`, the result of transfer lookups and queries.
 pub const TRANSFER_SIZE: usize = 128;
+/// A `u128` id: the event of `lookup_accounts` and `lookup_transfers`.
 pub const ID_SIZE: usize = 16;
+/// `AccountFilter`: the event of `get_account_transfers` and `get_account_balances`.
 pub const ACCOUNT_FILTER_SIZE: usize = 128;
+/// `AccountBalance`: the result of `get_account_balances`.
 pub const ACCOUNT_BALANCE_SIZE: usize = 128;
+/// `QueryFilter`: the event of `query_accounts` and `query_transfers`.
 pub const QUERY_FILTER_SIZE: usize = 64;
+/// `ChangeEventsFilter`: the whole body of a `get_change_events` request (not multi-batch).
 pub const CHANGE_EVENTS_FILTER_SIZE: usize = 64;
+/// `ChangeEvent`: one transfer and both its accounts, the result of `get_change_events`.
 pub const CHANGE_EVENT_SIZE: usize = 384;
+/// `CreateAccountResult` / `CreateTransferResult`: `timestamp u64, status u32, reserved u32`.
 pub const CREATE_RESULT_SIZE: usize = 16;
 /// Deprecated sparse create results (`index u32, result u32`), only for operations 129, 130,
 /// 138 and 139, which Tally rejects; kept so that their sizes are known.
 pub const CREATE_ERROR_RESULT_SIZE: usize = 8;
 
-/// Offset of the `limit` u32 inside each filter (spec §5.4).
+// Offset of the `limit` u32 inside each filter (spec §5.4): a reply's size bound depends on it.
+
+/// Offset of `limit` in an `AccountFilter`.
 pub const ACCOUNT_FILTER_LIMIT_OFFSET: usize = 120;
+/// Offset of `limit` in a `QueryFilter`.
 pub const QUERY_FILTER_LIMIT_OFFSET: usize = 56;
+/// Offset of `limit` in a `ChangeEventsFilter` (after `timestamp_min` and `timestamp_max`).
 pub const CHANGE_EVENTS_FILTER_LIMIT_OFFSET: usize = 16;
 
 /// Largest number of batches in one multi-batch body: `0xFFFF` is the padding value (spec §5.2).

@@ -24,22 +24,40 @@ const PADDING_BYTE: u8 = 0xFF;
 /// `invalid_request_body` for any of these (spec §5.2, §5.6).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MultiBatchError {
+    /// The body is shorter than the 2-byte postamble.
     #[error("body of {body_size} bytes has no room for the batch count")]
-    BodyTooSmall { body_size: usize },
-    #[error("batch count is 0")]
-    BatchCountZero,
-    #[error("batch count is 0xFFFF, the padding value")]
-    BatchCountPadding,
-    #[error("trailer of {trailer_size} bytes does not fit a body of {body_size} bytes")]
-    TrailerTooLarge {
-        trailer_size: usize,
+    BodyTooSmall {
+        /// The body's length in bytes.
         body_size: usize,
     },
+    /// The postamble says there are no batches; a multi-batch has at least one.
+    #[error("batch count is 0")]
+    BatchCountZero,
+    /// The postamble is `0xFFFF`, which is reserved for padding.
+    #[error("batch count is 0xFFFF, the padding value")]
+    BatchCountPadding,
+    /// The trailer the batch count implies is longer than the body.
+    #[error("trailer of {trailer_size} bytes does not fit a body of {body_size} bytes")]
+    TrailerTooLarge {
+        /// The implied trailer size in bytes, padding included.
+        trailer_size: usize,
+        /// The body's length in bytes.
+        body_size: usize,
+    },
+    /// A byte of the trailer's leading padding is not `0xFF`.
     #[error("trailer padding byte at body offset {offset} is {byte:#04x}, not 0xff")]
-    Padding { offset: usize, byte: u8 },
+    Padding {
+        /// Offset of the byte from the start of the body.
+        offset: usize,
+        /// The byte found there.
+        byte: u8,
+    },
+    /// The element counts do not account for exactly the bytes before the trailer.
     #[error("payload of {payload_size} bytes, but the counts add up to {counted_size} bytes")]
     PayloadSize {
+        /// Bytes before the trailer.
         payload_size: usize,
+        /// Sum of the counts times the element size, in bytes.
         counted_size: u64,
     },
 }
@@ -47,14 +65,29 @@ pub enum MultiBatchError {
 /// Why a batch cannot be added to a [`MultiBatchEncoder`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum MultiBatchEncodeError {
+    /// The encoder already holds `BATCH_COUNT_MAX` batches.
     #[error("already {BATCH_COUNT_MAX} batches")]
     BatchCount,
+    /// The batch's length is not a multiple of the element size.
     #[error("batch of {size} bytes is not a whole number of {element_size}-byte elements")]
-    ElementSize { size: usize, element_size: usize },
+    ElementSize {
+        /// The batch's length in bytes.
+        size: usize,
+        /// The encoder's element size in bytes.
+        element_size: usize,
+    },
+    /// The batch has more than 65,535 elements, the most a trailer item can count.
     #[error("batch of {count} elements does not fit a u16 count")]
-    ElementCount { count: usize },
+    ElementCount {
+        /// Elements in the batch.
+        count: usize,
+    },
+    /// With this batch the body would exceed `MESSAGE_BODY_SIZE_MAX`; the encoder is unchanged.
     #[error("body would be {body_size} bytes, more than a message can carry")]
-    BodySize { body_size: usize },
+    BodySize {
+        /// The body size the batch would have led to, trailer included.
+        body_size: usize,
+    },
 }
 
 /// Bytes taken by the trailer of `batch_count` batches of `element_size`-byte elements.
@@ -129,10 +162,12 @@ fn item_at(body: &[u8], offset: usize) -> u16 {
 }
 
 impl<'a> MultiBatch<'a> {
+    /// Number of batches, `1..=BATCH_COUNT_MAX`.
     pub fn batch_count(&self) -> u16 {
         self.batch_count
     }
 
+    /// Size of one element in bytes, as given to [`decode_multi_batch`].
     pub fn element_size(&self) -> usize {
         self.element_size
     }
@@ -192,6 +227,8 @@ pub struct MultiBatchEncoder {
 }
 
 impl MultiBatchEncoder {
+    /// An encoder with no batches yet, for elements of `element_size` bytes (the event size for
+    /// a request, the result size for a reply).
     pub fn new(element_size: usize) -> MultiBatchEncoder {
         assert!(element_size > 0);
         MultiBatchEncoder {
@@ -201,6 +238,7 @@ impl MultiBatchEncoder {
         }
     }
 
+    /// Batches pushed so far.
     pub fn batch_count(&self) -> u16 {
         // Cast: push_batch keeps the count at most BATCH_COUNT_MAX.
         self.counts.len() as u16

@@ -16,18 +16,22 @@ use crate::{
 pub struct Release(pub u32);
 
 impl Release {
+    /// The release `major.minor.patch`.
     pub const fn new(major: u16, minor: u8, patch: u8) -> Release {
         Release(((major as u32) << 16) | ((minor as u32) << 8) | patch as u32)
     }
 
+    /// The major number (the u32's high 16 bits).
     pub const fn major(self) -> u16 {
         (self.0 >> 16) as u16
     }
 
+    /// The minor number (bits 8–15).
     pub const fn minor(self) -> u8 {
         (self.0 >> 8) as u8
     }
 
+    /// The patch number (the low byte).
     pub const fn patch(self) -> u8 {
         self.0 as u8
     }
@@ -45,34 +49,60 @@ impl fmt::Display for Release {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Command {
+    /// Never valid.
     Reserved = 0,
+    /// Replica to replica: liveness probe.
     Ping = 1,
+    /// Replica to replica: answer to `Ping`.
     Pong = 2,
+    /// Client to server: keeps the connection alive and learns the server's view and release.
     PingClient = 3,
+    /// Server to client: answer to `PingClient`.
     PongClient = 4,
+    /// Client to server: `register` or a state-machine operation.
     Request = 5,
+    /// Replica to replica: an operation to replicate.
     Prepare = 6,
+    /// Replica to replica: acknowledges a `Prepare`.
     PrepareOk = 7,
+    /// Server to client: the result of a request.
     Reply = 8,
+    /// Replica to replica: the primary's commit number.
     Commit = 9,
+    /// Replica to replica: view change.
     ExitView = 10,
+    /// Replica to replica: view change.
     JoinView = 11,
+    /// Retired; never reused.
     Deprecated12 = 12,
+    /// Replica to replica: view change.
     GetView = 13,
+    /// Replica to replica: repair.
     GetHeaders = 14,
+    /// Replica to replica: repair.
     GetPrepare = 15,
+    /// Replica to replica: repair.
     GetReply = 16,
+    /// Replica to replica: repair.
     Headers = 17,
+    /// Server to client: the session is over for good; the client must stop.
     Eviction = 18,
+    /// Replica to replica: grid repair.
     GetBlocks = 19,
+    /// Replica to replica: grid repair.
     Block = 20,
+    /// Retired; never reused.
     Deprecated21 = 21,
+    /// Retired; never reused.
     Deprecated22 = 22,
+    /// Retired; never reused.
     Deprecated23 = 23,
+    /// Replica to replica: view change.
     View = 24,
 }
 
 impl Command {
+    /// The command with wire value `value`; `None` for a byte outside TigerBeetle's enum.
     pub const fn from_u8(value: u8) -> Option<Command> {
         Some(match value {
             0 => Command::Reserved,
@@ -110,34 +140,59 @@ impl Command {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum Operation {
+    /// Never valid.
     Reserved = 0,
+    /// VSR: the operation of the log's root prepare (op 0); never sent by clients.
     Root = 1,
+    /// Opens a session: request 0 of every client, body `RegisterRequest`.
     Register = 2,
+    /// VSR reconfiguration; not for clients.
     Reconfigure = 3,
     /// VSR's own pulse; requires `client = 0`, so no client can send it validly.
     VsrPulse = 4,
+    /// VSR release upgrade; not for clients.
     Upgrade = 5,
+    /// VSR no-op; TigerBeetle answers a client's with an empty reply, Tally evicts.
     Noop = 6,
     /// The state machine's internal expiry operation (128 + 0).
     Pulse = 128,
+    /// Pre-multi-batch encoding of `create_accounts`; not supported.
     DeprecatedCreateAccountsUnbatched = 129,
+    /// Pre-multi-batch encoding of `create_transfers`; not supported.
     DeprecatedCreateTransfersUnbatched = 130,
+    /// Pre-multi-batch encoding of `lookup_accounts`; not supported.
     DeprecatedLookupAccountsUnbatched = 131,
+    /// Pre-multi-batch encoding of `lookup_transfers`; not supported.
     DeprecatedLookupTransfersUnbatched = 132,
+    /// Pre-multi-batch encoding of `get_account_transfers`; not supported.
     DeprecatedGetAccountTransfersUnbatched = 133,
+    /// Pre-multi-batch encoding of `get_account_balances`; not supported.
     DeprecatedGetAccountBalancesUnbatched = 134,
+    /// Pre-multi-batch encoding of `query_accounts`; not supported.
     DeprecatedQueryAccountsUnbatched = 135,
+    /// Pre-multi-batch encoding of `query_transfers`; not supported.
     DeprecatedQueryTransfersUnbatched = 136,
+    /// Change data capture: transfers with both accounts after them; one filter, not multi-batch.
     GetChangeEvents = 137,
+    /// `create_accounts` of 0.16 clients (sparse 8-byte results); not supported.
     DeprecatedCreateAccountsSparse = 138,
+    /// `create_transfers` of 0.16 clients (sparse 8-byte results); not supported.
     DeprecatedCreateTransfersSparse = 139,
+    /// Ids in, the accounts found out (missing ids omitted).
     LookupAccounts = 140,
+    /// Ids in, the transfers found out (missing ids omitted).
     LookupTransfers = 141,
+    /// One `AccountFilter` per batch, an account's transfers out.
     GetAccountTransfers = 142,
+    /// One `AccountFilter` per batch, an account's historical balances out.
     GetAccountBalances = 143,
+    /// One `QueryFilter` per batch, matching accounts out.
     QueryAccounts = 144,
+    /// One `QueryFilter` per batch, matching transfers out.
     QueryTransfers = 145,
+    /// Accounts in, one `CreateAccountResult` per account out.
     CreateAccounts = 146,
+    /// Transfers in, one `CreateTransferResult` per transfer out.
     CreateTransfers = 147,
 }
 
@@ -147,13 +202,17 @@ pub enum BatchShape {
     /// Any number of events, one result per event at most (creates, lookups).
     Events,
     /// Exactly one filter per batch; up to `limit` results, the u32 `limit` at this offset.
-    Filter { limit_offset: usize },
+    Filter {
+        /// Byte offset of the u32 `limit` inside the filter.
+        limit_offset: usize,
+    },
 }
 
 impl Operation {
     /// Operations 0–127 belong to VSR; the state machine's start at this value.
     pub const STATE_MACHINE_FIRST: u8 = 128;
 
+    /// The operation with wire value `value`; `None` for 7–127 and 148–255.
     pub const fn from_u8(value: u8) -> Option<Operation> {
         Some(match value {
             0 => Operation::Reserved,
@@ -187,6 +246,7 @@ impl Operation {
         })
     }
 
+    /// The wire value.
     pub const fn as_u8(self) -> u8 {
         self as u8
     }
@@ -353,13 +413,21 @@ impl Operation {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[repr(u8)]
 pub enum EvictionReason {
+    /// The client has no session: never registered, or evicted to make room (LRU).
     NoSession = 1,
+    /// The client's release is older than the oldest Tally accepts.
     ClientReleaseTooLow = 2,
+    /// The client's release is newer than the server's.
     ClientReleaseTooHigh = 3,
+    /// The operation is not one the server executes.
     InvalidRequestOperation = 4,
+    /// The body fails validation (spec §5.6).
     InvalidRequestBody = 5,
+    /// The request exceeds the advertised size limit, or a register body is not 256 bytes.
     InvalidRequestBodySize = 6,
+    /// The request names an older session than the client's current one.
     SessionTooLow = 7,
+    /// The request's release differs from the one the session registered with.
     SessionReleaseMismatch = 8,
 }
 
@@ -379,6 +447,7 @@ impl EvictionReason {
         })
     }
 
+    /// The wire value (offset 255 of an eviction header).
     pub const fn as_u8(self) -> u8 {
         self as u8
     }

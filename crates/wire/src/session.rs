@@ -94,6 +94,7 @@ pub struct Session {
 }
 
 impl Session {
+    /// The client's id.
     pub fn client(&self) -> u128 {
         self.client
     }
@@ -103,22 +104,27 @@ impl Session {
         self.session
     }
 
+    /// The release the client registered with; its requests must all carry it.
     pub fn release(&self) -> Release {
         self.release
     }
 
+    /// Number of the last committed request (0: only the register).
     pub fn request(&self) -> u32 {
         self.request
     }
 
+    /// Checksum of the last committed request: a resend with it gets the stored reply.
     pub fn request_checksum(&self) -> u128 {
         self.request_checksum
     }
 
+    /// `context` of the stored reply: the `parent` the next request must carry.
     pub fn context(&self) -> u128 {
         self.context
     }
 
+    /// Op of the stored reply; the least recently used session has the lowest.
     pub fn op(&self) -> u64 {
         self.op
     }
@@ -187,7 +193,9 @@ pub enum DropReason {
 /// The answer to a `ping_client` (spec §4.7).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PingDecision {
+    /// Answer with a `pong_client`.
     Pong,
+    /// Send an eviction with this reason; the client ends for good.
     Evict(EvictionReason),
 }
 
@@ -204,30 +212,64 @@ pub enum CommitOutcome {
 /// Why an encoded table cannot be decoded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum DecodeError {
+    /// The bytes end before the encoding does.
     #[error("encoding ends early")]
     Truncated,
+    /// The trailing checksum does not cover the bytes before it.
     #[error("encoding checksum mismatch")]
     Checksum,
+    /// The bytes do not start with the table's magic.
     #[error("not an encoded session table")]
     Magic,
+    /// An encoding version this build does not read.
     #[error("encoding version {version} is unknown")]
-    Version { version: u32 },
+    Version {
+        /// The version found.
+        version: u32,
+    },
+    /// More sessions than the configured `clients_max`: the table could not hold them.
     #[error("{count} sessions, more than clients_max {clients_max}")]
-    SessionCount { count: u32, clients_max: usize },
+    SessionCount {
+        /// Sessions in the encoding.
+        count: u32,
+        /// The configured capacity.
+        clients_max: usize,
+    },
+    /// A session entry's reserved u32 is not zero.
     #[error("reserved bytes are not zero")]
     Reserved,
+    /// A stored reply's length is below a header or above `MESSAGE_SIZE_MAX`.
     #[error("stored reply of {size} bytes is not a message size")]
-    ReplySize { size: u32 },
+    ReplySize {
+        /// The length found, in bytes.
+        size: u32,
+    },
+    /// A stored reply fails its checksums or the reply header rules.
     #[error("stored reply is not a valid reply message")]
     Reply,
+    /// Sessions are not sorted by client id without duplicates.
     #[error("sessions are not in strictly increasing client order")]
     ClientOrder,
+    /// A session number is 0, after its reply's op, or (for a register reply) not that op.
     #[error("session number {session} is not that of a register at or before op {op}")]
-    SessionNumber { session: u64, op: u64 },
+    SessionNumber {
+        /// The session number found.
+        session: u64,
+        /// The op of the session's stored reply.
+        op: u64,
+    },
+    /// Two stored replies have the same op; ops are unique.
     #[error("two sessions have replies of the same op {op}")]
-    OpDuplicate { op: u64 },
+    OpDuplicate {
+        /// The repeated op.
+        op: u64,
+    },
+    /// Bytes remain after the last session.
     #[error("{size} bytes follow the encoding")]
-    TrailingBytes { size: usize },
+    TrailingBytes {
+        /// How many bytes lie between the last session and the checksum.
+        size: usize,
+    },
 }
 
 /// A request being executed: registered by [`SessionTable::begin_request`], removed at commit.
@@ -255,6 +297,8 @@ const ENCODING_ENTRY_SIZE: usize = 16;
 const ENCODING_CHECKSUM_SIZE: usize = 16;
 
 impl SessionTable {
+    /// An empty table; allocates room for `clients_max` sessions and `in_flight_max` requests
+    /// up front. Panics on a config that breaks its bounds (a programming error).
     pub fn new(config: SessionConfig) -> SessionTable {
         config.assert_valid();
         SessionTable {
@@ -264,6 +308,7 @@ impl SessionTable {
         }
     }
 
+    /// The configuration the table was built with.
     pub fn config(&self) -> &SessionConfig {
         &self.config
     }
@@ -273,12 +318,14 @@ impl SessionTable {
         &self.sessions
     }
 
+    /// The session of `client`, if it has one.
     pub fn get(&self, client: u128) -> Option<&Session> {
         self.session_index(client)
             .ok()
             .map(|index| &self.sessions[index])
     }
 
+    /// Requests begun and not yet committed or abandoned.
     pub fn in_flight_count(&self) -> usize {
         self.in_flight.len()
     }

@@ -8,11 +8,11 @@ use std::path::{Path, PathBuf};
 
 use tally_wire::{FrameError, FrameReader, Header};
 
-pub fn captures_dir() -> PathBuf {
+pub(crate) fn captures_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/tools/tbwire/captures")
 }
 
-pub fn read_capture_file(relative: &str) -> Vec<u8> {
+pub(crate) fn read_capture_file(relative: &str) -> Vec<u8> {
     let path = captures_dir().join(relative);
     std::fs::read(&path).unwrap_or_else(|error| {
         panic!(
@@ -23,7 +23,7 @@ pub fn read_capture_file(relative: &str) -> Vec<u8> {
 }
 
 /// The single-frame examples, by file name, in name order.
-pub fn examples() -> BTreeMap<String, Vec<u8>> {
+pub(crate) fn examples() -> BTreeMap<String, Vec<u8>> {
     let dir = captures_dir().join("examples");
     let entries = std::fs::read_dir(&dir)
         .unwrap_or_else(|error| panic!("{} must exist: {error}", dir.display()));
@@ -43,12 +43,12 @@ pub fn examples() -> BTreeMap<String, Vec<u8>> {
 }
 
 /// A proxy capture (`tbproxy.py`): `connN.c2s.bin`, `connN.s2c.bin`, `chunks.jsonl`.
-pub struct Capture {
+pub(crate) struct Capture {
     pub files: BTreeMap<String, Vec<u8>>,
 }
 
 impl Capture {
-    pub fn from_dir(relative: &str) -> Capture {
+    pub(crate) fn from_dir(relative: &str) -> Capture {
         let dir = captures_dir().join(relative);
         let entries = std::fs::read_dir(&dir)
             .unwrap_or_else(|error| panic!("{} must exist: {error}", dir.display()));
@@ -66,7 +66,7 @@ impl Capture {
     }
 
     /// A capture packed as a `.tar.gz` of one directory; read into memory.
-    pub fn from_tar_gz(relative: &str) -> Capture {
+    pub(crate) fn from_tar_gz(relative: &str) -> Capture {
         let packed = read_capture_file(relative);
         let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(&packed[..]));
         let mut files = BTreeMap::new();
@@ -88,7 +88,7 @@ impl Capture {
         Capture { files }
     }
 
-    pub fn connections(&self) -> Vec<u32> {
+    pub(crate) fn connections(&self) -> Vec<u32> {
         let mut connections: Vec<u32> = self
             .files
             .keys()
@@ -103,7 +103,7 @@ impl Capture {
         connections
     }
 
-    pub fn stream(&self, connection: u32, direction: Direction) -> &[u8] {
+    pub(crate) fn stream(&self, connection: u32, direction: Direction) -> &[u8] {
         let name = format!("conn{connection}.{}.bin", direction.name());
         self.files
             .get(&name)
@@ -112,7 +112,7 @@ impl Capture {
     }
 
     /// The TCP segments as the proxy received them: `(offset, size, time)` per direction.
-    pub fn chunks(&self, connection: u32, direction: Direction) -> Vec<(usize, usize, f64)> {
+    pub(crate) fn chunks(&self, connection: u32, direction: Direction) -> Vec<(usize, usize, f64)> {
         let log = std::str::from_utf8(&self.files["chunks.jsonl"]).expect("utf-8 log");
         let mut chunks = Vec::new();
         for line in log.lines() {
@@ -135,7 +135,7 @@ impl Capture {
 
     /// Splits one stream with [`FrameReader`], fed segment by segment as the proxy saw them.
     /// Each frame carries the time of the segment that completed it.
-    pub fn split(&self, connection: u32, direction: Direction, cluster: u128) -> Split {
+    pub(crate) fn split(&self, connection: u32, direction: Direction, cluster: u128) -> Split {
         let stream = self.stream(connection, direction);
         let mut chunks = self.chunks(connection, direction);
         if chunks.is_empty() && !stream.is_empty() {
@@ -179,7 +179,7 @@ impl Capture {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Direction {
+pub(crate) enum Direction {
     ClientToServer,
     ServerToClient,
 }
@@ -194,7 +194,7 @@ impl Direction {
 }
 
 #[derive(Clone, Debug)]
-pub struct Frame {
+pub(crate) struct Frame {
     pub connection: u32,
     pub time: f64,
     pub header: Header,
@@ -202,12 +202,12 @@ pub struct Frame {
 }
 
 impl Frame {
-    pub fn body(&self) -> &[u8] {
+    pub(crate) fn body(&self) -> &[u8] {
         &self.bytes[tally_wire::HEADER_SIZE..]
     }
 }
 
-pub struct Split {
+pub(crate) struct Split {
     pub frames: Vec<Frame>,
     /// Why the reader gave up, if it did: the server closes the connection there.
     pub error: Option<FrameError>,
