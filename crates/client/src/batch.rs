@@ -28,7 +28,7 @@ pub(crate) struct Waiter {
 }
 
 impl Waiter {
-    pub fn fail(self, error: ClientError) {
+    pub(crate) fn fail(self, error: ClientError) {
         // The caller may have stopped waiting; nothing to do then.
         let _ = self.sender.send(Err(error));
     }
@@ -98,7 +98,7 @@ pub(crate) fn call_fits(operation: Operation, call: CallSize, batch_size_limit: 
 }
 
 impl Pending {
-    pub fn new(operation: Operation, mut body: Vec<u8>) -> Pending {
+    pub(crate) fn new(operation: Operation, mut body: Vec<u8>) -> Pending {
         let (event_size, result_size) = element_sizes(operation);
         body.clear();
         Pending {
@@ -112,7 +112,7 @@ impl Pending {
     }
 
     /// Whether `call` can join this request as one more batch.
-    pub fn fits(&self, call: CallSize, batch_size_limit: u32) -> bool {
+    pub(crate) fn fits(&self, call: CallSize, batch_size_limit: u32) -> bool {
         request_fits(
             self.waiters.len() + 1,
             self.body.len() + call.event_bytes,
@@ -125,14 +125,14 @@ impl Pending {
 
     /// Records one batch whose events the caller has just appended to `body`; the caller
     /// checked [`Pending::fits`] (or that the request is empty and [`call_fits`]).
-    pub fn push(&mut self, waiter: Waiter) {
+    pub(crate) fn push(&mut self, waiter: Waiter) {
         self.results_max += u64::from(waiter.results_max);
         self.waiters.push(waiter);
     }
 
     /// Appends the trailer: `0xFF` padding, the counts from the last batch to the first, the
     /// batch count (spec §5.2). Returns the body.
-    pub fn finish(&mut self) -> &[u8] {
+    pub(crate) fn finish(&mut self) -> &[u8] {
         finish_body(
             &mut self.body,
             self.waiters.iter().map(|waiter| waiter.events),
@@ -141,7 +141,7 @@ impl Pending {
         &self.body
     }
 
-    pub fn result_size(&self) -> usize {
+    pub(crate) fn result_size(&self) -> usize {
         self.result_size
     }
 }

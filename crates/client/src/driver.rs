@@ -67,7 +67,12 @@ pub(crate) struct Counters {
 }
 
 impl Shared {
-    pub fn new(address: SocketAddr, cluster: u128, client_id: u128, config: ClientConfig) -> Self {
+    pub(crate) fn new(
+        address: SocketAddr,
+        cluster: u128,
+        client_id: u128,
+        config: ClientConfig,
+    ) -> Self {
         Shared {
             address,
             cluster,
@@ -88,7 +93,7 @@ impl Shared {
 
     /// The state; a panic elsewhere while holding the lock does not make it unusable (every
     /// critical section leaves the state consistent between statements).
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -147,7 +152,10 @@ pub(crate) struct Driver {
 }
 
 impl Driver {
-    pub fn new(shared: Arc<Shared>, registered: oneshot::Sender<Result<(), ClientError>>) -> Self {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        registered: oneshot::Sender<Result<(), ClientError>>,
+    ) -> Self {
         let cluster = shared.cluster;
         // Any odd-ish non-zero seed will do for back-off jitter.
         let random = (shared.client_id as u64 ^ (shared.client_id >> 64) as u64) | 1;
@@ -167,7 +175,7 @@ impl Driver {
         }
     }
 
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let mut next = Some(self.register_request());
         loop {
             let in_flight = match next.take() {

@@ -29,7 +29,9 @@ pub enum ClientError {
         last_error.as_ref().map_or_else(|| "no register reply".to_string(), |e| e.to_string())
     )]
     ConnectTimeout {
+        /// The server address tried.
         address: SocketAddr,
+        /// The `connect_timeout` that ran out.
         timeout: Duration,
         /// The last connection error, if connecting was what failed.
         last_error: Option<Arc<io::Error>>,
@@ -59,7 +61,10 @@ pub enum ProtocolError {
     BatchSizeLimit(u32),
     /// A reply for this client carries another release than its request (terminal).
     #[error("reply release {release:#010x} is not the request's")]
-    ReplyRelease { release: u32 },
+    ReplyRelease {
+        /// The reply's release, as its wire u32.
+        release: u32,
+    },
     /// A reply for this client answers a request that is not the one in flight: a later request
     /// number, another checksum or another operation (terminal).
     #[error(
@@ -68,10 +73,15 @@ pub enum ProtocolError {
          {checksum_matches})"
     )]
     ReplyMismatch {
+        /// The request number the reply answers.
         request: u32,
+        /// The operation the reply answers, as its wire byte.
         operation: u8,
+        /// The number of the request in flight.
         expected_request: u32,
+        /// The operation of the request in flight.
         expected_operation: u8,
+        /// Whether the reply's `request_checksum` is that of the request in flight.
         checksum_matches: bool,
     },
     /// The reply body is not a multi-batch encoding (the request's calls fail).
@@ -79,13 +89,21 @@ pub enum ProtocolError {
     ReplyBody(MultiBatchError),
     /// The reply has another batch count than the request (the request's calls fail).
     #[error("reply has {found} batches, the request had {expected}")]
-    BatchCount { expected: u16, found: u16 },
+    BatchCount {
+        /// Batches in the request.
+        expected: u16,
+        /// Batches in the reply.
+        found: u16,
+    },
     /// A reply batch holds more results than its call could get, or, for creates, not exactly
     /// one result per event (the call fails).
     #[error("reply batch holds {results} results; expected {} {expected}", if *.exact { "exactly" } else { "at most" })]
     ResultCount {
+        /// Results in the reply batch.
         results: u32,
+        /// Events of the call (creates) or its most results (lookups, queries).
         expected: u32,
+        /// Whether `expected` is exact (creates) or an upper bound.
         exact: bool,
     },
 }

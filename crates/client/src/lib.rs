@@ -186,6 +186,7 @@ impl Client {
         self.inner.shared.lock().batch_size_limit
     }
 
+    /// A snapshot of the counters shared by all clones of this client.
     pub fn stats(&self) -> ClientStats {
         let counters = &self.inner.shared.counters;
         ClientStats {
@@ -196,6 +197,9 @@ impl Client {
         }
     }
 
+    /// Creates `accounts` as one batch: exactly one result per account, in order, with the
+    /// status decoded (`Created` or `Exists` mean the account is there). A failed event is a
+    /// result, not an error; errors are for the call as a whole.
     pub async fn create_accounts(
         &self,
         accounts: &[Account],
@@ -206,6 +210,8 @@ impl Client {
         decode_create_results(&bytes, CreateAccountStatus::from_u32)
     }
 
+    /// Creates `transfers` as one batch: exactly one result per transfer, in order, with the
+    /// status decoded. Linked chains must close within the slice: the batch is never split.
     pub async fn create_transfers(
         &self,
         transfers: &[Transfer],
@@ -228,6 +234,8 @@ impl Client {
         Ok(decode_records(&bytes))
     }
 
+    /// The transfers of `filter.account_id` that match the filter, at most `filter.limit`.
+    /// An invalid filter gives an empty result, not an error.
     pub async fn get_account_transfers(
         &self,
         filter: AccountFilter,
@@ -238,6 +246,8 @@ impl Client {
         Ok(decode_records(&bytes))
     }
 
+    /// The balances of `filter.account_id` after each matching transfer, at most
+    /// `filter.limit`; empty unless the account has the `history` flag.
     pub async fn get_account_balances(
         &self,
         filter: AccountFilter,
@@ -248,6 +258,7 @@ impl Client {
         Ok(decode_records(&bytes))
     }
 
+    /// Accounts matching every non-zero field of `filter`, at most `filter.limit`.
     pub async fn query_accounts(&self, filter: QueryFilter) -> Result<Vec<Account>, ClientError> {
         let bytes = self
             .call_filter(Operation::QueryAccounts, &filter, filter.limit)
@@ -255,6 +266,7 @@ impl Client {
         Ok(decode_records(&bytes))
     }
 
+    /// Transfers matching every non-zero field of `filter`, at most `filter.limit`.
     pub async fn query_transfers(&self, filter: QueryFilter) -> Result<Vec<Transfer>, ClientError> {
         let bytes = self
             .call_filter(Operation::QueryTransfers, &filter, filter.limit)

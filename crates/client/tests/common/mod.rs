@@ -14,7 +14,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-pub fn tally_binary() -> &'static Path {
+pub(crate) fn tally_binary() -> &'static Path {
     static BINARY: OnceLock<PathBuf> = OnceLock::new();
     BINARY.get_or_init(|| {
         let exe = std::env::current_exe().expect("test binary path");
@@ -43,7 +43,7 @@ pub fn tally_binary() -> &'static Path {
 }
 
 /// A running `tally start`; SIGTERM and wait on drop.
-pub struct Server {
+pub(crate) struct Server {
     child: Option<Child>,
     /// Kept open: the server must never write into a closed pipe.
     _stdout: Option<BufReader<ChildStdout>>,
@@ -53,12 +53,12 @@ pub struct Server {
 
 impl Server {
     /// Starts a server on a free port.
-    pub fn start(data_dir: &Path) -> Server {
+    pub(crate) fn start(data_dir: &Path) -> Server {
         Server::start_at(data_dir, "127.0.0.1:0".parse().expect("address"))
     }
 
     /// Starts a server on `address` (retrying briefly while the port is still taken).
-    pub fn start_at(data_dir: &Path, address: SocketAddr) -> Server {
+    pub(crate) fn start_at(data_dir: &Path, address: SocketAddr) -> Server {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             match Server::try_start(data_dir, address) {
@@ -120,7 +120,7 @@ impl Server {
 
     /// SIGTERM, then wait for the process to exit (SIGKILL after 10 s). The exit status, if
     /// the server was running and exited by itself.
-    pub fn stop(&mut self) -> Option<std::process::ExitStatus> {
+    pub(crate) fn stop(&mut self) -> Option<std::process::ExitStatus> {
         let mut child = self.child.take()?;
         // Cast: process ids fit i32.
         unsafe {
@@ -145,7 +145,7 @@ impl Server {
     }
 
     /// Stops and starts again on the same port and data directory.
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.stop();
         let restarted = Server::start_at(&self.data_dir, self.address);
         *self = restarted;
@@ -161,14 +161,14 @@ impl Drop for Server {
 /// A TCP proxy in front of a server that can swallow everything the server sends
 /// (`drop_replies`), to lose replies on purpose. When either side closes, both connections
 /// close.
-pub struct Proxy {
+pub(crate) struct Proxy {
     pub address: SocketAddr,
     pub drop_replies: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Proxy {
-    pub async fn start(upstream: SocketAddr) -> Proxy {
+    pub(crate) async fn start(upstream: SocketAddr) -> Proxy {
         use std::sync::atomic::{AtomicBool, Ordering};
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
