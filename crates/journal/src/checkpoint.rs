@@ -10,7 +10,10 @@ use tally_checksum::checksum;
 
 use crate::directory::{file_replace, io_error, CHECKPOINT_FILES, CHECKPOINT_TEMPORARY};
 use crate::error::JournalError;
-use crate::layout::{header_bytes, CheckpointHeader, HEADER_SIZE_BYTES};
+use crate::layout::{
+    header_bytes, CheckpointHeader, HeaderProblem, FORMAT_VERSION, FORMAT_VERSION_MIN,
+    HEADER_SIZE_BYTES,
+};
 
 pub const CHECKPOINT_SLOT_COUNT: usize = CHECKPOINT_FILES.len();
 
@@ -43,6 +46,8 @@ impl std::fmt::Debug for Checkpoint {
 pub enum CheckpointProblem {
     /// Damaged or foreign: checksum, magic, size or cluster mismatch.
     Invalid { reason: &'static str },
+    /// Intact, but of a format version this binary does not read.
+    Version { version: u32 },
     /// Its op is beyond the end of the recovered log.
     BeyondLog { op: u64, op_last: u64 },
     /// Record `op` in the log is not the record the checkpoint was taken after.
@@ -53,6 +58,10 @@ impl std::fmt::Display for CheckpointProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             CheckpointProblem::Invalid { reason } => write!(f, "invalid: {reason}"),
+            CheckpointProblem::Version { version } => write!(
+                f,
+                "format version {version}, this binary reads {FORMAT_VERSION_MIN}..={FORMAT_VERSION}"
+            ),
             CheckpointProblem::BeyondLog { op, op_last } => {
                 write!(f, "op {op} is beyond the log's last op {op_last}")
             }
@@ -110,7 +119,10 @@ pub fn checkpoint_read(
 
 fn checkpoint_verify(map: Mmap, cluster: u128) -> Result<Checkpoint, CheckpointProblem> {
     let invalid = |reason| CheckpointProblem::Invalid { reason };
-    let header = CheckpointHeader::verify(header_bytes(&map)).map_err(invalid)?;
+    let header = CheckpointHeader::verify(header_bytes(&map)).map_err(|problem| match problem {
+        HeaderProblem::Invalid(reason) => CheckpointProblem::Invalid { reason },
+        HeaderProblem::Version(version) => CheckpointProblem::Version { version },
+    })?;
     if header.cluster != cluster {
         return Err(invalid("belongs to another cluster"));
     }
@@ -147,6 +159,22 @@ pub fn checkpoint_write(
         CHECKPOINT_TEMPORARY,
         &[&bytes, state],
     )
+}
+
+/// The newest checkpoint that reads back whole (header and state checksums, this cluster), as
+/// `(op, file)`, whatever the log holds: a checkpoint is written only after the log through its op
+/// was synced, so it proves those ops were durable.
+pub fn checkpoint_proof(
+    slots: &[Option<Result<Checkpoint, CheckpointProblem>>; CHECKPOINT_SLOT_COUNT],
+) -> Option<(u64, &'static str)> {
+    slots
+        .iter()
+        .zip(CHECKPOINT_FILES)
+        .filter_map(|(slot, file)| match slot {
+            Some(Ok(checkpoint)) => Some((checkpoint.op, file)),
+            Some(Err(_)) | None => None,
+        })
+        .max_by_key(|(op, _)| *op)
 }
 
 /// The choice among the slots after the log is known.

@@ -6,7 +6,7 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::JournalError;
-use crate::layout::{FormatMarker, HEADER_SIZE_BYTES};
+use crate::layout::{FormatMarker, HeaderProblem, HEADER_SIZE_BYTES};
 
 pub const FORMAT_FILE: &str = "format";
 pub const FORMAT_TEMPORARY: &str = "format.tmp";
@@ -120,5 +120,8 @@ pub fn format_read(directory: &Path) -> Result<FormatMarker, JournalError> {
     file.take(HEADER_SIZE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(io_error(&path))?;
-    FormatMarker::verify(&bytes).map_err(|reason| JournalError::FormatInvalid { path, reason })
+    FormatMarker::verify(&bytes).map_err(|problem| match problem {
+        HeaderProblem::Invalid(reason) => JournalError::FormatInvalid { path, reason },
+        HeaderProblem::Version(version) => JournalError::FormatVersion { path, version },
+    })
 }

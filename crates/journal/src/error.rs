@@ -16,6 +16,13 @@ pub enum JournalError {
     NotFormatted { directory: PathBuf },
     #[error("{path}: invalid format marker: {reason}")]
     FormatInvalid { path: PathBuf, reason: &'static str },
+    /// The format marker is intact but names a format version this binary does not read.
+    #[error(
+        "{path}: format version {version}, this binary reads {}..={}",
+        crate::layout::FORMAT_VERSION_MIN,
+        crate::layout::FORMAT_VERSION
+    )]
+    FormatVersion { path: PathBuf, version: u32 },
     #[error("invalid options: {reason}")]
     OptionsInvalid { reason: &'static str },
     #[error("{path}: {reason}")]
@@ -95,36 +102,96 @@ impl fmt::Display for Damage {
     }
 }
 
-/// A valid record header found after the damage, and what it proves.
+/// What recovery found beyond the damage (and in the checkpoints), and what it proves about
+/// whether the damaged record had been acknowledged. `docs/journal.md` has the rules.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Evidence {
-    /// The later record was appended after a sync covering the damaged op had completed: the
-    /// damaged record was durable and may have been acknowledged. Corruption, never cut.
+    /// A later record was appended after a sync covering the damaged op had completed: the
+    /// damaged record was durable and may have been acknowledged. Refused, never cut.
     Synced {
+        /// The later record.
         op: u64,
+        /// Where the later record is.
         segment: u32,
+        /// Where the later record is.
         offset: u64,
+        /// The later record's `op_synced`, at or above the damaged op.
         op_synced: u64,
     },
+    /// A checkpoint at or beyond the damaged op exists, and checkpoints are written only after the
+    /// log through their op was synced: the damaged record was durable. Refused, never cut.
+    Checkpoint {
+        /// The checkpoint's op.
+        op: u64,
+        /// The checkpoint's file (`checkpoint-a` or `checkpoint-b`).
+        file: &'static str,
+    },
     /// The later record carries an op at or below the damaged one: stale or misdirected data, which
-    /// appends never produce. Corruption, never cut.
-    OutOfOrder { op: u64, segment: u32, offset: u64 },
-    /// A later record exists without proof that the damaged op was synced. A power loss during a
-    /// sync can leave this (the kernel writes pages back in any order), but so can bit rot of the
-    /// last synced records. Refused unless `Options::cut_unproven_tail` is set.
-    Unproven { op: u64, segment: u32, offset: u64 },
+    /// appends never produce. Refused, never cut.
+    OutOfOrder {
+        /// The later record's op.
+        op: u64,
+        /// Where the later record is.
+        segment: u32,
+        /// Where the later record is.
+        offset: u64,
+    },
+    /// A later record exists, none proves the damaged op was synced (every later `op_synced` is
+    /// below it), no checkpoint reaches it, and the damage has the shape a power loss leaves
+    /// (zeros where the record was being written). Exactly what a power loss with syncs in flight
+    /// produces: the disk wrote a later record back and not this one. The damaged record was never
+    /// acknowledged as far as the log can prove; recovery cuts it on its own.
+    Unacknowledged {
+        /// The first later record.
+        op: u64,
+        /// Where the first later record is.
+        segment: u32,
+        /// Where the first later record is.
+        offset: u64,
+        /// The highest `op_synced` of any later record: the newest proof, below the damaged op.
+        op_synced: u64,
+    },
+    /// A later record exists and nothing proves the damaged op was synced, but the damage is not
+    /// what a power loss leaves (bytes no write put there: a flipped bit, a foreign header). The
+    /// log cannot tell whether the record was acknowledged. Refused unless the operator starts
+    /// with `tally start --cut-unproven-tail` (`Options::cut_unproven_tail`).
+    Unproven {
+        /// The first later record.
+        op: u64,
+        /// Where the first later record is.
+        segment: u32,
+        /// Where the first later record is.
+        offset: u64,
+    },
 }
 
 impl Evidence {
-    /// Whether the damage may be cut at all (with the operator's consent).
+    /// Whether the operator's `cut_unproven_tail` may cut this damage (only `Unproven`).
     pub fn is_unproven(&self) -> bool {
         match self {
             Evidence::Synced { .. } => false,
+            Evidence::Checkpoint { .. } => false,
             Evidence::OutOfOrder { .. } => false,
+            Evidence::Unacknowledged { .. } => false,
             Evidence::Unproven { .. } => true,
         }
     }
+
+    /// Whether recovery cuts this damage on its own (only `Unacknowledged`).
+    pub fn is_unacknowledged(&self) -> bool {
+        match self {
+            Evidence::Synced { .. } => false,
+            Evidence::Checkpoint { .. } => false,
+            Evidence::OutOfOrder { .. } => false,
+            Evidence::Unacknowledged { .. } => true,
+            Evidence::Unproven { .. } => false,
+        }
+    }
 }
+
+/// What the operator can do about proven damage: the journal keeps one copy of everything.
+const PROVEN_ADVICE: &str = "the journal never cuts proven damage (not even with `tally start \
+     --cut-unproven-tail`): restore the data directory from a backup or a replica";
 
 impl fmt::Display for Evidence {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -136,8 +203,15 @@ impl fmt::Display for Evidence {
                 op_synced,
             } => write!(
                 f,
-                "op {op} at segment {segment}, offset {offset} was appended after op {op_synced} \
-                 was synced, so the damaged record was durable"
+                "proof: op {op} at segment {segment}, offset {offset} was appended after op \
+                 {op_synced} was synced, so the damaged record was durable and may have been \
+                 acknowledged; {PROVEN_ADVICE}"
+            ),
+            Evidence::Checkpoint { op, file } => write!(
+                f,
+                "proof: {file} holds a checkpoint at op {op}, written only after the log through \
+                 op {op} was synced, so the damaged record was durable and may have been \
+                 acknowledged; {PROVEN_ADVICE}"
             ),
             Evidence::OutOfOrder {
                 op,
@@ -146,7 +220,20 @@ impl fmt::Display for Evidence {
             } => write!(
                 f,
                 "a valid record with the earlier op {op} follows at segment {segment}, offset \
-                 {offset}: stale or misdirected data"
+                 {offset}: stale or misdirected data, which neither appends nor a power loss \
+                 produce; {PROVEN_ADVICE}"
+            ),
+            Evidence::Unacknowledged {
+                op,
+                segment,
+                offset,
+                op_synced,
+            } => write!(
+                f,
+                "a valid record (op {op}) follows at segment {segment}, offset {offset}, but no \
+                 record or checkpoint proves the damaged op was synced (the newest proof reaches \
+                 op {op_synced}), and the damage is what a power loss leaves: the disk wrote a \
+                 later record back and not this one, which was never acknowledged"
             ),
             Evidence::Unproven {
                 op,
@@ -155,8 +242,10 @@ impl fmt::Display for Evidence {
             } => write!(
                 f,
                 "a valid record (op {op}) follows at segment {segment}, offset {offset}; nothing \
-                 proves the damaged record was synced: after a power loss, reopen with \
-                 cut_unproven_tail to cut the tail"
+                 proves the damaged record was synced, but the damage is not what a power loss \
+                 leaves (bytes no write put there), so the journal cannot tell whether it was \
+                 acknowledged. To cut the log at the damage and lose every op from here on, start \
+                 with `tally start --cut-unproven-tail` (Options::cut_unproven_tail)"
             ),
         }
     }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::checkpoint::{checkpoint_choose, checkpoint_read, CheckpointProblem};
+use crate::checkpoint::{checkpoint_choose, checkpoint_proof, checkpoint_read, CheckpointProblem};
 use crate::directory::{self, format_read, LockMode, CHECKPOINT_FILES, SEGMENTS_DIRECTORY};
 use crate::error::{Damage, Evidence, JournalError};
 use crate::scan::{self, Log, Tail};
@@ -54,15 +54,18 @@ pub enum CheckpointStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TailSummary {
     Clean,
-    /// A torn tail: `open` cuts `bytes` bytes from here.
+    /// Damage `open` cuts on its own, `bytes` bytes from here: a torn tail (`evidence` is `None`)
+    /// or a later record that survived a power loss without this one
+    /// (`Evidence::Unacknowledged`).
     Torn {
         op: u64,
         segment: u32,
         offset: u64,
         bytes: u64,
         damage: Damage,
+        evidence: Option<Evidence>,
     },
-    /// Damage before the tail: `open` refuses (with `Evidence::Unproven`, unless told to cut).
+    /// Damage `open` refuses (with `Evidence::Unproven`, unless told to cut).
     Corrupt {
         op: u64,
         segment: u32,
@@ -104,7 +107,15 @@ pub fn inspect(directory: &Path) -> Result<Inspection, JournalError> {
         segment_size_bytes: marker.segment_size_bytes,
         runs: &runs,
     };
-    let walk = scan::walk(log, marker.checksum);
+    let mut walk = scan::walk(log, marker.checksum);
+    // No limit applies here: inspect maps the state, it does not allocate it.
+    let slots = [
+        checkpoint_read(directory, 0, marker.cluster, u64::MAX)?,
+        checkpoint_read(directory, 1, marker.cluster, u64::MAX)?,
+    ];
+    if let Tail::Damaged(damage) = &mut walk.tail {
+        damage.checkpoint_proof(checkpoint_proof(&slots));
+    }
     let mut inspection = Inspection {
         directory: directory.to_path_buf(),
         cluster: marker.cluster,
@@ -129,11 +140,6 @@ pub fn inspect(directory: &Path) -> Result<Inspection, JournalError> {
             record.body,
         );
     }
-    // No limit applies here: inspect maps the state, it does not allocate it.
-    let slots = [
-        checkpoint_read(directory, 0, marker.cluster, u64::MAX)?,
-        checkpoint_read(directory, 1, marker.cluster, u64::MAX)?,
-    ];
     let checksum_of = |op: u64| match op {
         0 => marker.checksum,
         _ => {
@@ -184,21 +190,23 @@ fn tail_summary(tail: &Tail, log: Log<'_, Mmap>) -> TailSummary {
         Tail::Damaged(damage) => damage,
     };
     let (segment, offset) = log.split(damage.address);
-    match damage.evidence {
-        None => TailSummary::Torn {
+    // What `open` does without the operator's consent.
+    if damage.is_cut(false) {
+        return TailSummary::Torn {
             op: damage.op,
             segment,
             offset,
             bytes: damage.address_dirty_end - damage.address,
             damage: damage.damage,
-        },
-        Some(evidence) => TailSummary::Corrupt {
-            op: damage.op,
-            segment,
-            offset,
-            damage: damage.damage,
-            evidence,
-        },
+            evidence: damage.evidence,
+        };
+    }
+    TailSummary::Corrupt {
+        op: damage.op,
+        segment,
+        offset,
+        damage: damage.damage,
+        evidence: damage.evidence.expect("a torn tail is always cut"),
     }
 }
 
@@ -264,11 +272,17 @@ impl Inspection {
                 offset,
                 bytes,
                 damage,
-            } => writeln!(
-                f,
-                "  tail        torn at op {op} (segment {segment}, offset {offset}): {damage}; \
-                 open cuts {bytes} bytes"
-            ),
+                evidence,
+            } => {
+                write!(
+                    f,
+                    "  tail        torn at op {op} (segment {segment}, offset {offset}): {damage}; "
+                )?;
+                if let Some(evidence) = evidence {
+                    write!(f, "{evidence}; ")?;
+                }
+                writeln!(f, "open cuts {bytes} bytes")
+            }
             TailSummary::Corrupt {
                 op,
                 segment,

@@ -1,14 +1,13 @@
 use std::fs::{self, File};
 use std::io;
-use std::os::fd::RawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{compiler_fence, Ordering};
 
 use tally_checksum::checksum;
 
 use crate::checkpoint::{
-    checkpoint_choose, checkpoint_read, checkpoint_slot_next, checkpoint_write, Checkpoint,
-    CheckpointRejection, CHECKPOINT_SLOT_COUNT,
+    checkpoint_choose, checkpoint_proof, checkpoint_read, checkpoint_slot_next, checkpoint_write,
+    Checkpoint, CheckpointRejection, CHECKPOINT_SLOT_COUNT,
 };
 use crate::directory::{
     self, directory_sync, file_replace, format_read, io_error, temporary_remove, LockMode,
@@ -19,10 +18,9 @@ use crate::layout::{
     header_bytes, is_zero, record_size_bytes, CheckpointHeader, FormatMarker, RecordHeader,
     HEADER_SIZE_BYTES, RECORD_ALIGNMENT_BYTES,
 };
-use crate::scan::{self, Log, RecordPosition, RecordView, Tail, TailDamage, INDEX_STRIDE_OPS};
-use crate::segment::{
-    segment_create, segment_name, segment_open, segments_list, DataRuns, Segment, SEGMENT_COUNT_MAX,
-};
+use crate::scan::{self, Log, RecordPosition, RecordView, Tail, INDEX_STRIDE_OPS};
+use crate::segment::{DataRuns, SEGMENT_COUNT_MAX};
+use crate::storage::{segments_directory, FileStorage, Storage, StorageSegment};
 use crate::sync::{SyncMode, SyncTicket, Syncer};
 
 pub const SEGMENT_SIZE_BYTES_MIN: u64 = 1024 * 1024;
@@ -39,9 +37,11 @@ pub struct Options {
     /// The largest checkpoint state `write_checkpoint` writes and `open` reads.
     pub state_size_bytes_max: u64,
     pub sync_mode: SyncMode,
-    /// Operator override for a log that `open` refused with `Evidence::Unproven`, after a power
-    /// loss: cut the tail at the damage even though a valid record follows it. Damage with proof
-    /// (`Evidence::Synced`, `Evidence::OutOfOrder`) is never cut.
+    /// Operator override (`tally start --cut-unproven-tail`) for a log that `open` refused with
+    /// `Evidence::Unproven`: cut the tail at the damage even though a valid record follows it and
+    /// the damage is not what a power loss leaves. A power loss never needs it: `open` cuts what a
+    /// power loss leaves on its own (`Evidence::Unacknowledged`). Damage with proof
+    /// (`Evidence::Synced`, `Evidence::Checkpoint`, `Evidence::OutOfOrder`) is never cut.
     pub cut_unproven_tail: bool,
 }
 
@@ -86,7 +86,8 @@ pub struct Recovery {
     pub cut: Option<Cut>,
 }
 
-/// A torn tail that recovery zeroed: records from `op` on were never acknowledged.
+/// A tail that recovery zeroed: records from `op` on were never acknowledged (as far as the log
+/// proves), or the operator chose to lose them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cut {
     pub op: u64,
@@ -95,20 +96,24 @@ pub struct Cut {
     /// From the damage to the end of the last nonzero 128-byte block (counted across segments).
     pub bytes: u64,
     pub damage: Damage,
-    /// `Some` only when the operator allowed cutting an unproven tail.
+    /// `None` for a torn tail (no valid record after the damage); `Evidence::Unacknowledged` when
+    /// a later record survived a power loss without this one; `Evidence::Unproven` when the
+    /// operator allowed the cut.
     pub evidence: Option<Evidence>,
 }
 
 /// The write-ahead log of one data directory, open for appending. See the crate documentation.
-pub struct Journal {
+///
+/// Generic over the storage of its segments (`FileStorage` unless a test says otherwise), so that
+/// appends compile to copies into the mapping.
+pub struct Journal<S: Storage = FileStorage> {
     directory: PathBuf,
     /// Holds the exclusive flock for as long as the journal is open.
     directory_file: File,
-    segments_directory: PathBuf,
-    segments_directory_file: File,
     options: Options,
     marker: FormatMarker,
-    segments: Vec<Segment>,
+    storage: S,
+    segments: Vec<S::Segment>,
     /// Sparse op index, see `INDEX_STRIDE_OPS`.
     index: Vec<u64>,
     op_last: u64,
@@ -117,17 +122,43 @@ pub struct Journal {
     address_end: u64,
     /// The first segment written since the last `sync_begin`; the rest up to the head follow.
     dirty_segment_first: Option<u32>,
-    /// Reused by every `sync_begin`, so that a sync allocates nothing.
-    sync_fds: Vec<RawFd>,
     syncer: Syncer,
     checkpoint_slot_ops: [Option<u64>; CHECKPOINT_SLOT_COUNT],
     failed: bool,
 }
 
-impl Journal {
+impl Journal<FileStorage> {
     /// Creates `directory` if missing and formats it: the first segment, then the format marker,
     /// whose presence means format completed. Refuses a directory that holds any journal file.
     pub fn format(directory: &Path, options: &Options, cluster: u128) -> Result<(), JournalError> {
+        let storage = FileStorage::new(segments_directory(directory), options.sync_mode);
+        Journal::format_with(storage, directory, options, cluster)
+    }
+
+    /// Opens a formatted directory: verifies the whole log, cuts what a crash left unacknowledged
+    /// (or refuses damage the log proves was acknowledged, writing nothing), makes the recovered
+    /// log durable, picks a checkpoint.
+    pub fn open(directory: &Path, options: Options) -> Result<(Journal, Recovery), JournalError> {
+        let storage = FileStorage::new(segments_directory(directory), options.sync_mode);
+        Journal::open_with(storage, directory, options)
+    }
+
+    /// The segment size a formatted directory was made with (from its format marker), so that
+    /// a caller can size its `Options` before `open`.
+    pub fn segment_size_of(directory: &Path) -> Result<u64, JournalError> {
+        Ok(crate::directory::format_read(directory)?.segment_size_bytes)
+    }
+}
+
+impl<S: Storage> Journal<S> {
+    /// `format` with the segments in `storage`; the format marker, the checkpoints and the lock
+    /// stay in `directory`.
+    pub fn format_with(
+        mut storage: S,
+        directory: &Path,
+        options: &Options,
+        cluster: u128,
+    ) -> Result<(), JournalError> {
         options_verify(options, options.segment_size_bytes)?;
         fs::create_dir_all(directory).map_err(io_error(directory))?;
         let directory_file = directory::lock(directory, LockMode::Exclusive)?;
@@ -150,18 +181,9 @@ impl Journal {
                 }
             }
         }
-        let segments_directory = directory.join(SEGMENTS_DIRECTORY);
-        fs::create_dir(&segments_directory).map_err(io_error(&segments_directory))?;
-        directory_sync(&directory_file, directory)?;
-        let segments_file =
-            File::open(&segments_directory).map_err(io_error(&segments_directory))?;
+        storage.format()?;
         let size = options.segment_size_bytes;
-        drop(segment_create(
-            &segments_file,
-            &segments_directory,
-            0,
-            size,
-        )?);
+        drop(storage.segment_create(0, size)?);
         let (marker, bytes) = FormatMarker::sealed(cluster, size);
         file_replace(
             &directory_file,
@@ -176,56 +198,58 @@ impl Journal {
         Ok(())
     }
 
-    /// Opens a formatted directory: verifies the whole log, cuts a torn tail (or refuses damage
-    /// before the tail, writing nothing), makes the recovered log durable, picks a checkpoint.
-    pub fn open(directory: &Path, options: Options) -> Result<(Journal, Recovery), JournalError> {
+    /// `open` with the segments in `storage`.
+    pub fn open_with(
+        mut storage: S,
+        directory: &Path,
+        options: Options,
+    ) -> Result<(Journal<S>, Recovery), JournalError> {
         let directory_file = directory::lock(directory, LockMode::Exclusive)?;
         let marker = format_read(directory)?;
         options_verify(&options, marker.segment_size_bytes)?;
-        let segments_directory = directory.join(SEGMENTS_DIRECTORY);
-        let listing = segments_list(&segments_directory)?;
-        let segments = segments_open(
-            &segments_directory,
-            listing.count,
-            marker.segment_size_bytes,
-        )?;
-        // Before anything reads the mappings: see `data_runs`.
-        let runs: Vec<DataRuns> = segments.iter().map(Segment::data_runs).collect();
+        let segment_count = storage.open()?;
+        assert!(segment_count > 0);
+        // Room for the spare segments appends will add, to begin with.
+        let mut segments = Vec::with_capacity(segment_count as usize + 2);
+        for index in 0..segment_count {
+            segments.push(storage.segment_open(index, marker.segment_size_bytes)?);
+        }
+        // Before anything reads the segments: see `data_runs`.
+        let runs: Vec<DataRuns> = segments.iter().map(StorageSegment::data_runs).collect();
         let log = Log {
             segments: &segments,
             segment_size_bytes: marker.segment_size_bytes,
             runs: &runs,
         };
-        let walk = scan::walk(log, marker.checksum);
-        let cut = tail_decide(&walk.tail, log, options.cut_unproven_tail)?;
+        let mut walk = scan::walk(log, marker.checksum);
         let state_size_bytes_max = options.state_size_bytes_max;
         let checkpoints = [
             checkpoint_read(directory, 0, marker.cluster, state_size_bytes_max)?,
             checkpoint_read(directory, 1, marker.cluster, state_size_bytes_max)?,
         ];
+        if let Tail::Damaged(damage) = &mut walk.tail {
+            damage.checkpoint_proof(checkpoint_proof(&checkpoints));
+        }
+        let cut = tail_decide(&walk.tail, log, options.cut_unproven_tail)?;
         // Nothing was written so far: a refusal above leaves every file as it was.
-        let segments_directory_file =
-            File::open(&segments_directory).map_err(io_error(&segments_directory))?;
         let mut journal = Journal {
             directory: directory.to_path_buf(),
             directory_file,
-            segments_directory,
-            segments_directory_file,
             // Everything recovered is durable once `recover` returns (or the journal is dropped).
-            syncer: Syncer::new(options.sync_mode, walk.op_last),
+            syncer: Syncer::new(walk.op_last),
             options,
             marker,
+            storage,
             segments,
             index: walk.index,
             op_last: walk.op_last,
             checksum_last: walk.checksum_last,
             address_end: walk.address_end,
             dirty_segment_first: None,
-            sync_fds: Vec::with_capacity(8),
             checkpoint_slot_ops: [None; CHECKPOINT_SLOT_COUNT],
             failed: false,
         };
-        journal.recover(&walk.tail, &runs, walk.op_synced_last, &listing.temporaries)?;
+        journal.recover(&walk.tail, &runs, walk.op_synced_last)?;
         let choice = checkpoint_choose(checkpoints, journal.op_last, |op| journal.checksum_of(op));
         journal.checkpoint_slot_ops = choice.slot_ops;
         for rejection in &choice.rejections {
@@ -247,7 +271,6 @@ impl Journal {
         tail: &Tail,
         runs: &[DataRuns],
         op_synced_last: u64,
-        temporaries: &[PathBuf],
     ) -> Result<(), JournalError> {
         match tail {
             Tail::Clean => {}
@@ -259,17 +282,13 @@ impl Journal {
             None => self.segment_of_end(),
         };
         for segment in &self.segments[segment_first as usize..] {
-            segment
-                .sync()
+            self.storage
+                .sync_now(segment)
                 .map_err(|source| JournalError::SyncFailed { source })?;
         }
-        let mut removed = false;
-        for path in temporaries {
-            removed |= temporary_remove(path)?;
-        }
-        removed |= temporary_remove(&self.directory.join(CHECKPOINT_TEMPORARY))?;
-        if removed {
-            directory_sync(&self.segments_directory_file, &self.segments_directory)?;
+        let removed_segments = self.storage.leftovers_remove()?;
+        let removed_checkpoint = temporary_remove(&self.directory.join(CHECKPOINT_TEMPORARY))?;
+        if removed_segments || removed_checkpoint {
             directory_sync(&self.directory_file, &self.directory)?;
         }
         Ok(())
@@ -293,13 +312,16 @@ impl Journal {
             spans.push((start, end.min(address_dirty_end)));
             address = end;
         }
+        const ZEROS: [u8; RECORD_ALIGNMENT_BYTES as usize] = [0; RECORD_ALIGNMENT_BYTES as usize];
         for (start, end) in spans {
-            let segment = (start / segment_size_bytes) as usize;
-            let offset = (start % segment_size_bytes) as usize;
-            let span = &mut self.segments[segment].bytes_mut()[offset..][..(end - start) as usize];
-            for block in span.chunks_mut(RECORD_ALIGNMENT_BYTES as usize) {
-                if !is_zero(block) {
-                    block.fill(0);
+            let segment = &mut self.segments[(start / segment_size_bytes) as usize];
+            let offset_start = start % segment_size_bytes;
+            let offset_end = offset_start + (end - start);
+            assert!(offset_start % RECORD_ALIGNMENT_BYTES == 0);
+            for offset in (offset_start..offset_end).step_by(ZEROS.len()) {
+                let block_end = (offset + RECORD_ALIGNMENT_BYTES).min(offset_end);
+                if !is_zero(&segment.as_ref()[offset as usize..block_end as usize]) {
+                    segment.write(offset, &ZEROS[..(block_end - offset) as usize]);
                 }
             }
         }
@@ -310,12 +332,6 @@ impl Journal {
             runs,
         };
         assert_eq!(scan::dirty_end(log, self.address_end), None);
-    }
-
-    /// The segment size a formatted directory was made with (from its format marker), so that
-    /// a caller can size its `Options` before `open`.
-    pub fn segment_size_of(directory: &Path) -> Result<u64, JournalError> {
-        Ok(crate::directory::format_read(directory)?.segment_size_bytes)
     }
 
     /// Appends one record after the last. It is readable at once and durable only after a sync
@@ -396,12 +412,9 @@ impl Journal {
         assert!(segment as usize <= self.segments.len() + 1);
         while self.segments.len() <= segment as usize {
             let index = self.segments.len() as u32;
-            let created = segment_create(
-                &self.segments_directory_file,
-                &self.segments_directory,
-                index,
-                self.marker.segment_size_bytes,
-            )?;
+            let created = self
+                .storage
+                .segment_create(index, self.marker.segment_size_bytes)?;
             self.segments.push(created);
         }
         Ok(())
@@ -409,22 +422,23 @@ impl Journal {
 
     fn record_write(&mut self, address: u64, header: RecordHeader, body: &[u8]) -> RecordHeader {
         let segment_size_bytes = self.marker.segment_size_bytes;
-        let segment = (address / segment_size_bytes) as usize;
-        let offset = (address % segment_size_bytes) as usize;
-        let size = record_size_bytes(header.body_size) as usize;
-        let target = &mut self.segments[segment].bytes_mut()[offset..offset + size];
-        assert!(
-            is_zero(&target[..HEADER_SIZE_BYTES as usize]),
-            "appending over a record"
-        );
+        let segment = &mut self.segments[(address / segment_size_bytes) as usize];
+        let offset = address % segment_size_bytes;
+        let size = record_size_bytes(header.body_size);
+        assert!(offset + size <= segment_size_bytes);
+        let slot = &segment.as_ref()[offset as usize..][..HEADER_SIZE_BYTES as usize];
+        assert!(is_zero(slot), "appending over a record");
         let (header, bytes) = header.sealed();
-        target[HEADER_SIZE_BYTES as usize..][..body.len()].copy_from_slice(body);
+        if !body.is_empty() {
+            segment.write(offset + HEADER_SIZE_BYTES, body);
+        }
         // The header goes in last, so that a process killed during the copy leaves no valid header
         // in front of a partial body (a power loss may still reorder pages: recovery handles that).
         compiler_fence(Ordering::Release);
-        target[..HEADER_SIZE_BYTES as usize].copy_from_slice(&bytes);
+        segment.write(offset, &bytes);
         // Pair assertion: what recovery will read is what was meant.
-        assert_eq!(RecordHeader::verify(header_bytes(target)), Ok(header));
+        let written = header_bytes(&segment.as_ref()[offset as usize..]);
+        assert_eq!(RecordHeader::verify(written), Ok(header));
         header
     }
 
@@ -432,20 +446,20 @@ impl Journal {
     /// on; `sync_wait(ticket)` waits for it. A third sync waits for the oldest of two in flight.
     pub fn sync_begin(&mut self) -> Result<SyncTicket, JournalError> {
         self.usable()?;
-        self.sync_fds.clear();
-        if let Some(segment_first) = self.dirty_segment_first.take() {
-            for segment in &self.segments[segment_first as usize..=self.segment_of_end() as usize] {
-                self.sync_fds.push(segment.fd());
-            }
-        }
-        let begun = self.syncer.begin(self.op_last, &self.sync_fds);
+        let dirty = match self.dirty_segment_first.take() {
+            Some(segment_first) => segment_first as usize..self.segment_of_end() as usize + 1,
+            None => 0..0,
+        };
+        let begun = self
+            .syncer
+            .begin(&mut self.storage, self.op_last, &self.segments[dirty]);
         self.sync_result(begun)
     }
 
     /// Waits until every op up to `ticket.op()` is durable. An fsync error fails the journal.
     pub fn sync_wait(&mut self, ticket: SyncTicket) -> Result<(), JournalError> {
         self.usable()?;
-        let waited = self.syncer.wait_ticket(ticket);
+        let waited = self.syncer.wait_ticket(&mut self.storage, ticket);
         self.sync_result(waited)?;
         assert!(self.syncer.op_synced() >= ticket.op());
         Ok(())
@@ -559,7 +573,7 @@ impl Journal {
 
     /// Whether syncs go through io_uring (false after a fallback to fdatasync).
     pub fn sync_uses_io_uring(&self) -> bool {
-        self.syncer.is_io_uring()
+        self.storage.sync_uses_io_uring()
     }
 
     fn usable(&self) -> Result<(), JournalError> {
@@ -570,7 +584,7 @@ impl Journal {
         }
     }
 
-    fn log(&self) -> Log<'_, Segment> {
+    fn log(&self) -> Log<'_, S::Segment> {
         Log {
             segments: &self.segments,
             segment_size_bytes: self.marker.segment_size_bytes,
@@ -594,41 +608,21 @@ impl Journal {
     }
 }
 
-impl Drop for Journal {
+impl<S: Storage> Drop for Journal<S> {
     fn drop(&mut self) {
         // Segments close after this; the kernel must be done with their descriptors first.
-        self.syncer.drain();
+        self.syncer.drain(&mut self.storage);
     }
 }
 
-fn segments_open(
-    segments_directory: &Path,
-    count: u32,
-    segment_size_bytes: u64,
-) -> Result<Vec<Segment>, JournalError> {
-    if count == 0 {
-        let path = segments_directory.join(segment_name(0));
-        return Err(JournalError::SegmentInvalid {
-            path,
-            reason: "segment 0 is missing".into(),
-        });
-    }
-    // Room for the spare segments appends will add, to begin with.
-    let mut segments = Vec::with_capacity(count as usize + 2);
-    for index in 0..count {
-        let path = segments_directory.join(segment_name(index));
-        segments.push(segment_open(&path, segment_size_bytes)?);
-    }
-    Ok(segments)
-}
-
-/// Cut a torn tail, or refuse: never cut what evidence says was durable.
-fn tail_decide(
+/// Cut what the log does not prove acknowledged, or refuse: never cut what evidence says was
+/// durable. A cut is logged loudly, with where and why it was safe.
+fn tail_decide<S: AsRef<[u8]>>(
     tail: &Tail,
-    log: Log<'_, Segment>,
+    log: Log<'_, S>,
     cut_unproven_tail: bool,
 ) -> Result<Option<Cut>, JournalError> {
-    let damage: &TailDamage = match tail {
+    let damage = match tail {
         Tail::Clean => return Ok(None),
         Tail::Damaged(damage) => damage,
     };
@@ -641,21 +635,33 @@ fn tail_decide(
         damage: damage.damage,
         evidence: damage.evidence,
     };
-    match damage.evidence {
-        None => {
-            tracing::warn!(?cut, "cutting a torn tail");
-            Ok(Some(cut))
-        }
-        Some(evidence) if evidence.is_unproven() && cut_unproven_tail => {
-            tracing::warn!(?cut, "cutting an unproven tail, as the operator asked");
-            Ok(Some(cut))
-        }
-        Some(evidence) => Err(JournalError::Corrupt {
+    if !damage.is_cut(cut_unproven_tail) {
+        let evidence = damage.evidence.expect("a torn tail is always cut");
+        return Err(JournalError::Corrupt {
             op: damage.op,
             segment,
             offset,
             damage: damage.damage,
             evidence,
-        }),
+        });
     }
+    let why = match damage.evidence {
+        None => "no valid record follows the damage: a torn tail, never acknowledged".to_string(),
+        Some(evidence) if evidence.is_unproven() => {
+            format!("the operator allowed cutting unproven damage (cut_unproven_tail): {evidence}")
+        }
+        Some(evidence) => evidence.to_string(),
+    };
+    tracing::warn!(
+        op = cut.op,
+        segment,
+        offset,
+        bytes = cut.bytes,
+        damage = %cut.damage,
+        why = %why,
+        "cutting the journal at op {} (segment {segment}, offset {offset}): {}; {why}",
+        cut.op,
+        cut.damage,
+    );
+    Ok(Some(cut))
 }

@@ -182,6 +182,47 @@ impl RecordHeader {
         Ok(header)
     }
 
+    /// Whether a power loss could have left `bytes` in the slot where the header of `op` (with
+    /// `parent`) was being written, given that the slot held zeros before (segments are
+    /// preallocated with zeros and a cut zeroes what it removes, durably, before appending again).
+    /// A power loss leaves each byte either zero or as written, never a byte the writer did not
+    /// write. So the bytes are ruled out when: the checksum verifies (the header is whole, so
+    /// anything wrong with it was sealed by no writer of this journal); a reserved byte is not
+    /// zero; a byte of `op` or `parent` is neither zero nor the expected byte; or flipping one bit
+    /// gives a valid header of `op` and `parent` while the flipped byte is not zero (a bit set, or a
+    /// byte changed, that no write put there).
+    pub fn could_be_torn(bytes: &HeaderBytes, op: u64, parent: u128) -> bool {
+        if checksum_verifies(bytes) || !is_zero(&bytes[record::RESERVED..]) {
+            return false;
+        }
+        let fields: [(usize, &[u8]); 2] = [
+            (record::OP, &op.to_le_bytes()),
+            (record::PARENT, &parent.to_le_bytes()),
+        ];
+        for (offset, expected) in fields {
+            let found = &bytes[offset..offset + expected.len()];
+            let foreign = found
+                .iter()
+                .zip(expected)
+                .any(|(found, expected)| *found != 0 && found != expected);
+            if foreign {
+                return false;
+            }
+        }
+        let mut flipped = *bytes;
+        for bit in 0..HEADER_SIZE_BYTES as usize * 8 {
+            let (byte, mask) = (bit / 8, 1u8 << (bit % 8));
+            flipped[byte] ^= mask;
+            let rebuilt = RecordHeader::verify(&flipped)
+                .is_ok_and(|header| header.op == op && header.parent == parent);
+            flipped[byte] ^= mask;
+            if rebuilt && bytes[byte] != 0 {
+                return false;
+            }
+        }
+        true
+    }
+
     /// Reads only the op, for the cheap check that a caller's position names a real record.
     pub fn op_of(bytes: &HeaderBytes) -> u64 {
         read_u64(bytes, record::OP)
@@ -198,7 +239,24 @@ mod format {
 }
 
 const FORMAT_MAGIC: [u8; 16] = *b"tally-journal\0\0\0";
+/// The format version this binary writes.
 pub const FORMAT_VERSION: u32 = 1;
+/// The oldest format version this binary reads.
+pub const FORMAT_VERSION_MIN: u32 = 1;
+
+const _: () = assert!(FORMAT_VERSION_MIN <= FORMAT_VERSION);
+
+fn format_version_readable(version: u32) -> bool {
+    (FORMAT_VERSION_MIN..=FORMAT_VERSION).contains(&version)
+}
+
+/// Why a format marker or checkpoint header was not accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderProblem {
+    Invalid(&'static str),
+    /// Intact, but of a format version this binary does not read.
+    Version(u32),
+}
 
 /// The `DIR/format` file, written last at format time: its presence means format finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,22 +286,25 @@ impl FormatMarker {
         )
     }
 
-    pub fn verify(bytes: &[u8]) -> Result<FormatMarker, &'static str> {
+    pub fn verify(bytes: &[u8]) -> Result<FormatMarker, HeaderProblem> {
         if bytes.len() as u64 != HEADER_SIZE_BYTES {
-            return Err("the marker is not 128 bytes long");
+            return Err(HeaderProblem::Invalid("the marker is not 128 bytes long"));
         }
         let bytes = header_bytes(bytes);
         if !checksum_verifies(bytes) {
-            return Err("checksum mismatch");
+            return Err(HeaderProblem::Invalid("checksum mismatch"));
         }
         if bytes[format::MAGIC..format::MAGIC + 16] != FORMAT_MAGIC {
-            return Err("not a Tally journal (magic mismatch)");
+            return Err(HeaderProblem::Invalid(
+                "not a Tally journal (magic mismatch)",
+            ));
         }
-        if read_u32(bytes, format::VERSION) != FORMAT_VERSION {
-            return Err("unknown format version");
+        let version = read_u32(bytes, format::VERSION);
+        if !format_version_readable(version) {
+            return Err(HeaderProblem::Version(version));
         }
         if !is_zero(&bytes[format::RESERVED..]) {
-            return Err("reserved bytes are not zero");
+            return Err(HeaderProblem::Invalid("reserved bytes are not zero"));
         }
         Ok(FormatMarker {
             checksum: read_u128(bytes, 0),
@@ -298,18 +359,19 @@ impl CheckpointHeader {
     }
 
     /// Verifies the header alone; the caller checks the state against `checksum_state`.
-    pub fn verify(bytes: &HeaderBytes) -> Result<CheckpointHeader, &'static str> {
+    pub fn verify(bytes: &HeaderBytes) -> Result<CheckpointHeader, HeaderProblem> {
         if !checksum_verifies(bytes) {
-            return Err("header checksum mismatch");
+            return Err(HeaderProblem::Invalid("header checksum mismatch"));
         }
         if bytes[checkpoint::MAGIC..checkpoint::MAGIC + 16] != CHECKPOINT_MAGIC {
-            return Err("magic mismatch");
+            return Err(HeaderProblem::Invalid("magic mismatch"));
         }
-        if read_u32(bytes, checkpoint::VERSION) != FORMAT_VERSION {
-            return Err("unknown format version");
+        let version = read_u32(bytes, checkpoint::VERSION);
+        if !format_version_readable(version) {
+            return Err(HeaderProblem::Version(version));
         }
         if !is_zero(&bytes[checkpoint::RESERVED..]) {
-            return Err("reserved bytes are not zero");
+            return Err(HeaderProblem::Invalid("reserved bytes are not zero"));
         }
         Ok(CheckpointHeader {
             checksum: read_u128(bytes, 0),

@@ -12,6 +12,10 @@
 //! far durable (group commit through io_uring); `open` verifies the whole log, cuts a torn tail and
 //! refuses damage before it. `docs/journal.md` describes the format byte by byte and the rules.
 //!
+//! Everything the journal does to its segments goes through the `Storage` seam: `FileStorage`
+//! (mapped files, io_uring fsyncs) in production, `FaultyStorage` (an in-process disk that keeps the
+//! durable image apart from the written one) in power-loss tests.
+//!
 //! A typical core loop:
 //!
 //! ```no_run
@@ -37,20 +41,24 @@
 mod checkpoint;
 mod directory;
 mod error;
+mod faulty;
 mod inspect;
 mod journal;
 mod layout;
 mod scan;
 mod segment;
+mod storage;
 mod sync;
 
 pub use checkpoint::{Checkpoint, CheckpointProblem, CheckpointRejection};
 pub use error::{Damage, Evidence, JournalError};
+pub use faulty::{Crash, CrashReport, FaultyDisk, FaultySegment, FaultyStorage, SECTOR_SIZE_BYTES};
 pub use inspect::{inspect, CheckpointStatus, Inspection, KindSummary, TailSummary};
 pub use journal::{
     Cut, Journal, Options, Recovery, SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN,
 };
-pub use layout::{HEADER_SIZE_BYTES, RECORD_ALIGNMENT_BYTES};
+pub use layout::{FORMAT_VERSION, FORMAT_VERSION_MIN, HEADER_SIZE_BYTES, RECORD_ALIGNMENT_BYTES};
 pub use scan::{RecordPosition, RecordView};
-pub use segment::SEGMENT_COUNT_MAX;
-pub use sync::{SyncMode, SyncTicket, SYNCS_IN_FLIGHT_MAX};
+pub use segment::{DataRuns, FileSegment, SEGMENT_COUNT_MAX};
+pub use storage::{FileStorage, Storage, StorageSegment};
+pub use sync::{SyncMode, SyncTicket, SYNCS_IN_FLIGHT_MAX, SYNC_SEGMENTS_MAX};

@@ -206,6 +206,40 @@ pub struct TailDamage {
     pub address_dirty_end: u64,
 }
 
+impl TailDamage {
+    /// Adds what the checkpoints prove: one at or beyond the damaged op was written after the log
+    /// through its op was synced, so the damaged record was durable. Proof from the log itself
+    /// (`Synced`, `OutOfOrder`) stays.
+    pub fn checkpoint_proof(&mut self, proof: Option<(u64, &'static str)>) {
+        let Some((op, file)) = proof else {
+            return;
+        };
+        if op < self.op {
+            return;
+        }
+        match self.evidence {
+            Some(Evidence::Synced { .. })
+            | Some(Evidence::OutOfOrder { .. })
+            | Some(Evidence::Checkpoint { .. }) => {}
+            None | Some(Evidence::Unacknowledged { .. }) | Some(Evidence::Unproven { .. }) => {
+                self.evidence = Some(Evidence::Checkpoint { op, file });
+            }
+        }
+    }
+
+    /// Whether `open` cuts the damage: on its own for a torn tail (no valid record after it) and
+    /// for `Evidence::Unacknowledged`; for `Evidence::Unproven` only with the operator's consent;
+    /// never with proof.
+    pub fn is_cut(&self, cut_unproven_tail: bool) -> bool {
+        match self.evidence {
+            None => true,
+            Some(evidence) => {
+                evidence.is_unacknowledged() || (evidence.is_unproven() && cut_unproven_tail)
+            }
+        }
+    }
+}
+
 /// Verifies the chain from op 1 (header, reserved bytes, op, parent, body) until it breaks.
 pub fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
     let mut walk = Walk {
@@ -232,7 +266,12 @@ pub fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
                 walk.address_end = address + record_size_bytes(header.body_size);
             }
             Err(damage) => {
-                walk.tail = tail_classify(log, walk.address_end, address, op, damage);
+                let expected = Expected {
+                    address,
+                    op,
+                    parent: walk.checksum_last,
+                };
+                walk.tail = tail_classify(log, walk.address_end, expected, damage);
                 break;
             }
         }
@@ -244,29 +283,63 @@ pub fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
     walk
 }
 
-/// Judges the bytes from `address_end` (the end of the valid prefix) on. `address` is where record
-/// `op` was expected (`address_end`, or the next segment's start if the rest of this one is zero).
+/// The record the walk expected where it found damage.
+#[derive(Clone, Copy)]
+struct Expected {
+    /// `address_end`, or the next segment's start if the rest of this one is zero.
+    address: u64,
+    op: u64,
+    /// The checksum of the last valid record (the format marker's for op 1).
+    parent: u128,
+}
+
+/// Judges the bytes from `address_end` (the end of the valid prefix) on.
 fn tail_classify<S: AsRef<[u8]>>(
     log: Log<'_, S>,
     address_end: u64,
-    address: u64,
-    op: u64,
+    expected: Expected,
     damage: Damage,
 ) -> Tail {
-    assert!(address >= address_end);
+    assert!(expected.address >= address_end);
     match dirty_end(log, address_end) {
         None => Tail::Clean,
         Some(address_dirty_end) => {
-            assert!(address_dirty_end > address);
-            let evidence = evidence_find(log, address, op, address_dirty_end);
+            assert!(address_dirty_end > expected.address);
+            let evidence = evidence_find(log, expected, damage, address_dirty_end);
             Tail::Damaged(TailDamage {
-                op,
-                address,
+                op: expected.op,
+                address: expected.address,
                 damage,
                 evidence,
                 address_dirty_end,
             })
         }
+    }
+}
+
+/// Whether the damage where `expected` should be has the shape a power loss leaves. The slot held
+/// zeros before the record was written, and a power loss leaves each byte zero or as written:
+/// - a zero header (its page or sector never reached the disk): yes;
+/// - a header that fails its checksum: if its bytes could be a partly written header of this op
+///   and parent (`RecordHeader::could_be_torn`);
+/// - a valid, chained header with a body that fails its checksum: yes (the body's intended bytes
+///   are unknown, so a partly written body cannot be told from a damaged one; see the docs);
+/// - a header whose checksum verifies but that is invalid, or names another op or parent, or a body
+///   crossing the segment's end: no, no writer of this journal sealed that header in this slot.
+fn damage_could_be_torn<S: AsRef<[u8]>>(
+    log: Log<'_, S>,
+    expected: Expected,
+    damage: Damage,
+) -> bool {
+    match damage {
+        Damage::HeaderZero | Damage::BodyChecksum => true,
+        Damage::HeaderChecksum => {
+            RecordHeader::could_be_torn(log.header(expected.address), expected.op, expected.parent)
+        }
+        Damage::HeaderInvalid { .. }
+        | Damage::OpMismatch { .. }
+        | Damage::ParentMismatch
+        | Damage::BodySizeInvalid { .. } => false,
     }
 }
 
@@ -304,15 +377,19 @@ pub fn dirty_end<S: AsRef<[u8]>>(log: Log<'_, S>, address_start: u64) -> Option<
     found
 }
 
-/// Looks past damage at `address` for valid record headers, hopping over the bodies of those it
-/// finds (a body is opaque and may hold anything). Proof wins over a mere later record.
+/// Looks past the damage for valid record headers, hopping over the bodies of those it finds (a
+/// body is opaque and may hold anything). Proof wins over a mere later record; without proof, the
+/// damage's shape decides between `Unacknowledged` (what a power loss leaves) and `Unproven`.
 fn evidence_find<S: AsRef<[u8]>>(
     log: Log<'_, S>,
-    address_damage: u64,
-    op_damage: u64,
+    expected: Expected,
+    damage: Damage,
     address_dirty_end: u64,
 ) -> Option<Evidence> {
-    let mut evidence = None;
+    let (address_damage, op_damage) = (expected.address, expected.op);
+    // The first later record, and the highest op_synced of all later records.
+    let mut later: Option<(u64, u32, u64)> = None;
+    let mut op_synced_max = 0;
     let mut address = address_damage;
     let mut run_end = address;
     while address < address_dirty_end {
@@ -347,12 +424,9 @@ fn evidence_find<S: AsRef<[u8]>>(
                 offset,
                 op_synced,
             });
-        } else if evidence.is_none() {
-            evidence = Some(Evidence::Unproven {
-                op: header.op,
-                segment,
-                offset,
-            });
+        } else {
+            later.get_or_insert((header.op, segment, offset));
+            op_synced_max = op_synced_max.max(header.op_synced);
         }
         if log.record_fits(address, header.body_size) {
             address += record_size_bytes(header.body_size);
@@ -360,7 +434,24 @@ fn evidence_find<S: AsRef<[u8]>>(
             address += RECORD_ALIGNMENT_BYTES;
         }
     }
-    evidence
+    let (op, segment, offset) = later?;
+    // The op itself when a valid copy of it lies at the next segment's start (see record_locate).
+    assert!(op >= op_damage);
+    assert!(op_synced_max < op_damage);
+    if damage_could_be_torn(log, expected, damage) {
+        Some(Evidence::Unacknowledged {
+            op,
+            segment,
+            offset,
+            op_synced: op_synced_max,
+        })
+    } else {
+        Some(Evidence::Unproven {
+            op,
+            segment,
+            offset,
+        })
+    }
 }
 
 /// Where a record lives, as returned by `append` and carried by every `RecordView`. Cheap to copy

@@ -11,6 +11,7 @@ use memmap2::{Mmap, MmapMut};
 
 use crate::directory::{directory_sync, io_error, temporary_remove};
 use crate::error::JournalError;
+use crate::storage::StorageSegment;
 
 /// Each segment is one memory mapping, and Linux limits a process to `vm.max_map_count` (65,530
 /// by default) mappings in all: stay well below it. At the default 256 MiB that is 8 TiB of log.
@@ -24,8 +25,9 @@ pub fn segment_name(index: u32) -> String {
     format!("{SEGMENT_PREFIX}{index:08}")
 }
 
-/// A segment the journal writes: the file stays open for fsync, the mapping for reads and writes.
-pub struct Segment {
+/// A segment file the journal writes: the file stays open for fsync, the mapping for reads and
+/// writes. `FileStorage`'s segment.
+pub struct FileSegment {
     file: File,
     map: MmapMut,
 }
@@ -79,27 +81,34 @@ pub fn data_runs(file: &File, size_bytes: u64) -> DataRuns {
     runs
 }
 
-impl Segment {
-    pub fn data_runs(&self) -> DataRuns {
-        data_runs(&self.file, self.map.len() as u64)
-    }
-
-    pub fn fd(&self) -> RawFd {
-        self.file.as_raw_fd()
-    }
-
-    pub fn bytes_mut(&mut self) -> &mut [u8] {
-        &mut self.map
-    }
-
+impl FileSegment {
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 }
 
-impl AsRef<[u8]> for Segment {
+impl AsRawFd for FileSegment {
+    fn as_raw_fd(&self) -> RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+impl AsRef<[u8]> for FileSegment {
     fn as_ref(&self) -> &[u8] {
         &self.map
+    }
+}
+
+impl StorageSegment for FileSegment {
+    /// A copy into the mapping: what `append` did before the seam, and as cheap once inlined.
+    #[inline]
+    fn write(&mut self, offset: u64, bytes: &[u8]) {
+        let offset = usize::try_from(offset).expect("segment offsets fit usize");
+        self.map[offset..][..bytes.len()].copy_from_slice(bytes);
+    }
+
+    fn data_runs(&self) -> DataRuns {
+        data_runs(&self.file, self.map.len() as u64)
     }
 }
 
@@ -110,7 +119,7 @@ pub fn segment_create(
     directory: &Path,
     index: u32,
     segment_size_bytes: u64,
-) -> Result<Segment, JournalError> {
+) -> Result<FileSegment, JournalError> {
     let path = directory.join(segment_name(index));
     let temporary = directory.join(format!("{}{TEMPORARY_SUFFIX}", segment_name(index)));
     if path.symlink_metadata().is_ok() {
@@ -161,7 +170,7 @@ fn segment_allocate(path: &Path, segment_size_bytes: u64) -> io::Result<File> {
 }
 
 /// Opens and maps an existing segment for reading and writing.
-pub fn segment_open(path: &Path, segment_size_bytes: u64) -> Result<Segment, JournalError> {
+pub fn segment_open(path: &Path, segment_size_bytes: u64) -> Result<FileSegment, JournalError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -173,7 +182,7 @@ pub fn segment_open(path: &Path, segment_size_bytes: u64) -> Result<Segment, Jou
     // while faulting a page in still raises SIGBUS: as with a failed fsync, that is fatal.)
     let map = unsafe { MmapMut::map_mut(&file) }.map_err(io_error(path))?;
     assert_eq!(map.len() as u64, segment_size_bytes);
-    Ok(Segment { file, map })
+    Ok(FileSegment { file, map })
 }
 
 /// Opens and maps an existing segment read-only, for `inspect`, with its data runs.

@@ -1,6 +1,6 @@
-//! Group commit: `fdatasync` of the segments written since the last sync, submitted through
-//! io_uring so that the caller can work while the disk flushes. Falls back to plain `fdatasync`
-//! where the kernel refuses io_uring.
+//! Group commit: `fdatasync` of the segments written since the last sync, submitted through the
+//! storage (io_uring for real files) so that the caller can work while the disk flushes. `Syncer`
+//! keeps the tickets; `SyncBackend` is the io_uring (or plain `fdatasync`) that `FileStorage` uses.
 
 use std::collections::VecDeque;
 use std::io;
@@ -9,12 +9,14 @@ use std::sync::Once;
 
 use io_uring::{opcode, types, IoUring};
 
+use crate::storage::Storage;
+
 /// A sync in flight covers all appends before it, so two are enough to overlap the fsync of batch
 /// N with the work on batch N + 1. A third `begin` first waits for the oldest.
 pub const SYNCS_IN_FLIGHT_MAX: usize = 2;
 /// The fsyncs one ticket submits through the ring. Appending over more segments than this between
 /// two syncs is unusual (it takes huge batches); the older segments are then fsynced at once.
-const SYNC_SEGMENTS_MAX: usize = 4;
+pub const SYNC_SEGMENTS_MAX: usize = 4;
 const RING_ENTRIES: u32 = (SYNCS_IN_FLIGHT_MAX * SYNC_SEGMENTS_MAX) as u32;
 /// io_uring_enter can be interrupted by signals; retrying is correct, but not forever.
 const INTERRUPTS_MAX: u32 = 1024;
@@ -53,14 +55,10 @@ struct Pending {
     errno: Option<i32>,
 }
 
-enum Backend {
-    // Boxed: the ring is large and there is one per journal.
-    Ring(Box<IoUring>),
-    Blocking,
-}
-
+/// The ticket bookkeeping of group commit, whatever storage performs the fsyncs: tickets complete
+/// in order, at most `SYNCS_IN_FLIGHT_MAX` are in flight, and one failed fsync fails every later
+/// call.
 pub struct Syncer {
-    backend: Backend,
     pending: VecDeque<Pending>,
     sequence_next: u64,
     /// Every ticket up to this one has completed without error.
@@ -70,26 +68,9 @@ pub struct Syncer {
     failed_errno: Option<i32>,
 }
 
-static FALLBACK_LOGGED: Once = Once::new();
-
 impl Syncer {
-    pub fn new(mode: SyncMode, op_synced: u64) -> Syncer {
-        let backend = match mode {
-            SyncMode::Blocking => Backend::Blocking,
-            SyncMode::IoUring => match IoUring::new(RING_ENTRIES) {
-                Ok(ring) => Backend::Ring(Box::new(ring)),
-                // ENOSYS (old kernel, seccomp) and EPERM (io_uring_disabled) are the usual causes,
-                // but any refusal leaves the same choice: fsync without the ring.
-                Err(error) => {
-                    FALLBACK_LOGGED.call_once(|| {
-                        tracing::warn!(%error, "io_uring unavailable, syncing with fdatasync");
-                    });
-                    Backend::Blocking
-                }
-            },
-        };
+    pub fn new(op_synced: u64) -> Syncer {
         Syncer {
-            backend,
             pending: VecDeque::with_capacity(SYNCS_IN_FLIGHT_MAX),
             sequence_next: 1,
             sequence_done: 0,
@@ -103,15 +84,13 @@ impl Syncer {
         self.op_synced
     }
 
-    pub fn is_io_uring(&self) -> bool {
-        match self.backend {
-            Backend::Ring(_) => true,
-            Backend::Blocking => false,
-        }
-    }
-
-    /// Starts a sync of `fds` covering ops up to `op`. An error here is an fsync error: fatal.
-    pub fn begin(&mut self, op: u64, fds: &[RawFd]) -> io::Result<SyncTicket> {
+    /// Starts a sync of `segments` covering ops up to `op`. An error here is an fsync error: fatal.
+    pub fn begin<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        op: u64,
+        segments: &[S::Segment],
+    ) -> io::Result<SyncTicket> {
         self.retire()?;
         assert!(
             op >= self
@@ -121,7 +100,7 @@ impl Syncer {
         );
         if self.pending.len() == SYNCS_IN_FLIGHT_MAX {
             let oldest = self.pending.front().expect("pending is full").sequence;
-            self.wait(oldest)?;
+            self.wait(storage, oldest)?;
         }
         assert!(self.pending.len() < SYNCS_IN_FLIGHT_MAX);
         let ticket = SyncTicket {
@@ -130,8 +109,8 @@ impl Syncer {
         };
         self.sequence_next += 1;
         // Older segments beyond what one ticket submits are synced right here; see the constant.
-        let split = fds.len().saturating_sub(SYNC_SEGMENTS_MAX);
-        let submitted = self.submit(ticket, &fds[..split], &fds[split..]);
+        let split = segments.len().saturating_sub(SYNC_SEGMENTS_MAX);
+        let submitted = self.submit(storage, ticket, &segments[..split], &segments[split..]);
         if let Err(error) = &submitted {
             self.failed_errno = Some(error.raw_os_error().unwrap_or(libc::EIO));
         }
@@ -141,53 +120,44 @@ impl Syncer {
         Ok(ticket)
     }
 
-    /// Syncs `fds_now` at once and `fds_ring` through the ring (at once too without a ring), and
-    /// books the ticket as soon as its entries are in the ring, so every completion finds it.
-    fn submit(
+    /// Syncs `segments_now` at once and submits `segments_later`, then books the ticket with the
+    /// number of completions the storage will report for it.
+    fn submit<S: Storage>(
         &mut self,
+        storage: &mut S,
         ticket: SyncTicket,
-        fds_now: &[RawFd],
-        fds_ring: &[RawFd],
+        segments_now: &[S::Segment],
+        segments_later: &[S::Segment],
     ) -> io::Result<()> {
-        for fd in fds_now {
-            fdatasync(*fd)?;
+        assert!(segments_later.len() <= SYNC_SEGMENTS_MAX);
+        for segment in segments_now {
+            storage.sync_now(segment)?;
         }
-        let mut pending = Pending {
+        let completions_left = storage.sync_submit(ticket.sequence, segments_later)?;
+        assert!(completions_left as usize <= segments_later.len());
+        self.pending.push_back(Pending {
             sequence: ticket.sequence,
             op: ticket.op,
-            completions_left: 0,
+            completions_left,
             errno: None,
-        };
-        match &mut self.backend {
-            Backend::Ring(ring) => {
-                ring_push(ring, ticket.sequence, fds_ring);
-                pending.completions_left = fds_ring.len() as u32;
-                self.pending.push_back(pending);
-                ring_submit(ring, fds_ring.len())
-            }
-            Backend::Blocking => {
-                for fd in fds_ring {
-                    fdatasync(*fd)?;
-                }
-                self.pending.push_back(pending);
-                Ok(())
-            }
-        }
+        });
+        Ok(())
     }
 
     /// Waits until `ticket` and every ticket before it have completed.
-    pub fn wait_ticket(&mut self, ticket: SyncTicket) -> io::Result<()> {
+    pub fn wait_ticket<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        ticket: SyncTicket,
+    ) -> io::Result<()> {
         assert!(ticket.sequence < self.sequence_next);
-        self.wait(ticket.sequence)?;
+        self.wait(storage, ticket.sequence)?;
         assert!(self.op_synced >= ticket.op);
         Ok(())
     }
 
     /// Reaps every completion still outstanding, whatever its result: before the segments close.
-    pub fn drain(&mut self) {
-        let Backend::Ring(ring) = &mut self.backend else {
-            return;
-        };
+    pub fn drain<S: Storage>(&mut self, storage: &mut S) {
         for _ in 0..=RING_ENTRIES {
             if self
                 .pending
@@ -196,30 +166,43 @@ impl Syncer {
             {
                 return;
             }
-            if let Err(error) = ring_reap(ring, &mut self.pending) {
-                tracing::error!(%error, "io_uring wait failed while closing the journal");
+            if let Err(error) = self.reap(storage) {
+                tracing::error!(%error, "sync completion wait failed while closing the journal");
                 return;
             }
         }
     }
 
-    fn wait(&mut self, sequence: u64) -> io::Result<()> {
+    fn wait<S: Storage>(&mut self, storage: &mut S, sequence: u64) -> io::Result<()> {
         // Each reap consumes at least one completion, and at most RING_ENTRIES are outstanding.
         for _ in 0..=RING_ENTRIES {
             self.retire()?;
             if self.sequence_done >= sequence {
                 return Ok(());
             }
-            let reaped = match &mut self.backend {
-                Backend::Ring(ring) => ring_reap(ring, &mut self.pending),
-                Backend::Blocking => unreachable!("blocking syncs complete inside begin"),
-            };
+            let reaped = self.reap(storage);
             if let Err(error) = &reaped {
                 self.failed_errno = Some(error.raw_os_error().unwrap_or(libc::EIO));
             }
             reaped?;
         }
         unreachable!("sync {sequence} did not complete after every completion was reaped");
+    }
+
+    /// Blocks for at least one completion and books every completion the storage reports.
+    fn reap<S: Storage>(&mut self, storage: &mut S) -> io::Result<()> {
+        let pending = &mut self.pending;
+        storage.sync_reap(|sequence, result| {
+            let ticket = pending
+                .iter_mut()
+                .find(|pending| pending.sequence == sequence)
+                .expect("every completion belongs to a pending sync");
+            assert!(ticket.completions_left > 0);
+            ticket.completions_left -= 1;
+            if result < 0 && ticket.errno.is_none() {
+                ticket.errno = Some(-result);
+            }
+        })
     }
 
     /// Retires completed tickets in order; the first failed one fails the syncer for good.
@@ -245,7 +228,69 @@ impl Syncer {
     }
 }
 
-fn fdatasync(fd: RawFd) -> io::Result<()> {
+/// How `FileStorage` reaches the disk: an io_uring, or plain `fdatasync` where the kernel refuses
+/// io_uring or the options ask for blocking syncs.
+pub enum SyncBackend {
+    // Boxed: the ring is large and there is one per journal.
+    Ring(Box<IoUring>),
+    Blocking,
+}
+
+static FALLBACK_LOGGED: Once = Once::new();
+
+impl SyncBackend {
+    pub fn new(mode: SyncMode) -> SyncBackend {
+        match mode {
+            SyncMode::Blocking => SyncBackend::Blocking,
+            SyncMode::IoUring => match IoUring::new(RING_ENTRIES) {
+                Ok(ring) => SyncBackend::Ring(Box::new(ring)),
+                // ENOSYS (old kernel, seccomp) and EPERM (io_uring_disabled) are the usual causes,
+                // but any refusal leaves the same choice: fsync without the ring.
+                Err(error) => {
+                    FALLBACK_LOGGED.call_once(|| {
+                        tracing::warn!(%error, "io_uring unavailable, syncing with fdatasync");
+                    });
+                    SyncBackend::Blocking
+                }
+            },
+        }
+    }
+
+    pub fn is_io_uring(&self) -> bool {
+        match self {
+            SyncBackend::Ring(_) => true,
+            SyncBackend::Blocking => false,
+        }
+    }
+
+    /// Submits `IORING_OP_FSYNC` (datasync) for every descriptor, tagged with `sequence`, and
+    /// returns how many completions will follow; without a ring, syncs at once and returns 0.
+    pub fn submit(&mut self, sequence: u64, fds: &[RawFd]) -> io::Result<u32> {
+        match self {
+            SyncBackend::Ring(ring) => {
+                ring_push(ring, sequence, fds);
+                ring_submit(ring, fds.len())?;
+                Ok(fds.len() as u32)
+            }
+            SyncBackend::Blocking => {
+                for fd in fds {
+                    fdatasync(*fd)?;
+                }
+                Ok(0)
+            }
+        }
+    }
+
+    /// Blocks for at least one completion and reports each as (sequence, result).
+    pub fn reap(&mut self, completion: impl FnMut(u64, i32)) -> io::Result<()> {
+        match self {
+            SyncBackend::Ring(ring) => ring_reap(ring, completion),
+            SyncBackend::Blocking => unreachable!("blocking syncs complete inside submit"),
+        }
+    }
+}
+
+pub fn fdatasync(fd: RawFd) -> io::Result<()> {
     // SAFETY: fdatasync reads no memory; `fd` belongs to a segment the journal keeps open.
     let result = unsafe { libc::fdatasync(fd) };
     if result == 0 {
@@ -283,8 +328,8 @@ fn ring_submit(ring: &mut IoUring, entries: usize) -> io::Result<()> {
     Err(io::Error::from_raw_os_error(libc::EINTR))
 }
 
-/// Blocks for at least one completion and books every completion available.
-fn ring_reap(ring: &mut IoUring, pending: &mut VecDeque<Pending>) -> io::Result<()> {
+/// Blocks for at least one completion and reports every completion available.
+fn ring_reap(ring: &mut IoUring, mut completion: impl FnMut(u64, i32)) -> io::Result<()> {
     let mut interrupts: u32 = 0;
     while let Err(error) = ring.submit_and_wait(1) {
         if error.raw_os_error() != Some(libc::EINTR) || interrupts == INTERRUPTS_MAX {
@@ -292,81 +337,8 @@ fn ring_reap(ring: &mut IoUring, pending: &mut VecDeque<Pending>) -> io::Result<
         }
         interrupts += 1;
     }
-    for completion in ring.completion() {
-        let sequence = completion.user_data();
-        let ticket = pending
-            .iter_mut()
-            .find(|pending| pending.sequence == sequence)
-            .expect("every completion belongs to a pending sync");
-        assert!(ticket.completions_left > 0);
-        ticket.completions_left -= 1;
-        if completion.result() < 0 && ticket.errno.is_none() {
-            ticket.errno = Some(-completion.result());
-        }
+    for entry in ring.completion() {
+        completion(entry.user_data(), entry.result());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// fdatasync on a pipe fails with EINVAL, through the ring and without it: a real failed sync.
-    fn pipe() -> [RawFd; 2] {
-        let mut fds: [RawFd; 2] = [-1; 2];
-        // SAFETY: pipe writes two descriptors into the array it is given.
-        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
-        fds
-    }
-
-    fn close(fds: [RawFd; 2]) {
-        for fd in fds {
-            // SAFETY: the descriptors came from `pipe` and are closed once.
-            assert_eq!(unsafe { libc::close(fd) }, 0);
-        }
-    }
-
-    #[test]
-    fn a_failed_sync_fails_every_later_call() {
-        for mode in [SyncMode::IoUring, SyncMode::Blocking] {
-            let fds = pipe();
-            let mut syncer = Syncer::new(mode, 0);
-            let result = syncer
-                .begin(1, &[fds[0]])
-                .and_then(|ticket| syncer.wait_ticket(ticket));
-            assert_eq!(
-                result.expect_err("sync of a pipe").raw_os_error(),
-                Some(libc::EINVAL)
-            );
-            assert_eq!(
-                syncer.op_synced(),
-                0,
-                "{mode:?}: the failed sync counts for nothing"
-            );
-            let later = syncer.begin(2, &[]).expect_err("sticky");
-            assert_eq!(later.raw_os_error(), Some(libc::EINVAL));
-            syncer.drain();
-            close(fds);
-        }
-    }
-
-    #[test]
-    fn tickets_complete_in_order_over_many_files() {
-        let directory = tempfile::tempdir().expect("tempdir");
-        let files: Vec<std::fs::File> = (0..6)
-            .map(|index| std::fs::File::create(directory.path().join(index.to_string())))
-            .collect::<Result<_, _>>()
-            .expect("files");
-        let fds: Vec<RawFd> = files.iter().map(std::os::fd::AsRawFd::as_raw_fd).collect();
-        let mut syncer = Syncer::new(SyncMode::IoUring, 0);
-        // Six files: two are synced at once, four through the ring (SYNC_SEGMENTS_MAX).
-        let first = syncer.begin(10, &fds).expect("begin");
-        let second = syncer.begin(20, &fds[5..]).expect("begin");
-        let third = syncer.begin(20, &[]).expect("begin waits for the first");
-        assert!(syncer.op_synced() >= 10);
-        syncer.wait_ticket(third).expect("wait");
-        assert_eq!(syncer.op_synced(), 20);
-        syncer.wait_ticket(first).expect("an old ticket is done");
-        syncer.wait_ticket(second).expect("an old ticket is done");
-    }
 }
