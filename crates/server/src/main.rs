@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use tally_server::{recovery, run};
+use tally_server::run::{self, StartError, StartOptions};
 
 #[derive(Parser)]
 #[command(
@@ -36,6 +36,11 @@ enum Command {
         /// below that count; 0 grows it as needed.
         #[arg(long, env = "TALLY_TRANSFERS_MAX", default_value_t = 0)]
         transfers_max: u64,
+        /// Cut a damaged journal tail even where the log cannot prove it was never
+        /// acknowledged: for a start after a known power loss, when recovery refused and named
+        /// this flag (docs/journal.md, "Recovery").
+        #[arg(long, env = "TALLY_CUT_UNPROVEN_TAIL")]
+        cut_unproven_tail: bool,
     },
     /// Create and format a data directory.
     Format {
@@ -67,35 +72,35 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
+    let result: Result<(), StartError> = match cli.command {
         Command::Start {
             data_dir,
             addresses,
             cluster,
             segment_mib,
             transfers_max,
-        } => run::start(
-            &data_dir,
+            cut_unproven_tail,
+        } => run::start(&StartOptions {
+            directory: data_dir,
             addresses,
             cluster,
-            segment_mib << 20,
+            segment_size_bytes: segment_mib << 20,
             transfers_max,
-        ),
+            cut_unproven_tail,
+        }),
         Command::Format {
             data_dir,
             cluster,
             segment_mib,
-        } => recovery::format(&data_dir, cluster, segment_mib << 20).map(|()| {
-            println!("formatted {}", data_dir.display());
-        }),
+        } => run::format(&data_dir, cluster, segment_mib << 20),
         Command::Inspect {
             data_dir,
             digest: false,
-        } => recovery::inspect(&data_dir),
+        } => tally_core::inspect(&data_dir).map_err(StartError::from),
         Command::Inspect {
             data_dir,
             digest: true,
-        } => recovery::digest(&data_dir),
+        } => tally_core::digest(&data_dir).map_err(StartError::from),
         Command::Version => {
             println!(
                 "tally {} (TigerBeetle protocol {})",

@@ -11,14 +11,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
-use crate::core::{Connection, CoreCommand};
+use tally_core::{Connection, Submission};
 
 /// Most connections served at once; beyond, new connections are closed at once.
 pub const CONNECTIONS_MAX: usize = 1024;
 /// Most messages waiting to be written to one connection.
 pub const OUTBOX_MAX: usize = 64;
 
-pub async fn serve(listener: TcpListener, cluster: u128, core: mpsc::Sender<CoreCommand>) {
+pub async fn serve(listener: TcpListener, cluster: u128, core: mpsc::Sender<Submission>) {
     let connection_ids = AtomicU64::new(1);
     let open = Arc::new(AtomicUsize::new(0));
     loop {
@@ -51,7 +51,7 @@ async fn connection_serve(
     stream: TcpStream,
     id: u64,
     cluster: u128,
-    core: mpsc::Sender<CoreCommand>,
+    core: mpsc::Sender<Submission>,
 ) -> Result<(), String> {
     let (mut reader, mut writer) = stream.into_split();
     let (outbox, mut outbox_receiver) = mpsc::channel::<Vec<u8>>(OUTBOX_MAX);
@@ -84,7 +84,7 @@ async fn connection_serve(
 async fn forward_messages(
     frames: &mut FrameReader,
     connection: &Connection,
-    core: &mpsc::Sender<CoreCommand>,
+    core: &mpsc::Sender<Submission>,
 ) -> Result<(), String> {
     loop {
         let message = match frames.next_message() {
@@ -100,7 +100,7 @@ async fn forward_messages(
         if !forward {
             continue;
         }
-        let command = CoreCommand::Message {
+        let command = Submission::Native {
             message: message.to_vec(),
             connection: connection.clone(),
         };

@@ -3,99 +3,192 @@
 
 use std::io::Write;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use tally_core::{Core, CoreError, CoreOptions, OpenOptions, RecoveryError, Submission};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{Core, CoreCommand};
-use crate::{net, recovery};
+use crate::net;
 
 /// Commands waiting for the core; a full queue makes connections wait (backpressure).
 pub const SUBMIT_QUEUE_MAX: usize = 4096;
 
-pub fn start(
-    directory: &Path,
-    addresses: SocketAddr,
-    cluster: u128,
-    segment_size_bytes: u64,
-    transfers_max: u64,
-) -> Result<(), String> {
-    if !recovery::is_formatted(directory) {
-        recovery::format(directory, cluster, segment_size_bytes)?;
+/// What `tally start` was asked for.
+#[derive(Clone, Debug)]
+pub struct StartOptions {
+    /// The data directory (formatted if missing).
+    pub directory: PathBuf,
+    /// The native protocol's address.
+    pub addresses: SocketAddr,
+    /// The cluster id.
+    pub cluster: u128,
+    /// Segment size when formatting.
+    pub segment_size_bytes: u64,
+    /// Transfers to size the index for at start-up (0: grow as needed).
+    pub transfers_max: u64,
+    /// Cut a damaged tail that the log cannot prove unacknowledged.
+    pub cut_unproven_tail: bool,
+}
+
+/// Why `tally start` stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// Formatting or recovery failed.
+    #[error(transparent)]
+    Recovery(#[from] RecoveryError),
+    /// The data directory was formatted for another cluster.
+    #[error("{directory}: data directory belongs to cluster {found}, not {cluster}")]
+    Cluster {
+        /// The data directory.
+        directory: PathBuf,
+        /// Its cluster.
+        found: u128,
+        /// The cluster asked for.
+        cluster: u128,
+    },
+    /// `--transfers-max` does not fit this machine's memory addressing.
+    #[error("--transfers-max {0} is too large")]
+    TransfersMax(u64),
+    /// A thread or runtime could not be started.
+    #[error("{what}: {source}")]
+    Spawn {
+        /// Which.
+        what: &'static str,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The listener could not bind.
+    #[error("cannot listen on {address}: {source}")]
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A signal handler could not be installed.
+    #[error("signal handler: {0}")]
+    Signal(std::io::Error),
+    /// The core stopped with an error.
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    /// The core stopped while the listener was serving.
+    #[error("the core stopped")]
+    CoreStopped,
+    /// The core thread panicked.
+    #[error("the core thread panicked")]
+    CorePanicked,
+}
+
+/// Recovers and serves until SIGTERM or SIGINT.
+pub fn start(options: &StartOptions) -> Result<(), StartError> {
+    let directory = options.directory.as_path();
+    if !tally_core::is_formatted(directory) {
+        tally_core::format(directory, options.cluster, options.segment_size_bytes)?;
         tracing::info!(directory = %directory.display(), "formatted");
     }
-    let recovery::Recovered {
+    let open = OpenOptions {
+        cut_unproven_tail: options.cut_unproven_tail,
+    };
+    let tally_core::Recovered {
         journal,
         mut state,
         replayed_bytes,
-    } = recovery::open(directory)?;
-    let transfers_more = transfers_max.saturating_sub(state.ledger.transfer_count());
-    if transfers_more > 0 {
-        let transfers_more =
-            usize::try_from(transfers_more).map_err(|_| "--transfers-max too large")?;
-        state.reserve_transfers(&crate::storage::JournalBytes(&journal), transfers_more);
+        replayed_entries,
+    } = tally_core::open(directory, open)?;
+    if state.cluster != options.cluster {
+        return Err(StartError::Cluster {
+            directory: directory.to_path_buf(),
+            found: state.cluster,
+            cluster: options.cluster,
+        });
     }
-    if state.cluster != cluster {
-        return Err(format!(
-            "data directory belongs to cluster {}, not {cluster}",
-            state.cluster
-        ));
-    }
-    let record_bytes_max =
-        recovery::journal_options(journal.segment_size_bytes()).body_size_bytes_max as usize;
+    reserve(&mut state, &journal, options.transfers_max)?;
+    let core_options = CoreOptions {
+        record_bytes_max: tally_core::journal_options(journal.segment_size_bytes())
+            .body_size_bytes_max as usize,
+        unsaved_log_bytes: replayed_bytes,
+        unsaved_entries: replayed_entries,
+    };
     let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_MAX);
     let (stopped, core_stopped) = oneshot::channel();
     let core = std::thread::Builder::new()
         .name("tally-core".into())
         .spawn(move || {
-            let result = Core::new(state, journal, record_bytes_max, replayed_bytes).run(queue);
+            let result = Core::new(state, journal, core_options).run(queue);
             let _ = stopped.send(());
             result
         })
-        .map_err(|error| format!("core thread: {error}"))?;
+        .map_err(|source| StartError::Spawn {
+            what: "core thread",
+            source,
+        })?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
-        .map_err(|error| format!("runtime: {error}"))?;
-    runtime.block_on(serve_until_stopped(
-        addresses,
-        cluster,
-        submit,
-        core_stopped,
-    ))?;
+        .map_err(|source| StartError::Spawn {
+            what: "runtime",
+            source,
+        })?;
+    let served = runtime.block_on(serve_until_stopped(options, submit, core_stopped));
     runtime.shutdown_background();
-    core.join()
-        .map_err(|_| "core thread panicked".to_string())?
+    let core_result = core.join().map_err(|_| StartError::CorePanicked)?;
+    // The core's own error says more than "the core stopped".
+    core_result?;
+    served
+}
+
+/// Sizes the transfer index for `transfers_max` transfers in all.
+fn reserve(
+    state: &mut tally_core::State,
+    journal: &tally_journal::Journal,
+    transfers_max: u64,
+) -> Result<(), StartError> {
+    let transfers_more = transfers_max.saturating_sub(state.ledger.transfer_count());
+    if transfers_more > 0 {
+        let transfers_more =
+            usize::try_from(transfers_more).map_err(|_| StartError::TransfersMax(transfers_max))?;
+        state.reserve_transfers(&tally_core::JournalBytes(journal), transfers_more);
+    }
+    Ok(())
 }
 
 async fn serve_until_stopped(
-    addresses: SocketAddr,
-    cluster: u128,
-    submit: mpsc::Sender<CoreCommand>,
+    options: &StartOptions,
+    submit: mpsc::Sender<Submission>,
     core_stopped: oneshot::Receiver<()>,
-) -> Result<(), String> {
-    let listener = TcpListener::bind(addresses)
+) -> Result<(), StartError> {
+    let address = options.addresses;
+    let listener = TcpListener::bind(address)
         .await
-        .map_err(|error| format!("bind {addresses}: {error}"))?;
-    let local = listener.local_addr().map_err(|error| error.to_string())?;
+        .map_err(|source| StartError::Bind { address, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { address, source })?;
     // The handlers come first: a SIGTERM sent as soon as the line below appears must drain.
-    let mut terminate = signal(SignalKind::terminate()).map_err(|error| error.to_string())?;
-    let mut interrupt = signal(SignalKind::interrupt()).map_err(|error| error.to_string())?;
+    let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
+    let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
     // Tests and scripts wait for this line (the port may have been 0).
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
-    let serving = net::serve(listener, cluster, submit.clone());
+    let serving = net::serve(listener, options.cluster, submit.clone());
     tokio::select! {
         () = serving => {}
         _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
         _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
-        _ = core_stopped => return Err("the core stopped".into()),
+        _ = core_stopped => return Err(StartError::CoreStopped),
     }
     // Ask the core to finish what it has, checkpoint and stop.
-    let _ = submit.send(CoreCommand::Shutdown).await;
+    let _ = submit.send(Submission::Shutdown).await;
+    Ok(())
+}
+
+/// `tally format`: creates and formats a data directory.
+pub fn format(directory: &Path, cluster: u128, segment_size_bytes: u64) -> Result<(), StartError> {
+    tally_core::format(directory, cluster, segment_size_bytes)?;
+    println!("formatted {}", directory.display());
     Ok(())
 }

@@ -6,42 +6,69 @@
 //! the log (the ledger reads `Transfer`s in place). The entry header carries the only inputs that
 //! were not in the client's bytes: the op number and the base timestamp the core chose from its
 //! clock. Everything else (per-batch timestamps, handles, results, replies) is derived again on
-//! replay by the same code (`State::apply_entry`).
+//! replay by the same code (`State::apply_record`). An admin entry holds an Admin API command,
+//! encoded by `command::admin_encode`.
 
 /// The journal record kind of a core batch.
 pub const RECORD_KIND_BATCH: u16 = 1;
 
+/// Bytes of an entry header.
 pub const ENTRY_HEADER_SIZE: usize = 32;
+/// Entries start at multiples of this, so that logged events stay aligned for in-place reads.
 pub const ENTRY_ALIGNMENT: usize = 16;
 
+/// What an entry holds. Values are on disk: never reuse one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum EntryKind {
+    /// A TigerBeetle client request message.
     Request = 1,
+    /// A pulse (no message).
     Pulse = 2,
+    /// An Admin API command (since format 2 of the server state).
+    Admin = 3,
 }
 
+/// The fixed part of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct EntryHeader {
+    /// What follows.
     pub kind: EntryKind,
     /// `T_base` (wire spec §6): `max(last timestamp + 1, wall clock)` when the core took it.
     pub timestamp: u64,
+    /// The entry's op: one per entry, dense.
     pub op: u64,
     /// Bytes that follow the header (the request message; 0 for a pulse).
     pub message_size: u32,
 }
 
+/// A record body whose entries do not parse.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum EntryError {
+    /// The body ends inside an entry.
     #[error("entry at byte {offset} is truncated")]
-    Truncated { offset: usize },
+    Truncated {
+        /// Offset of the entry in the body.
+        offset: usize,
+    },
+    /// An unknown kind byte.
     #[error("entry at byte {offset} has unknown kind {kind}")]
-    Kind { offset: usize, kind: u8 },
+    Kind {
+        /// Offset of the entry in the body.
+        offset: usize,
+        /// The kind found.
+        kind: u8,
+    },
+    /// Reserved bytes are not zero.
     #[error("entry at byte {offset} has non-zero reserved bytes")]
-    Reserved { offset: usize },
+    Reserved {
+        /// Offset of the entry in the body.
+        offset: usize,
+    },
 }
 
 impl EntryHeader {
+    /// Appends the header's 32 bytes.
     pub fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.push(self.kind as u8);
@@ -53,6 +80,7 @@ impl EntryHeader {
         assert_eq!(out.len() - start, ENTRY_HEADER_SIZE);
     }
 
+    /// Reads the header at `offset` of a record body.
     pub fn decode(bytes: &[u8], offset: usize) -> Result<EntryHeader, EntryError> {
         let header = bytes
             .get(offset..offset + ENTRY_HEADER_SIZE)
@@ -60,6 +88,7 @@ impl EntryHeader {
         let kind = match header[0] {
             1 => EntryKind::Request,
             2 => EntryKind::Pulse,
+            3 => EntryKind::Admin,
             kind => return Err(EntryError::Kind { offset, kind }),
         };
         if header[1..8]

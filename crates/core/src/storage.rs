@@ -1,12 +1,17 @@
-//! The journal seen as one address space of log bytes, for `State`'s `LogBytes`.
+//! The journal seen as one address space of log bytes, for the state's `LogBytes`.
 //!
 //! A global log position is `segment × segment size + offset`; records never span segments, so
-//! every range `State` asks for lies within one segment.
+//! every range the state asks for lies within one segment.
 
 use tally_journal::{Journal, RecordPosition};
 
-use crate::state::LogBytes;
+/// Read access to bytes already appended to the log, by global position.
+pub trait LogBytes {
+    /// `size` bytes at `position`; the range lies within one appended record.
+    fn bytes(&self, position: u64, size: usize) -> &[u8];
+}
 
+/// The journal's memory map as `LogBytes`.
 pub struct JournalBytes<'a>(pub &'a Journal);
 
 impl LogBytes for JournalBytes<'_> {

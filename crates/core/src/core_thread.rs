@@ -1,0 +1,561 @@
+//! The core thread: the only owner of the state, the journal and the session table.
+//!
+//! Each turn it drains the submit queue into one batch of entries (bounded in count and bytes),
+//! stamps them with the core clock, appends them to the journal as one record, applies the
+//! record from the journal's bytes, and submits an fsync through io_uring. The fsync of batch N
+//! overlaps the gathering and applying of batch N+1; the replies of batch N leave only after
+//! batch N's fsync has completed (group commit: one write and one fsync for many clients'
+//! requests). Reads run on the state after the turn's record and answer after it is durable,
+//! so that no read shows a write that could still be lost.
+
+use std::collections::HashMap;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tally_journal::{Journal, JournalError, SyncTicket};
+use tally_payments::Outcome;
+use tally_wire::{
+    encode_eviction, encode_pong_client, EvictionHeader, EvictionReason, Header, ParsedHeader,
+    PingClientHeader, PingDecision, PongClientHeader, RequestDecision, RequestHeader, HEADER_SIZE,
+};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::command::{Command, Request};
+use crate::entry::{
+    entry_append, EntryHeader, EntryKind, ENTRY_ALIGNMENT, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH,
+};
+use crate::error::CoreError;
+use crate::state::{ApplyMode, Reply, State};
+use crate::storage::{body_position, JournalBytes};
+use crate::view::StateView;
+
+/// Most entries one record holds (bounds the work of one turn).
+pub const BATCH_ENTRIES_MAX: usize = 1024;
+/// Most bytes one record holds: 32 full-size requests (less where a segment cannot hold it).
+pub const BATCH_BYTES_MAX: usize = 32 << 20;
+/// Log bytes between checkpoints.
+pub const CHECKPOINT_INTERVAL_BYTES: u64 = 1 << 30;
+/// Entries between checkpoints: bounds replay by work as well as bytes, since a small entry
+/// (a 1-transfer request, an admin command) costs replay about as much as a large one.
+pub const CHECKPOINT_INTERVAL_ENTRIES: u64 = 1 << 18;
+/// Most bytes of one admin command; the front refuses larger ones before submitting.
+pub const ADMIN_COMMAND_SIZE_MAX: usize = 256 << 10;
+
+// A full-size request, an admin command and a pulse always fit one record.
+const _: () = assert!(ADMIN_COMMAND_SIZE_MAX <= tally_wire::MESSAGE_SIZE_MAX);
+
+/// Where to send a connection's outgoing messages.
+#[derive(Clone)]
+pub struct Connection {
+    /// Unique per connection while the server runs.
+    pub id: u64,
+    /// The connection's writer.
+    pub outbox: mpsc::Sender<Vec<u8>>,
+}
+
+/// A read that runs on the core thread against the current state and returns what to do once
+/// that state is durable (typically: send the result on a channel).
+pub type Read = Box<dyn FnOnce(&StateView<'_>) -> Deferred + Send>;
+/// Work held back until the turn's record is durable.
+pub type Deferred = Box<dyn FnOnce() + Send>;
+
+/// Everything a front hands the core.
+pub enum Submission {
+    /// A TigerBeetle request or ping_client that passed the frame and header checks.
+    Native {
+        /// Header and body, as received.
+        message: Vec<u8>,
+        /// Where replies go.
+        connection: Connection,
+    },
+    /// An Admin API mutation, encoded by `command::admin_encode` (at most
+    /// `ADMIN_COMMAND_SIZE_MAX` bytes).
+    Admin {
+        /// The encoded command.
+        command: Vec<u8>,
+        /// Receives the outcome once it is durable.
+        reply: oneshot::Sender<Outcome>,
+    },
+    /// A read of the state.
+    Read(Read),
+    /// Drain, checkpoint and stop.
+    Shutdown,
+}
+
+/// How the core is sized.
+#[derive(Clone, Copy, Debug)]
+pub struct CoreOptions {
+    /// The journal's record body limit; the core caps it at `BATCH_BYTES_MAX`.
+    pub record_bytes_max: usize,
+    /// Log bytes that recovery replayed on top of the checkpoint.
+    pub unsaved_log_bytes: u64,
+    /// Entries that recovery replayed on top of the checkpoint.
+    pub unsaved_entries: u64,
+}
+
+/// The core thread's state.
+pub struct Core {
+    state: State,
+    journal: Journal,
+    /// The newest connection each client spoke on (sessions outlive connections).
+    connections: HashMap<u128, Connection>,
+    log_bytes_since_checkpoint: u64,
+    entries_since_checkpoint: u64,
+    record_body: Vec<u8>,
+    /// The record body limit: `BATCH_BYTES_MAX`, or less if a segment cannot hold that.
+    record_bytes_max: usize,
+    /// A submission that did not fit in the last record; it opens the next one.
+    carried: Option<Submission>,
+}
+
+/// An entry waiting for the turn's record, with what its reply needs.
+enum Pending {
+    /// A request that passed the session checks.
+    Request {
+        message: Vec<u8>,
+        header: RequestHeader,
+    },
+    /// An admin command and the caller waiting for it.
+    Admin {
+        command: Vec<u8>,
+        reply: oneshot::Sender<Outcome>,
+    },
+}
+
+/// A reply ready to leave once its record is durable.
+enum Outgoing {
+    Native {
+        client: u128,
+        message: Vec<u8>,
+    },
+    Admin {
+        reply: oneshot::Sender<Outcome>,
+        outcome: Outcome,
+    },
+    Deferred(Deferred),
+}
+
+/// A batch whose fsync is in flight, and the replies waiting for it.
+struct Unsynced {
+    ticket: SyncTicket,
+    outgoing: Vec<Outgoing>,
+}
+
+impl Core {
+    /// A core over recovered state and journal.
+    pub fn new(state: State, journal: Journal, options: CoreOptions) -> Core {
+        let record_bytes_max = options.record_bytes_max.min(BATCH_BYTES_MAX);
+        // One full-size request and a pulse always fit in a record.
+        assert!(record_bytes_max >= tally_wire::MESSAGE_SIZE_MAX + 4 * ENTRY_HEADER_SIZE);
+        Core {
+            state,
+            journal,
+            connections: HashMap::new(),
+            log_bytes_since_checkpoint: options.unsaved_log_bytes,
+            entries_since_checkpoint: options.unsaved_entries,
+            record_body: Vec::with_capacity(record_bytes_max),
+            record_bytes_max,
+            carried: None,
+        }
+    }
+
+    /// The submissions of one turn: waits for the first (up to 100 ms, so that due pulses run
+    /// without traffic) unless a sync is in flight, then takes what is queued, up to
+    /// `BATCH_ENTRIES_MAX` and `record_bytes_max` bytes (room for a pulse kept back).
+    fn submissions_gather(
+        &mut self,
+        queue: &mut mpsc::Receiver<Submission>,
+        timer: &tokio::runtime::Runtime,
+        wait: bool,
+    ) -> Vec<Submission> {
+        let first = if let Some(carried) = self.carried.take() {
+            Some(carried)
+        } else if wait {
+            let wait =
+                async { tokio::time::timeout(Duration::from_millis(100), queue.recv()).await };
+            match timer.block_on(wait) {
+                Ok(Some(submission)) => Some(submission),
+                Ok(None) => Some(Submission::Shutdown),
+                Err(_elapsed) => None,
+            }
+        } else {
+            queue.try_recv().ok()
+        };
+        let Some(first) = first else {
+            return Vec::new();
+        };
+        let mut bytes = ENTRY_HEADER_SIZE + submission_size(&first);
+        let mut submissions = vec![first];
+        while submissions.len() < BATCH_ENTRIES_MAX {
+            let Ok(submission) = queue.try_recv() else {
+                break;
+            };
+            bytes += submission_size(&submission);
+            if bytes > self.record_bytes_max {
+                self.carried = Some(submission);
+                break;
+            }
+            submissions.push(submission);
+        }
+        submissions
+    }
+
+    /// Serves until a `Shutdown` submission (or the queue closing), then drains, checkpoints
+    /// and returns. An error means the journal can no longer be trusted.
+    pub fn run(mut self, mut queue: mpsc::Receiver<Submission>) -> Result<(), CoreError> {
+        // A timer for the queue wait only; the core's work never awaits anything.
+        let timer = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .map_err(CoreError::Timer)?;
+        let mut unsynced: Option<Unsynced> = None;
+        let mut shutdown = false;
+        while !shutdown {
+            let submissions = self.submissions_gather(&mut queue, &timer, unsynced.is_none());
+            let mut pending = Vec::new();
+            let mut reads = Vec::new();
+            for submission in submissions {
+                match submission {
+                    Submission::Shutdown => shutdown = true,
+                    Submission::Native {
+                        message,
+                        connection,
+                    } => self.message_receive(message, connection, &mut pending),
+                    Submission::Admin { command, reply } => {
+                        pending.push(Pending::Admin { command, reply })
+                    }
+                    Submission::Read(read) => reads.push(read),
+                }
+            }
+            let appended = self.batch_commit(pending)?;
+            // Reads see this turn's record; they answer once it (or, without one, the
+            // previous record) is durable.
+            let view = StateView::new(&self.state, &self.journal);
+            let deferred: Vec<Outgoing> = reads
+                .into_iter()
+                .map(|read| Outgoing::Deferred(read(&view)))
+                .collect();
+            self.unsynced_finish(unsynced.take())?;
+            match appended {
+                Some(mut appended) => {
+                    appended.outgoing.extend(deferred);
+                    unsynced = Some(appended);
+                }
+                None => self.outgoing_send(deferred),
+            }
+            if self.checkpoint_due() {
+                // Under sustained load a sync is always in flight; finish it so that the
+                // checkpoint covers every appended record, else replay would grow unbounded.
+                self.unsynced_finish(unsynced.take())?;
+                self.checkpoint()?;
+            }
+        }
+        self.unsynced_finish(unsynced.take())?;
+        if self.log_bytes_since_checkpoint > 0 {
+            self.checkpoint()?;
+        }
+        tracing::info!(op = self.state.op, digest = %hex(&self.state.digest(&JournalBytes(&self.journal))), "stopped");
+        Ok(())
+    }
+
+    /// Decides what to do with one message; requests to execute join `pending`.
+    fn message_receive(
+        &mut self,
+        message: Vec<u8>,
+        connection: Connection,
+        pending: &mut Vec<Pending>,
+    ) {
+        let Some(header) = Header::from_prefix(&message) else {
+            return;
+        };
+        match header.parse() {
+            Ok(ParsedHeader::Request(request)) => {
+                self.connections.insert(request.client, connection.clone());
+                let body = &message[HEADER_SIZE..];
+                match self.state.sessions.check_request(&request, body) {
+                    RequestDecision::Execute => {
+                        self.state.sessions.begin_request(&request);
+                        pending.push(Pending::Request {
+                            message,
+                            header: request,
+                        });
+                    }
+                    RequestDecision::ResendReply(reply) => send(&connection, reply.to_vec()),
+                    RequestDecision::Drop(reason) => {
+                        tracing::debug!(?reason, client = request.client, "drop")
+                    }
+                    RequestDecision::Evict(reason) => {
+                        self.evict(&connection, request.client, &request, reason)
+                    }
+                }
+            }
+            Ok(ParsedHeader::PingClient(ping)) => self.ping(&ping, &connection),
+            // The listener forwards requests and pings only.
+            Ok(_) | Err(_) => {}
+        }
+    }
+
+    fn ping(&mut self, ping: &PingClientHeader, connection: &Connection) {
+        self.connections.insert(ping.client, connection.clone());
+        match self.state.sessions.check_ping(ping, self.state.op) {
+            PingDecision::Pong => {
+                let pong = PongClientHeader {
+                    cluster: self.state.cluster,
+                    view: self.state.sessions.config().view,
+                    release: ping.release,
+                    ping_timestamp_monotonic: ping.ping_timestamp_monotonic,
+                };
+                send(connection, encode_pong_client(&pong).to_vec());
+            }
+            PingDecision::Evict(reason) => {
+                let eviction = EvictionHeader {
+                    cluster: self.state.cluster,
+                    view: self.state.sessions.config().view,
+                    release: ping.release,
+                    client: ping.client,
+                    reason,
+                };
+                send(connection, encode_eviction(&eviction).to_vec());
+            }
+        }
+    }
+
+    fn evict(
+        &self,
+        connection: &Connection,
+        client: u128,
+        request: &RequestHeader,
+        reason: EvictionReason,
+    ) {
+        tracing::info!(client, ?reason, "evict");
+        let eviction = EvictionHeader {
+            cluster: self.state.cluster,
+            view: self.state.sessions.config().view,
+            release: request.release,
+            client,
+            reason,
+        };
+        send(connection, encode_eviction(&eviction).to_vec());
+    }
+
+    /// Stamps the entries, appends them as one record, applies it, and submits its fsync.
+    fn batch_commit(&mut self, pending: Vec<Pending>) -> Result<Option<Unsynced>, CoreError> {
+        let now = realtime_ns();
+        let pulse = self
+            .state
+            .ledger
+            .pulse_needed(now.max(self.state.timestamp));
+        if pending.is_empty() && !pulse {
+            return Ok(None);
+        }
+        self.record_body.clear();
+        let mut op = self.state.op;
+        let mut timestamp = self.state.timestamp;
+        let mut stamp = |body: &mut Vec<u8>, kind: EntryKind, reserved: u64, message: &[u8]| {
+            op += 1;
+            let base = (timestamp + 1).max(now);
+            let header = EntryHeader {
+                kind,
+                timestamp: base,
+                op,
+                message_size: u32::try_from(message.len()).expect("messages are bounded"),
+            };
+            entry_append(body, &header, message);
+            timestamp = base + reserved;
+        };
+        for entry in &pending {
+            match entry {
+                Pending::Request { message, header } => {
+                    let request =
+                        Command::Request(Request::parse(message).expect("checked on receipt"));
+                    let Command::Request(parsed) = &request else {
+                        panic!("constructed as a request")
+                    };
+                    assert_eq!(parsed.header.checksum, header.checksum);
+                    stamp(
+                        &mut self.record_body,
+                        EntryKind::Request,
+                        request.timestamps_reserved(),
+                        message,
+                    );
+                }
+                Pending::Admin { command, .. } => {
+                    stamp(
+                        &mut self.record_body,
+                        EntryKind::Admin,
+                        Command::ADMIN_TIMESTAMPS_RESERVED,
+                        command,
+                    );
+                }
+            }
+        }
+        if pulse {
+            stamp(
+                &mut self.record_body,
+                EntryKind::Pulse,
+                Command::Pulse.timestamps_reserved(),
+                &[],
+            );
+        }
+        let entries = op - self.state.op;
+        let appended = match self
+            .journal
+            .append(RECORD_KIND_BATCH, timestamp, &self.record_body)
+        {
+            Ok(appended) => appended,
+            Err(error) if !journal_failed(&error) => {
+                // The log is unchanged (the journal appends all or nothing), so nothing was
+                // applied: forget the requests (their clients resend until there is room) and
+                // answer admin callers that nothing happened.
+                tracing::error!(%error, entries = pending.len(), "journal append failed; nothing executed");
+                for entry in pending {
+                    match entry {
+                        Pending::Request { header, .. } => {
+                            self.state.sessions.abandon_request(&header)
+                        }
+                        // Dropping the sender tells the caller the command did not run.
+                        Pending::Admin { reply, .. } => drop(reply),
+                    }
+                }
+                return Ok(None);
+            }
+            Err(source) => return Err(CoreError::Append { source }),
+        };
+        self.log_bytes_since_checkpoint += self.record_body.len() as u64;
+        self.entries_since_checkpoint += entries;
+        let mut replies = Vec::with_capacity(pending.len());
+        let log = JournalBytes(&self.journal);
+        self.state
+            .apply_record(
+                &log,
+                body_position(&self.journal, &appended),
+                self.record_body.len(),
+                ApplyMode::Live,
+                &mut replies,
+            )
+            .map_err(|source| CoreError::Apply {
+                op: appended.op,
+                source,
+            })?;
+        // Pair with the stamping above: the state consumed exactly what was stamped.
+        assert_eq!(self.state.op, op);
+        assert_eq!(self.state.timestamp, timestamp);
+        assert_eq!(replies.len(), pending.len());
+        let outgoing = pending
+            .into_iter()
+            .zip(replies)
+            .map(|(entry, reply)| match (entry, reply) {
+                (Pending::Request { header, .. }, Reply::Native { client, message }) => {
+                    assert_eq!(header.client, client);
+                    Outgoing::Native { client, message }
+                }
+                (Pending::Admin { reply, .. }, Reply::Admin(outcome)) => {
+                    Outgoing::Admin { reply, outcome }
+                }
+                (Pending::Request { .. }, Reply::Admin(_))
+                | (Pending::Admin { .. }, Reply::Native { .. }) => {
+                    panic!("replies come in entry order, one per entry")
+                }
+            })
+            .collect();
+        let ticket = self
+            .journal
+            .sync_begin()
+            .map_err(|source| CoreError::Sync { source })?;
+        Ok(Some(Unsynced { ticket, outgoing }))
+    }
+
+    /// Waits for a batch's fsync, then sends its replies.
+    fn unsynced_finish(&mut self, unsynced: Option<Unsynced>) -> Result<(), CoreError> {
+        if let Some(unsynced) = unsynced {
+            self.journal
+                .sync_wait(unsynced.ticket)
+                .map_err(|source| CoreError::Sync { source })?;
+            self.outgoing_send(unsynced.outgoing);
+        }
+        Ok(())
+    }
+
+    fn outgoing_send(&mut self, outgoing: Vec<Outgoing>) {
+        for reply in outgoing {
+            match reply {
+                Outgoing::Native { client, message } => {
+                    if let Some(connection) = self.connections.get(&client) {
+                        send(connection, message);
+                    }
+                }
+                // A caller that stopped waiting (its HTTP request was cancelled) loses nothing:
+                // the outcome is logged, and an idempotent retry returns it.
+                Outgoing::Admin { reply, outcome } => {
+                    let _ = reply.send(outcome);
+                }
+                Outgoing::Deferred(deferred) => deferred(),
+            }
+        }
+    }
+
+    fn checkpoint_due(&self) -> bool {
+        self.log_bytes_since_checkpoint >= CHECKPOINT_INTERVAL_BYTES
+            || self.entries_since_checkpoint >= CHECKPOINT_INTERVAL_ENTRIES
+    }
+
+    fn checkpoint(&mut self) -> Result<(), CoreError> {
+        let mut blob = Vec::new();
+        self.state.encode_checkpoint(&mut blob);
+        // A checkpoint names the journal record the state reflects (every appended record has
+        // been applied), not the state's op: one record holds many entries, each an op.
+        let record = self.journal.op_last();
+        self.journal
+            .write_checkpoint(record, &blob)
+            .map_err(|source| CoreError::Checkpoint { record, source })?;
+        self.log_bytes_since_checkpoint = 0;
+        self.entries_since_checkpoint = 0;
+        tracing::info!(record, op = self.state.op, bytes = blob.len(), "checkpoint");
+        Ok(())
+    }
+}
+
+/// Whether the journal can take no more appends (after a failed sync nothing written later
+/// could be trusted: fsyncgate), which ends the server.
+fn journal_failed(error: &JournalError) -> bool {
+    matches!(
+        error,
+        JournalError::Failed | JournalError::SyncFailed { .. }
+    )
+}
+
+/// The record bytes a submission's entry takes (0 for what is not logged).
+fn submission_size(submission: &Submission) -> usize {
+    match submission {
+        Submission::Native { message, .. } => {
+            (ENTRY_HEADER_SIZE + message.len()).next_multiple_of(ENTRY_ALIGNMENT)
+        }
+        Submission::Admin { command, .. } => {
+            (ENTRY_HEADER_SIZE + command.len()).next_multiple_of(ENTRY_ALIGNMENT)
+        }
+        Submission::Read(_) | Submission::Shutdown => 0,
+    }
+}
+
+/// Sends without waiting: a client that does not read its replies loses them and resends, which
+/// the protocol makes safe; the core never blocks on a connection.
+fn send(connection: &Connection, message: Vec<u8>) {
+    if connection.outbox.try_send(message).is_err() {
+        tracing::debug!(
+            connection = connection.id,
+            "outbox full or closed; message dropped"
+        );
+    }
+}
+
+/// The wall clock in ns since the Unix epoch; the core's only clock reading.
+pub fn realtime_ns() -> u64 {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970");
+    u64::try_from(now.as_nanos()).expect("clock before 2554")
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}

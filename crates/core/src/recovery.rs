@@ -1,0 +1,247 @@
+//! Formatting a data directory, and rebuilding the state from it: the newest valid checkpoint,
+//! then every record after it, applied by the same `State::apply_record` that served them.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use tally_journal::{Journal, Options};
+use tally_wire::SessionConfig;
+
+use crate::command::Request;
+use crate::core_thread::hex;
+use crate::entry::{entry_offsets, EntryKind, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH};
+use crate::error::RecoveryError;
+use crate::state::{ApplyMode, State};
+use crate::storage::{body_position, JournalBytes, LogBytes};
+
+/// The smallest segment the server formats: one record must hold at least one full-size
+/// request (1 MiB) with its entry and record headers.
+pub const SEGMENT_SIZE_BYTES_MIN: u64 = 2 << 20;
+/// The largest record body: bounds the bytes of one core batch.
+const RECORD_BODY_SIZE_BYTES_MAX: u64 = 64 << 20;
+
+/// Journal options for segments of `segment_size_bytes`: records as large as a segment allows,
+/// up to `RECORD_BODY_SIZE_BYTES_MAX`.
+pub fn journal_options(segment_size_bytes: u64) -> Options {
+    let body_size_bytes_max =
+        RECORD_BODY_SIZE_BYTES_MAX.min(segment_size_bytes - tally_journal::HEADER_SIZE_BYTES);
+    Options {
+        segment_size_bytes,
+        body_size_bytes_max: u32::try_from(body_size_bytes_max).expect("at most 64 MiB"),
+        ..Options::default()
+    }
+}
+
+/// Creates and formats a data directory.
+pub fn format(
+    directory: &Path,
+    cluster: u128,
+    segment_size_bytes: u64,
+) -> Result<(), RecoveryError> {
+    if segment_size_bytes < SEGMENT_SIZE_BYTES_MIN {
+        return Err(RecoveryError::SegmentTooSmall {
+            min_mib: SEGMENT_SIZE_BYTES_MIN >> 20,
+            size_bytes: segment_size_bytes,
+        });
+    }
+    let options = journal_options(segment_size_bytes);
+    Journal::format(directory, &options, cluster).map_err(journal_error(directory))
+}
+
+/// Whether `directory` holds a formatted journal.
+pub fn is_formatted(directory: &Path) -> bool {
+    directory.join("format").exists()
+}
+
+/// What recovery rebuilt: the journal, the state, and what was replayed on top of the
+/// checkpoint (a checkpoint is due once enough was).
+pub struct Recovered {
+    /// The journal, open for appends.
+    pub journal: Journal,
+    /// The state after the last record.
+    pub state: State,
+    /// Log bytes replayed on top of the checkpoint.
+    pub replayed_bytes: u64,
+    /// Entries replayed on top of the checkpoint.
+    pub replayed_entries: u64,
+}
+
+/// How to open.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenOptions {
+    /// Cut a damaged tail even where the log cannot prove it was never acknowledged
+    /// (`tally start --cut-unproven-tail`, after a power loss the operator knows of).
+    pub cut_unproven_tail: bool,
+}
+
+/// Opens the journal (which cuts a torn tail and refuses damage before it) and rebuilds the
+/// state from the newest checkpoint and the records after it.
+pub fn open(directory: &Path, options: OpenOptions) -> Result<Recovered, RecoveryError> {
+    let segment_size_bytes =
+        Journal::segment_size_of(directory).map_err(journal_error(directory))?;
+    let journal_options = Options {
+        cut_unproven_tail: options.cut_unproven_tail,
+        ..journal_options(segment_size_bytes)
+    };
+    let (journal, recovery) =
+        Journal::open(directory, journal_options).map_err(journal_error(directory))?;
+    if let Some(cut) = &recovery.cut {
+        tracing::warn!(op = cut.op, segment = cut.segment, offset = cut.offset, bytes = cut.bytes, damage = ?cut.damage, "cut a torn tail (never acknowledged)");
+    }
+    for rejected in &recovery.checkpoints_rejected {
+        tracing::warn!(?rejected, "checkpoint passed over");
+    }
+    let state = match &recovery.checkpoint {
+        Some(checkpoint) => State::decode_checkpoint(checkpoint.state(), SessionConfig::default())
+            .map_err(|source| RecoveryError::Checkpoint {
+                record: checkpoint.op,
+                source,
+            })?,
+        None => State::new(journal.cluster(), SessionConfig::default()),
+    };
+    let checkpoint_op = recovery
+        .checkpoint
+        .as_ref()
+        .map_or(0, |checkpoint| checkpoint.op);
+    let (state, replayed) = replay(&journal, state, checkpoint_op)?;
+    tracing::info!(
+        op = state.op,
+        checkpoint_op,
+        records = journal.op_last() - checkpoint_op,
+        entries = replayed.entries,
+        "recovered"
+    );
+    Ok(Recovered {
+        journal,
+        state,
+        replayed_bytes: replayed.bytes,
+        replayed_entries: replayed.entries,
+    })
+}
+
+/// What a replay went through.
+struct Replayed {
+    bytes: u64,
+    entries: u64,
+}
+
+/// Applies every record after `op_applied` (the op of the record the state already reflects).
+fn replay(
+    journal: &Journal,
+    mut state: State,
+    op_applied: u64,
+) -> Result<(State, Replayed), RecoveryError> {
+    let log = JournalBytes(journal);
+    // Every 128 bytes of log hold at most one transfer: size the index for them once, instead
+    // of rebuilding it at every doubling while replaying.
+    let replay_bytes = journal
+        .records_from(op_applied + 1)
+        .next()
+        .map_or(0, |first| {
+            journal.log_size_bytes() - body_position(journal, &first.position)
+        });
+    let transfers_max = usize::try_from(replay_bytes / 128).expect("fits usize");
+    state.reserve_transfers(&log, transfers_max);
+    let last_request_op = last_request_ops(journal, &log, op_applied)?;
+    let mode = ApplyMode::Replay {
+        last_request_op: &last_request_op,
+    };
+    let op_first = state.op;
+    let mut replies = Vec::new();
+    for record in journal.records_from(op_applied + 1) {
+        replies.clear();
+        state
+            .apply_record(
+                &log,
+                body_position(journal, &record.position),
+                record.body.len(),
+                mode,
+                &mut replies,
+            )
+            .map_err(|source| RecoveryError::Replay {
+                op: record.position.op,
+                source,
+            })?;
+    }
+    let entries = state.op - op_first;
+    Ok((
+        state,
+        Replayed {
+            bytes: replay_bytes,
+            entries,
+        },
+    ))
+}
+
+/// Each client's last request op among the records after `op_applied`: a replayed read whose
+/// client asked again later need not run (`ApplyMode::Replay`).
+fn last_request_ops<L: LogBytes>(
+    journal: &Journal,
+    log: &L,
+    op_applied: u64,
+) -> Result<HashMap<u128, u64>, RecoveryError> {
+    let mut last = HashMap::new();
+    for record in journal.records_from(op_applied + 1) {
+        if record.kind != RECORD_KIND_BATCH {
+            return Err(RecoveryError::RecordKind {
+                op: record.position.op,
+                kind: record.kind,
+            });
+        }
+        // Shape errors surface, with their position, when the record is applied.
+        let Ok(entries) = entry_offsets(record.body) else {
+            continue;
+        };
+        let position = body_position(journal, &record.position);
+        for (offset, entry) in entries {
+            if entry.kind != EntryKind::Request {
+                continue;
+            }
+            let message_position = position + (offset + ENTRY_HEADER_SIZE) as u64;
+            let message = log.bytes(message_position, entry.message_size as usize);
+            if let Ok(request) = Request::parse(message) {
+                last.insert(request.header.client, entry.op);
+            }
+        }
+    }
+    Ok(last)
+}
+
+/// Prints what the journal holds; never writes.
+pub fn inspect(directory: &Path) -> Result<(), RecoveryError> {
+    let inspection = tally_journal::inspect(directory).map_err(journal_error(directory))?;
+    println!("{inspection}");
+    Ok(())
+}
+
+/// Rebuilds the state twice, from the newest checkpoint and from the first record, and prints
+/// both digests; they must be equal (replay is deterministic). Opens the journal as `start`
+/// would, so it cuts a torn tail; run it on a stopped server.
+pub fn digest(directory: &Path) -> Result<(), RecoveryError> {
+    let Recovered { journal, state, .. } = open(directory, OpenOptions::default())?;
+    let log = JournalBytes(&journal);
+    let from_checkpoint = state.digest(&log);
+    let from_start = replay(
+        &journal,
+        State::new(journal.cluster(), SessionConfig::default()),
+        0,
+    )?
+    .0
+    .digest(&log);
+    println!("op {}", state.op);
+    println!("digest (checkpoint + replay) {}", hex(&from_checkpoint));
+    println!("digest (full replay)         {}", hex(&from_start));
+    if from_checkpoint != from_start {
+        return Err(RecoveryError::DigestMismatch);
+    }
+    Ok(())
+}
+
+fn journal_error(
+    directory: &Path,
+) -> impl FnOnce(tally_journal::JournalError) -> RecoveryError + '_ {
+    move |source| RecoveryError::Journal {
+        directory: directory.to_path_buf(),
+        source,
+    }
+}

@@ -1,0 +1,604 @@
+//! The server's deterministic state: the ledger, the client sessions, the payments domain, the
+//! op and timestamp counters, and where each transfer body is.
+//!
+//! `State::apply_record` is the only way the state changes, live and on replay alike: the core
+//! thread appends a record to the journal and then applies it from the journal's bytes, and
+//! recovery applies the same records in the same order. Each entry decodes into one `Command`,
+//! dispatched once, to one `execute_<operation>` per operation (TigerBeetle's
+//! `state_machine.zig` shape). Nothing here reads a clock or does I/O (the log is read through
+//! `LogBytes`, which the journal's memory map backs).
+
+use std::collections::HashMap;
+
+use tally_ledger::{Account, AccountBalance, AccountFilter, Ledger, QueryFilter, Record, Transfer};
+use tally_payments::{Outcome, Payments};
+use tally_wire::{
+    decode_multi_batch, encode_register_reply, encode_reply, MultiBatchEncoder, ReplyParams,
+    SessionConfig, SessionTable, HEADER_SIZE, MESSAGE_BODY_SIZE_MAX,
+};
+
+use crate::command::{
+    admin_decode, BatchOperation, Command, Request, RequestInvalid, StateOperation,
+};
+use crate::entry::{entry_offsets, EntryError, EntryHeader, EntryKind, ENTRY_HEADER_SIZE};
+use crate::storage::LogBytes;
+use crate::transfers::{DomainLedger, LogTransfers, TransferLocations};
+
+/// A reply produced by applying an entry, in entry order.
+#[derive(Debug)]
+pub enum Reply {
+    /// To a TigerBeetle client: the whole reply message.
+    Native {
+        /// The client it goes to.
+        client: u128,
+        /// Header and body.
+        message: Vec<u8>,
+    },
+    /// The outcome of an admin command.
+    Admin(Outcome),
+}
+
+/// A record that cannot be applied: the log holds something the state did not write.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// The entries do not parse.
+    #[error("record at log position {position}: {error}")]
+    Entry {
+        /// Log position of the record body.
+        position: u64,
+        /// What is wrong.
+        error: EntryError,
+    },
+    /// An entry's op is not the next one.
+    #[error("entry op {found} at log position {position}, expected {expected}")]
+    Op {
+        /// Log position of the entry.
+        position: u64,
+        /// The next op.
+        expected: u64,
+        /// The op the entry has.
+        found: u64,
+    },
+    /// An entry's timestamp does not advance.
+    #[error("entry timestamp {found} at log position {position} is not above {last}")]
+    Timestamp {
+        /// Log position of the entry.
+        position: u64,
+        /// The state's timestamp.
+        last: u64,
+        /// The entry's.
+        found: u64,
+    },
+    /// A request entry holds no executable request.
+    #[error("request at log position {position} is not a valid request: {reason}")]
+    Request {
+        /// Log position of the message.
+        position: u64,
+        /// Why.
+        reason: RequestInvalid,
+    },
+    /// A request body that passed validation on receipt does not decode.
+    #[error("request body at log position {position} does not decode: {reason}")]
+    Body {
+        /// Log position of the body.
+        position: u64,
+        /// The wire crate's reason.
+        reason: String,
+    },
+    /// An admin entry does not decode.
+    #[error("admin command at log position {position} does not decode: {error}")]
+    Admin {
+        /// Log position of the command.
+        position: u64,
+        /// The decoder's error.
+        error: postcard::Error,
+    },
+}
+
+/// How a record is applied.
+#[derive(Clone, Copy)]
+pub enum ApplyMode<'a> {
+    /// Serving: every command runs and every reply is built.
+    Live,
+    /// Recovering: a read whose client sent a later request in the replayed log is not run,
+    /// since its reply (the read's only effect) is replaced before anyone can see it. This is
+    /// what keeps a replayed read as cheap as rebuilding its session needs.
+    Replay {
+        /// Each client's last request op in the log being replayed.
+        last_request_op: &'a HashMap<u128, u64>,
+    },
+}
+
+/// The most results of 128 bytes one reply batch carries (wire spec §5.5).
+const RESULTS_128_MAX: u32 = ((MESSAGE_BODY_SIZE_MAX - 128) / 128) as u32;
+
+/// Everything replay rebuilds.
+pub struct State {
+    /// The cluster id the data directory was formatted with.
+    pub cluster: u128,
+    /// Accounts and transfers.
+    pub ledger: Ledger,
+    /// TigerBeetle client sessions and their last replies.
+    pub sessions: SessionTable,
+    /// The Rafiki domain.
+    pub payments: Payments,
+    /// The op of the last applied entry; session numbers are ops.
+    pub op: u64,
+    /// The highest timestamp used.
+    pub timestamp: u64,
+    pub(crate) locations: TransferLocations,
+}
+
+impl State {
+    /// The empty state of a freshly formatted data directory.
+    pub fn new(cluster: u128, session_config: SessionConfig) -> State {
+        State {
+            cluster,
+            ledger: Ledger::new(),
+            sessions: SessionTable::new(session_config),
+            payments: Payments::default(),
+            op: 0,
+            timestamp: 0,
+            locations: TransferLocations::default(),
+        }
+    }
+
+    /// Sizes the ledger's transfer index for `additional` more transfers (see
+    /// `Ledger::reserve_transfers`).
+    pub fn reserve_transfers<L: LogBytes>(&mut self, log: &L, additional: usize) {
+        let store = LogTransfers {
+            log,
+            locations: &self.locations,
+        };
+        self.ledger.reserve_transfers(&store, additional);
+    }
+
+    /// The ledger's store of transfer bodies.
+    pub fn transfers<'a, L: LogBytes>(&'a self, log: &'a L) -> LogTransfers<'a, L> {
+        LogTransfers {
+            log,
+            locations: &self.locations,
+        }
+    }
+
+    /// Applies every entry of the record whose body starts at `body_position` in the log;
+    /// appends one reply per request and admin command to `replies`, in entry order.
+    pub fn apply_record<L: LogBytes>(
+        &mut self,
+        log: &L,
+        body_position: u64,
+        body_size: usize,
+        mode: ApplyMode<'_>,
+        replies: &mut Vec<Reply>,
+    ) -> Result<(), ApplyError> {
+        let body = log.bytes(body_position, body_size);
+        let entries = entry_offsets(body).map_err(|error| ApplyError::Entry {
+            position: body_position,
+            error,
+        })?;
+        for (offset, entry) in entries {
+            let position = body_position + offset as u64;
+            self.entry_check(position, &entry)?;
+            let message_position = position + ENTRY_HEADER_SIZE as u64;
+            let message = log.bytes(message_position, entry.message_size as usize);
+            let command = command_decode(&entry, message, message_position)?;
+            let timestamp_end = entry.timestamp + command.timestamps_reserved();
+            match command {
+                Command::Request(request) => {
+                    if let Some(reply) =
+                        self.execute_request(log, message_position, &entry, &request, mode)?
+                    {
+                        replies.push(reply);
+                    }
+                }
+                Command::Pulse => self.execute_pulse(log, timestamp_end),
+                Command::Admin(admin) => {
+                    let outcome = self.execute_admin(log, &admin, entry.timestamp, timestamp_end);
+                    replies.push(Reply::Admin(outcome));
+                }
+            }
+            // Pair with `entry_check`: the entry consumed exactly one op and its reservation.
+            self.op = entry.op;
+            self.timestamp = timestamp_end;
+            assert!(self.ledger_timestamp_within(timestamp_end));
+        }
+        Ok(())
+    }
+
+    fn entry_check(&self, position: u64, entry: &EntryHeader) -> Result<(), ApplyError> {
+        if entry.op != self.op + 1 {
+            return Err(ApplyError::Op {
+                position,
+                expected: self.op + 1,
+                found: entry.op,
+            });
+        }
+        if entry.timestamp <= self.timestamp {
+            return Err(ApplyError::Timestamp {
+                position,
+                last: self.timestamp,
+                found: entry.timestamp,
+            });
+        }
+        Ok(())
+    }
+
+    /// Whether the ledger used no timestamp beyond what the entries reserved.
+    fn ledger_timestamp_within(&self, timestamp_end: u64) -> bool {
+        self.locations
+            .batches
+            .last()
+            .is_none_or(|batch| batch.timestamp <= timestamp_end)
+    }
+
+    fn execute_pulse<L: LogBytes>(&mut self, log: &L, timestamp: u64) {
+        let store = LogTransfers {
+            log,
+            locations: &self.locations,
+        };
+        self.ledger.expire_pending_transfers(&store, timestamp);
+    }
+
+    fn execute_admin<L: LogBytes>(
+        &mut self,
+        log: &L,
+        command: &tally_payments::Command,
+        timestamp: u64,
+        timestamp_end: u64,
+    ) -> Outcome {
+        let mut port = DomainLedger {
+            ledger: &mut self.ledger,
+            locations: &mut self.locations,
+            log,
+            timestamp,
+            timestamp_max: timestamp_end,
+        };
+        self.payments.execute(&mut port, command, timestamp)
+    }
+
+    /// Runs a request and commits its reply to the client's session; `None` when a replayed
+    /// read is skipped (`ApplyMode::Replay`).
+    fn execute_request<L: LogBytes>(
+        &mut self,
+        log: &L,
+        message_position: u64,
+        entry: &EntryHeader,
+        request: &Request<'_>,
+        mode: ApplyMode<'_>,
+    ) -> Result<Option<Reply>, ApplyError> {
+        let header = &request.header;
+        let params = ReplyParams {
+            cluster: self.cluster,
+            view: self.sessions.config().view,
+            release: header.release,
+            request_checksum: header.checksum,
+            client: header.client,
+            op: entry.op,
+            timestamp: entry.timestamp + Command::Request(*request).timestamps_reserved(),
+            request: header.request,
+            operation: header.operation,
+        };
+        let operation = match request.operation {
+            StateOperation::Register => {
+                let reply = encode_register_reply(&params, self.sessions.config().batch_size_limit);
+                self.sessions.commit_register(
+                    header.client,
+                    header.release,
+                    header.checksum,
+                    entry.op,
+                    reply.clone(),
+                );
+                return Ok(Some(Reply::Native {
+                    client: header.client,
+                    message: reply,
+                }));
+            }
+            StateOperation::GetChangeEvents => None,
+            StateOperation::Batch(operation) => Some(operation),
+        };
+        if let ApplyMode::Replay { last_request_op } = mode {
+            let superseded = last_request_op
+                .get(&header.client)
+                .is_some_and(|last| *last > entry.op);
+            if request.operation.is_read() && superseded {
+                // The stored reply is replaced by the client's later request before any
+                // resend could ask for it, so an empty one stands in; the session's counters
+                // advance as they did live.
+                self.sessions.commit_request(
+                    header.client,
+                    header.request,
+                    header.checksum,
+                    entry.op,
+                    encode_reply(&params, &[]),
+                );
+                return Ok(None);
+            }
+        }
+        let body = match operation {
+            // Change events (CDC) are not kept (docs/server.md): an empty reply.
+            None => Vec::new(),
+            Some(operation) => {
+                let body_position = message_position + HEADER_SIZE as u64;
+                self.execute_batches(
+                    log,
+                    operation,
+                    body_position,
+                    request.body(),
+                    entry.timestamp,
+                )?
+            }
+        };
+        let reply = encode_reply(&params, &body);
+        // A register in the same batch may have evicted this session; the client then still
+        // gets this reply, and `no_session` at its next request.
+        self.sessions.commit_request(
+            header.client,
+            header.request,
+            header.checksum,
+            entry.op,
+            reply.clone(),
+        );
+        Ok(Some(Reply::Native {
+            client: header.client,
+            message: reply,
+        }))
+    }
+
+    /// Executes a multi-batch request body; returns the reply body.
+    fn execute_batches<L: LogBytes>(
+        &mut self,
+        log: &L,
+        operation: BatchOperation,
+        body_position: u64,
+        body: &[u8],
+        timestamp_base: u64,
+    ) -> Result<Vec<u8>, ApplyError> {
+        let invalid = |reason: String| ApplyError::Body {
+            position: body_position,
+            reason,
+        };
+        let wire = operation.operation();
+        let event_size = wire
+            .event_size()
+            .expect("batch operations have an event size");
+        let result_size = wire
+            .result_size()
+            .expect("batch operations have a result size");
+        let batches =
+            decode_multi_batch(body, event_size).map_err(|error| invalid(error.to_string()))?;
+        let mut encoder = MultiBatchEncoder::new(result_size);
+        let mut timestamp = timestamp_base;
+        let mut results = Vec::new();
+        for batch in batches.batches() {
+            results.clear();
+            let batch_position =
+                body_position + (batch.as_ptr() as usize - body.as_ptr() as usize) as u64;
+            timestamp += operation.creates_events() * (batch.len() / event_size) as u64;
+            match operation {
+                BatchOperation::CreateAccounts => {
+                    self.execute_create_accounts(log, batch, timestamp, &mut results)
+                }
+                BatchOperation::CreateTransfers => self.execute_create_transfers(
+                    log,
+                    batch,
+                    batch_position,
+                    timestamp,
+                    &mut results,
+                ),
+                BatchOperation::LookupAccounts => self.execute_lookup_accounts(batch, &mut results),
+                BatchOperation::LookupTransfers => {
+                    self.execute_lookup_transfers(log, batch, &mut results)
+                }
+                BatchOperation::GetAccountTransfers => {
+                    self.execute_get_account_transfers(log, batch, &mut results)
+                }
+                BatchOperation::GetAccountBalances => {
+                    self.execute_get_account_balances(log, batch, &mut results)
+                }
+                BatchOperation::QueryAccounts => self.execute_query_accounts(batch, &mut results),
+                BatchOperation::QueryTransfers => {
+                    self.execute_query_transfers(log, batch, &mut results)
+                }
+            }
+            encoder
+                .push_batch(&results)
+                .map_err(|error| invalid(error.to_string()))?;
+        }
+        Ok(encoder.finish())
+    }
+
+    fn execute_create_accounts<L: LogBytes>(
+        &mut self,
+        log: &L,
+        batch: &[u8],
+        timestamp: u64,
+        results: &mut Vec<u8>,
+    ) {
+        let events = records::<Account>(batch);
+        let mut created = Vec::with_capacity(events.len());
+        let store = LogTransfers {
+            log,
+            locations: &self.locations,
+        };
+        self.ledger
+            .create_accounts(&store, timestamp, &events, &mut created);
+        assert_eq!(created.len(), events.len());
+        created
+            .iter()
+            .for_each(|result| results.extend_from_slice(&result.to_bytes()));
+    }
+
+    fn execute_create_transfers<L: LogBytes>(
+        &mut self,
+        log: &L,
+        batch: &[u8],
+        batch_position: u64,
+        timestamp: u64,
+        results: &mut Vec<u8>,
+    ) {
+        let events = records::<Transfer>(batch);
+        let first_handle = self.ledger.transfer_handle_next();
+        if !events.is_empty() {
+            // Write-ahead: the events are in the log already; the ledger reads them there.
+            self.locations.push_logged(
+                first_handle,
+                batch_position,
+                u32::try_from(events.len()).expect("a batch holds at most 8,190 events"),
+                timestamp,
+            );
+        }
+        let mut created = Vec::with_capacity(events.len());
+        let store = LogTransfers {
+            log,
+            locations: &self.locations,
+        };
+        self.ledger
+            .create_transfers(&store, timestamp, first_handle, &events, &mut created);
+        assert_eq!(created.len(), events.len());
+        created
+            .iter()
+            .for_each(|result| results.extend_from_slice(&result.to_bytes()));
+    }
+
+    fn execute_lookup_accounts(&self, batch: &[u8], results: &mut Vec<u8>) {
+        let mut found = Vec::new();
+        self.ledger.lookup_accounts(&ids(batch), &mut found);
+        results.extend_from_slice(Account::slice_as_bytes(&found));
+    }
+
+    fn execute_lookup_transfers<L: LogBytes>(&self, log: &L, batch: &[u8], results: &mut Vec<u8>) {
+        let mut found = Vec::new();
+        self.ledger
+            .lookup_transfers(&self.transfers(log), &ids(batch), &mut found);
+        results.extend_from_slice(Transfer::slice_as_bytes(&found));
+    }
+
+    fn execute_get_account_transfers<L: LogBytes>(
+        &self,
+        log: &L,
+        batch: &[u8],
+        results: &mut Vec<u8>,
+    ) {
+        let mut found = Vec::new();
+        for filter in batch
+            .chunks_exact(AccountFilter::SIZE)
+            .map(AccountFilter::read_from)
+        {
+            self.ledger.get_account_transfers(
+                &self.transfers(log),
+                &filter,
+                RESULTS_128_MAX,
+                &mut found,
+            );
+        }
+        results.extend_from_slice(Transfer::slice_as_bytes(&found));
+    }
+
+    fn execute_get_account_balances<L: LogBytes>(
+        &self,
+        log: &L,
+        batch: &[u8],
+        results: &mut Vec<u8>,
+    ) {
+        let mut found = Vec::new();
+        for filter in batch
+            .chunks_exact(AccountFilter::SIZE)
+            .map(AccountFilter::read_from)
+        {
+            self.ledger.get_account_balances(
+                &self.transfers(log),
+                &filter,
+                RESULTS_128_MAX,
+                &mut found,
+            );
+        }
+        results.extend_from_slice(AccountBalance::slice_as_bytes(&found));
+    }
+
+    fn execute_query_accounts(&self, batch: &[u8], results: &mut Vec<u8>) {
+        let mut found = Vec::new();
+        for filter in batch
+            .chunks_exact(QueryFilter::SIZE)
+            .map(QueryFilter::read_from)
+        {
+            self.ledger
+                .query_accounts(&filter, RESULTS_128_MAX, &mut found);
+        }
+        results.extend_from_slice(Account::slice_as_bytes(&found));
+    }
+
+    fn execute_query_transfers<L: LogBytes>(&self, log: &L, batch: &[u8], results: &mut Vec<u8>) {
+        let mut found = Vec::new();
+        for filter in batch
+            .chunks_exact(QueryFilter::SIZE)
+            .map(QueryFilter::read_from)
+        {
+            self.ledger
+                .query_transfers(&self.transfers(log), &filter, RESULTS_128_MAX, &mut found);
+        }
+        results.extend_from_slice(Transfer::slice_as_bytes(&found));
+    }
+
+    /// A SHA-256 over the ledger's digest, the sessions, the counters and, once it holds
+    /// anything, the payments domain (so that data from before the Admin API keeps its digest).
+    pub fn digest<L: LogBytes>(&self, log: &L) -> [u8; 32] {
+        use sha2::{Digest, Sha256};
+        let mut hasher = Sha256::new();
+        hasher.update(self.ledger.digest(&self.transfers(log)));
+        let mut sessions = Vec::new();
+        self.sessions.encode(&mut sessions);
+        hasher.update(&sessions);
+        hasher.update(self.op.to_le_bytes());
+        hasher.update(self.timestamp.to_le_bytes());
+        if !self.payments.is_empty() {
+            let mut payments = Vec::new();
+            self.payments.encode_checkpoint(&mut payments);
+            hasher.update(&payments);
+        }
+        hasher.finalize().into()
+    }
+}
+
+/// Decodes one entry's message into its command.
+fn command_decode<'a>(
+    entry: &EntryHeader,
+    message: &'a [u8],
+    message_position: u64,
+) -> Result<Command<'a>, ApplyError> {
+    match entry.kind {
+        EntryKind::Request => Request::parse(message)
+            .map(Command::Request)
+            .map_err(|reason| ApplyError::Request {
+                position: message_position,
+                reason,
+            }),
+        EntryKind::Pulse => Ok(Command::Pulse),
+        EntryKind::Admin => {
+            admin_decode(message)
+                .map(Command::Admin)
+                .map_err(|error| ApplyError::Admin {
+                    position: message_position,
+                    error,
+                })
+        }
+    }
+}
+
+/// The 16-byte ids of a lookup batch.
+fn ids(batch: &[u8]) -> Vec<u128> {
+    batch
+        .chunks_exact(16)
+        .map(|id| u128::from_le_bytes(id.try_into().expect("16 bytes")))
+        .collect()
+}
+
+/// Events of a batch, in place when aligned (always, for bodies in the log), else copied.
+fn records<R: Record>(batch: &[u8]) -> std::borrow::Cow<'_, [R]>
+where
+    [R]: ToOwned<Owned = Vec<R>>,
+{
+    match R::slice_from(batch) {
+        Some(events) => std::borrow::Cow::Borrowed(events),
+        None => std::borrow::Cow::Owned(batch.chunks_exact(R::SIZE).map(R::read_from).collect()),
+    }
+}

@@ -1,0 +1,119 @@
+//! The domain's errors: one enum per area, with Rafiki's names, gathered in `PaymentsError`.
+//! They carry no messages: the GraphQL front maps each to Rafiki's `extensions.code` and message
+//! in one place. Every error is a value that can be stored (an idempotent retry returns it).
+
+use serde::{Deserialize, Serialize};
+use tally_ledger::CreateTransferStatus;
+
+/// Every way a command can fail.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum PaymentsError {
+    /// An asset command failed.
+    #[error("asset: {0:?}")]
+    Asset(AssetError),
+    /// A deposit, withdrawal, post or void failed.
+    #[error("liquidity: {0:?}")]
+    Liquidity(LiquidityError),
+    /// `setFee` failed.
+    #[error("fee: {0:?}")]
+    Fee(FeeError),
+    /// The idempotency key was used before with another mutation or other arguments.
+    #[error("idempotency key {key} was used with different arguments")]
+    IdempotencyKeyReused {
+        /// The key as the client sent it.
+        key: String,
+    },
+}
+
+/// Rafiki's `AssetError`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AssetError {
+    /// No asset with that id (or it is deleted).
+    UnknownAsset,
+    /// An asset with that code and scale exists.
+    DuplicateAsset,
+    /// A peer or wallet address uses the asset.
+    CannotDeleteInUseAsset,
+}
+
+/// Rafiki's `LiquidityError` and the accounting layer's `TransferError`, in one enum: a
+/// liquidity mutation reports either, and where both tables name an error they give it the
+/// same code and message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum LiquidityError {
+    /// The amount is zero.
+    AmountZero,
+    /// The transfer or withdrawal id is not a UUID v4.
+    InvalidId,
+    /// No such asset.
+    UnknownAsset,
+    /// No such peer.
+    UnknownPeer,
+    /// No such wallet address.
+    UnknownWalletAddress,
+    /// A transfer with that id exists (or failed before: its id is spent).
+    TransferExists,
+    /// The source account would go below zero.
+    InsufficientBalance,
+    /// A settlement account would hold more credits than debits.
+    InsufficientDebitBalance,
+    /// No pending transfer with that id.
+    UnknownTransfer,
+    /// The pending transfer was posted.
+    AlreadyPosted,
+    /// The pending transfer was voided.
+    AlreadyVoided,
+    /// The pending transfer timed out.
+    TransferExpired,
+    /// The timeout does not fit the ledger's seconds field.
+    InvalidTimeout,
+    /// Debit and credit accounts are the same.
+    SameAccounts,
+    /// The accounts are on different ledgers.
+    DifferentAssets,
+    /// The debit account does not exist.
+    UnknownSourceAccount,
+    /// The credit account does not exist.
+    UnknownDestinationAccount,
+    /// The ledger refused the transfer for a reason Rafiki has no name for. Rafiki answers 500
+    /// or, for peer deposits, swallows it; Tally reports the ledger's status.
+    Ledger(LedgerStatus),
+}
+
+/// A ledger status, kept as its wire value so that stored outcomes stay decodable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LedgerStatus(pub u32);
+
+impl LedgerStatus {
+    /// The status this value names, if any.
+    pub fn status(self) -> Option<CreateTransferStatus> {
+        CreateTransferStatus::from_u32(self.0)
+    }
+}
+
+/// Rafiki's `FeeError`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FeeError {
+    /// No such asset.
+    UnknownAsset,
+    /// Basis points outside 0..=10000.
+    InvalidBasisPointFee,
+}
+
+impl From<AssetError> for PaymentsError {
+    fn from(error: AssetError) -> Self {
+        PaymentsError::Asset(error)
+    }
+}
+
+impl From<LiquidityError> for PaymentsError {
+    fn from(error: LiquidityError) -> Self {
+        PaymentsError::Liquidity(error)
+    }
+}
+
+impl From<FeeError> for PaymentsError {
+    fn from(error: FeeError) -> Self {
+        PaymentsError::Fee(error)
+    }
+}

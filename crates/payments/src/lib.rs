@@ -1,0 +1,41 @@
+//! The Rafiki domain as deterministic state over the ledger.
+//!
+//! `Payments` holds Rafiki's objects (assets, fees, peers, wallet addresses and their keys,
+//! idempotency keys) and changes only through `Payments::execute`, one `Command` at a time, on
+//! the core thread. Money lives in the ledger alone: every liquidity figure is read from a ledger
+//! account (invariant 7 of `design.md`), and the domain reaches the ledger through `LedgerPort`.
+//!
+//! Like `tally-ledger`, this crate promises no clock, randomness, I/O or hash-map iteration
+//! order: a command carries everything non-deterministic (new ids, the caller's choices), the
+//! core supplies the timestamp, and replaying the journal rebuilds the same state byte for byte.
+
+mod accounts;
+mod assets;
+mod command;
+mod error;
+mod fees;
+mod idempotency;
+mod liquidity;
+mod page;
+mod peers;
+mod port;
+mod state;
+mod wallet_addresses;
+
+pub use crate::accounts::{
+    asset_liquidity_account_id, settlement_account_id, AccountCode, TransferCode,
+};
+pub use crate::assets::{Asset, AssetCommand, CreateAsset, DeleteAsset, UpdateAsset};
+pub use crate::command::{Command, Mutation, Outcome, Success, TIMESTAMPS_PER_COMMAND};
+pub use crate::error::{AssetError, FeeError, LedgerStatus, LiquidityError, PaymentsError};
+pub use crate::fees::{Fee, FeeType, SetFee, BASIS_POINTS_MAX};
+pub use crate::idempotency::{Fingerprint, IdempotencyKey, IDEMPOTENCY_KEY_LIFETIME_NS};
+pub use crate::liquidity::{
+    Deposit, LiquidityCommand, LiquidityOwner, Withdrawal, WithdrawalResolve,
+};
+pub use crate::page::{Page, PageRequest, SortOrder};
+pub use crate::peers::PeerCommand;
+pub use crate::port::LedgerPort;
+pub use crate::state::{DecodeError, Payments};
+pub use crate::wallet_addresses::WalletAddressCommand;
+pub use uuid::Uuid;

@@ -1,0 +1,168 @@
+//! `Payments`: the domain's state, the one place a command is dispatched, the reads the front
+//! makes, and the checkpoint encoding.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::accounts::liquidity_of;
+use crate::assets::Asset;
+use crate::command::{Command, Mutation, Outcome};
+use crate::error::PaymentsError;
+use crate::fees::{Fee, FeeType};
+use crate::idempotency::{IdempotencyKeys, Recall};
+use crate::page::{page, Page, PageRequest};
+use crate::port::LedgerPort;
+
+/// Checkpoint format of the domain state; a newer binary names it when it cannot read one.
+const CHECKPOINT_VERSION: u32 = 1;
+
+/// The Rafiki objects and the idempotency keys. Ordered maps only: iteration order is part of
+/// the state's bytes (checkpoints, digests) and must not depend on hashing.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Payments {
+    pub(crate) assets: BTreeMap<Uuid, Asset>,
+    /// `(code, scale)` → asset, deleted ones included (a create re-activates them).
+    pub(crate) assets_by_code: BTreeMap<(String, u8), Uuid>,
+    /// Creation timestamp → asset, for pagination.
+    pub(crate) assets_created: BTreeMap<u64, Uuid>,
+    /// The ledger number of the newest asset.
+    pub(crate) ledger_last: u32,
+    pub(crate) fees: BTreeMap<Uuid, Fee>,
+    /// `(asset, creation timestamp)` → fee, for each asset's fee history.
+    pub(crate) fees_created: BTreeMap<(Uuid, u64), Uuid>,
+    pub(crate) fee_latest: BTreeMap<(Uuid, FeeType), Uuid>,
+    pub(crate) idempotency: IdempotencyKeys,
+}
+
+/// A checkpoint that this binary cannot read.
+#[derive(Debug, thiserror::Error)]
+pub enum DecodeError {
+    /// Written by another format version.
+    #[error("payments checkpoint version {found}; this binary reads version {CHECKPOINT_VERSION}")]
+    Version {
+        /// The version found.
+        found: u32,
+    },
+    /// The bytes do not decode.
+    #[error("payments checkpoint does not decode: {0}")]
+    Malformed(#[from] postcard::Error),
+}
+
+impl Payments {
+    /// Executes one command at core timestamp `timestamp` (the command's own; it may take up to
+    /// `TIMESTAMPS_PER_COMMAND` ledger timestamps through `port`).
+    pub fn execute<P: LedgerPort>(
+        &mut self,
+        port: &mut P,
+        command: &Command,
+        timestamp: u64,
+    ) -> Outcome {
+        self.idempotency.expire(timestamp);
+        if let Some(key) = &command.idempotency {
+            match self.idempotency.recall(key) {
+                Recall::Fresh => {}
+                Recall::Repeat(outcome) => return outcome,
+                Recall::Reused => {
+                    return Err(PaymentsError::IdempotencyKeyReused {
+                        key: key.key.clone(),
+                    })
+                }
+            }
+        }
+        let outcome = match &command.mutation {
+            Mutation::Asset(asset) => self.execute_asset(port, asset, timestamp),
+            Mutation::Fee(set) => self.execute_set_fee(set, timestamp),
+            Mutation::Liquidity(liquidity) => self.execute_liquidity(port, liquidity),
+            Mutation::Peer(peer) => self.execute_peer(port, peer, timestamp),
+            Mutation::WalletAddress(wallet_address) => {
+                self.execute_wallet_address(port, wallet_address, timestamp)
+            }
+        };
+        if let Some(key) = &command.idempotency {
+            self.idempotency.remember(key, &outcome, timestamp);
+        }
+        outcome
+    }
+
+    /// Whether a peer or wallet address refers to the asset.
+    pub(crate) fn asset_in_use(&self, _asset: Uuid) -> bool {
+        false
+    }
+
+    /// The asset, if active.
+    pub fn asset(&self, id: Uuid) -> Option<&Asset> {
+        self.asset_active(id)
+    }
+
+    /// A page of active assets.
+    pub fn assets_page(&self, request: &PageRequest) -> (Vec<&Asset>, Page) {
+        let mut result = page(
+            &self.assets_created,
+            0,
+            u64::MAX,
+            |id| self.asset_active(id).map(|asset| asset.created_at),
+            request,
+        );
+        // Soft-deleted assets stay in the creation index (a create re-activates them in place):
+        // Rafiki's query skips them.
+        result.ids.retain(|id| self.asset_active(*id).is_some());
+        (
+            result.ids.iter().map(|id| &self.assets[id]).collect(),
+            result,
+        )
+    }
+
+    /// A page of an asset's fee history.
+    pub fn fees_page(&self, asset: Uuid, request: &PageRequest) -> (Vec<&Fee>, Page) {
+        let result = page(
+            &self.fees_created,
+            (asset, 0),
+            (asset, u64::MAX),
+            |id| self.fees.get(&id).map(|fee| (fee.asset_id, fee.created_at)),
+            request,
+        );
+        (result.ids.iter().map(|id| &self.fees[id]).collect(), result)
+    }
+
+    /// The liquidity of an account (`credits_posted − debits_posted − debits_pending`), or
+    /// `None` if the account does not exist.
+    pub fn liquidity<P: LedgerPort>(port: &P, account: u128) -> Option<u128> {
+        port.account(account).map(|account| liquidity_of(&account))
+    }
+
+    /// How many idempotency keys are held.
+    pub fn idempotency_key_count(&self) -> usize {
+        self.idempotency.len()
+    }
+
+    /// Whether nothing was ever created (a state from before the Admin API looks like this).
+    pub fn is_empty(&self) -> bool {
+        *self == Payments::default()
+    }
+
+    /// Appends the checkpoint encoding: a version, then the state.
+    pub fn encode_checkpoint(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
+        let encoded = postcard::to_allocvec(self).expect("the state encodes: no foreign types");
+        out.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
+        out.extend_from_slice(&encoded);
+    }
+
+    /// Decodes what `encode_checkpoint` wrote; returns the state and the bytes it took.
+    pub fn decode_checkpoint(bytes: &[u8]) -> Result<(Payments, usize), DecodeError> {
+        let truncated = || DecodeError::Malformed(postcard::Error::DeserializeUnexpectedEnd);
+        let version = bytes.get(..4).ok_or_else(truncated)?;
+        let found = u32::from_le_bytes(version.try_into().expect("4 bytes"));
+        if found != CHECKPOINT_VERSION {
+            return Err(DecodeError::Version { found });
+        }
+        let size = bytes.get(4..12).ok_or_else(truncated)?;
+        let size = usize::try_from(u64::from_le_bytes(size.try_into().expect("8 bytes")))
+            .map_err(|_| truncated())?;
+        let encoded = bytes.get(12..12 + size).ok_or_else(truncated)?;
+        let payments = postcard::from_bytes(encoded)?;
+        Ok((payments, 12 + size))
+    }
+}
