@@ -268,6 +268,7 @@ pub fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
             Err(damage) => {
                 let expected = Expected {
                     address,
+                    address_end: walk.address_end,
                     op,
                     parent: walk.checksum_last,
                 };
@@ -288,6 +289,8 @@ pub fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
 struct Expected {
     /// `address_end`, or the next segment's start if the rest of this one is zero.
     address: u64,
+    /// Just past the last valid record.
+    address_end: u64,
     op: u64,
     /// The checksum of the last valid record (the format marker's for op 1).
     parent: u128,
@@ -324,6 +327,9 @@ fn tail_classify<S: AsRef<[u8]>>(
 ///   and parent (`RecordHeader::could_be_torn`);
 /// - a valid, chained header with a body that fails its checksum: yes (the body's intended bytes
 ///   are unknown, so a partly written body cannot be told from a damaged one; see the docs);
+/// - a later op at the next segment's start, looked at because the rest of this segment reads as
+///   zeros: yes, the record expected was lost from the rest of this segment (a failed or
+///   unfinished fsync of this segment while the next one's completed);
 /// - a header whose checksum verifies but that is invalid, or names another op or parent, or a body
 ///   crossing the segment's end: no, no writer of this journal sealed that header in this slot.
 fn damage_could_be_torn<S: AsRef<[u8]>>(
@@ -333,6 +339,12 @@ fn damage_could_be_torn<S: AsRef<[u8]>>(
 ) -> bool {
     match damage {
         Damage::HeaderZero | Damage::BodyChecksum => true,
+        Damage::OpMismatch { op_found }
+            if op_found > expected.op && expected.address != expected.address_end =>
+        {
+            assert_eq!(log.split(expected.address).1, 0, "the next segment's start");
+            true
+        }
         Damage::HeaderChecksum => {
             RecordHeader::could_be_torn(log.header(expected.address), expected.op, expected.parent)
         }
