@@ -342,3 +342,89 @@ fn ring_reap(ring: &mut IoUring, mut completion: impl FnMut(u64, i32)) -> io::Re
     }
     Ok(())
 }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::faulty::{FaultyDisk, FaultySegment, FaultyStorage};
+
+    fn segments(disk: &FaultyDisk, count: u32) -> (FaultyStorage, Vec<FaultySegment>) {
+        let mut storage = disk.storage();
+        storage.format().expect("format");
+        let segments = (0..count)
+            .map(|index| storage.segment_create(index, 4096).expect("segment"))
+            .collect();
+        (storage, segments)
+    }
+
+    #[test]
+    fn a_failed_sync_fails_every_later_call() {
+        let disk = FaultyDisk::new();
+        let (mut storage, segments) = segments(&disk, 1);
+        disk.fsync_fail_after(1);
+        let mut syncer = Syncer::new(0);
+        let result = syncer
+            .begin(&mut storage, 1, &segments)
+            .and_then(|ticket| syncer.wait_ticket(&mut storage, ticket));
+        let error = result.expect_err("the fsync fails");
+        assert_eq!(error.raw_os_error(), Some(libc::EIO));
+        assert_eq!(syncer.op_synced(), 0, "the failed sync counts for nothing");
+        let later = syncer.begin(&mut storage, 2, &[]).expect_err("sticky");
+        assert_eq!(later.raw_os_error(), Some(libc::EIO));
+        syncer.drain(&mut storage);
+    }
+
+    #[test]
+    fn tickets_complete_in_order_over_many_segments() {
+        let disk = FaultyDisk::new();
+        let (mut storage, segments) = segments(&disk, 6);
+        let mut syncer = Syncer::new(0);
+        // Six segments: two are synced at once, four submitted (SYNC_SEGMENTS_MAX).
+        let first = syncer.begin(&mut storage, 10, &segments).expect("begin");
+        let second = syncer
+            .begin(&mut storage, 20, &segments[5..])
+            .expect("begin");
+        assert_eq!(
+            syncer.op_synced(),
+            0,
+            "submitted fsyncs complete when reaped"
+        );
+        let third = syncer
+            .begin(&mut storage, 20, &[])
+            .expect("begin waits for the first");
+        assert!(syncer.op_synced() >= 10);
+        syncer.wait_ticket(&mut storage, third).expect("wait");
+        assert_eq!(syncer.op_synced(), 20);
+        syncer
+            .wait_ticket(&mut storage, first)
+            .expect("an old ticket is done");
+        syncer
+            .wait_ticket(&mut storage, second)
+            .expect("an old ticket is done");
+    }
+
+    /// fdatasync of a pipe fails with EINVAL, through the ring and without it: a real failed sync.
+    #[test]
+    fn the_ring_reports_a_failed_fsync() {
+        let mut fds: [RawFd; 2] = [-1; 2];
+        // SAFETY: pipe writes two descriptors into the array it is given.
+        assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+        for mode in [SyncMode::IoUring, SyncMode::Blocking] {
+            let mut backend = SyncBackend::new(mode);
+            let mut results = Vec::new();
+            match backend.submit(7, &fds[..1]) {
+                Ok(completions) => {
+                    assert_eq!(completions, 1, "{mode:?}");
+                    backend
+                        .reap(|sequence, result| results.push((sequence, result)))
+                        .expect("reap");
+                }
+                Err(error) => results.push((7, -error.raw_os_error().expect("errno"))),
+            }
+            assert_eq!(results, [(7, -libc::EINVAL)], "{mode:?}");
+        }
+        for fd in fds {
+            // SAFETY: the descriptors came from `pipe` and are closed once.
+            assert_eq!(unsafe { libc::close(fd) }, 0);
+        }
+    }
+}

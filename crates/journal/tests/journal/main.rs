@@ -6,3 +6,4 @@ mod corruption;
 mod inspect;
 mod round_trip;
 mod torn_tail;
+mod versions;
