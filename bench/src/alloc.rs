@@ -11,6 +11,7 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
+/// The system allocator, counting live bytes and their peak.
 pub struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);

@@ -6,16 +6,16 @@
 //!
 //! Every scenario prints a human table to stdout (with a progress line on stderr while it runs)
 //! and writes `target/bench/SCENARIO.json` (`$CARGO_TARGET_DIR/bench/` if that is set) through
-//! the shared `report` module: `{scenario, date, machine, params, ...figures}` in plain units.
-//! `durable` and `recovery` run a real `tally start` child (`server.rs`).
-//! To add a scenario (`graphql`, ...): a module under `scenarios/` with an
-//! `Args` struct and a `run(args)` function, and one variant in `Scenario` below.
+//! `harness::report`: `{scenario, date, machine, params, ...figures}` in plain units.
+//! `durable` and `recovery` run a real `tally start` child; what they share
+//! (options, data directory, child process, accounts and transfers) is in `harness/`.
+//! To add a scenario (`graphql`, ...): a module under `scenarios/` with an `Args` struct
+//! (flattening `harness::options::ServerArgs` if it runs a server) and a `run(args)` function,
+//! and one variant in `Scenario` below.
 
 mod alloc;
-mod report;
-mod rng;
+mod harness;
 mod scenarios;
-mod server;
 
 use clap::{Parser, Subcommand};
 

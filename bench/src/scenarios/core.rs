@@ -23,8 +23,8 @@ use tally_ledger::{
 };
 
 use crate::alloc;
-use crate::report::{self, round, thousands, LatencySummary, Progress, Stamp, Table};
-use crate::rng::{mix64, SplitMix64, Zipf};
+use crate::harness::report::{self, round, thousands, LatencySummary, Progress, Stamp, Table};
+use crate::harness::rng::{mix64, SplitMix64, Zipf};
 
 /// Transfers per workload when `--transfers` is not given: all five workloads together take
 /// about a minute on the 2-core reference machine (`docs/benchmarks.md`).
@@ -42,6 +42,7 @@ const AMOUNT_RANGE: u64 = 1_000;
 /// A batch slower than this many times the median batch is counted as a slow batch.
 const SLOW_BATCH_FACTOR: u32 = 4;
 
+/// `core`'s command line.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Transfers per workload [default: 10,000,000 (all five workloads: about 35 s on 2 cores);
@@ -71,6 +72,7 @@ pub struct Args {
     presize: bool,
 }
 
+/// A workload (`--workload`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
     /// 10,000 accounts, uniformly random distinct pairs, sequential transfer ids
@@ -157,6 +159,7 @@ struct Params {
     workloads: Vec<Workload>,
 }
 
+/// Runs the scenario: prints the table, writes `core.json`.
 pub fn run(args: Args) {
     let params = Params {
         transfers: args.transfers.unwrap_or(if args.smoke {

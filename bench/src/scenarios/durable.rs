@@ -22,36 +22,28 @@
 //! headers, the clients' request messages as received); the segment files are preallocated, so
 //! `du` on the directory says more and means less.
 
-use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::ValueEnum;
-use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
-use tally_client::{
-    Account, Client, ClientStats, CreateAccountStatus, CreateTransferResult, CreateTransferStatus,
-    Transfer,
+use tally_client::{Client, ClientStats};
+
+use crate::harness::child::Memory;
+use crate::harness::data_dir::DataDir;
+use crate::harness::options::ServerArgs;
+use crate::harness::report::{self, round, thousands, LatencySummary, Progress, Stamp, Table};
+use crate::harness::tally::{self, Inspection, Tally};
+use crate::harness::workload::{
+    accounts_or_default, client_runtime, connect, count_failed, create_accounts, stats_sum,
+    TransferGen, TransferGenOptions, AMOUNT_RANGE, REQUEST_EVENTS_MAX,
 };
 
-use crate::report::{self, round, thousands, LatencySummary, Progress, Stamp, Table};
-use crate::rng::SplitMix64;
-use crate::server::{self, Inspection, Server};
-
-/// Transfers in one full `create_transfers` request (the server's `batch_size_limit`, 1 MiB of
-/// body, less the multi-batch trailer).
-pub const BATCH_FULL: usize = 8_189;
-pub const ACCOUNTS: u64 = 10_000;
 const DEFAULT_BATCH_TRANSFERS: u64 = 2_000_000;
 const DEFAULT_SECONDS: f64 = 5.0;
-const SMOKE_BATCH_TRANSFERS: u64 = 3 * BATCH_FULL as u64;
+const SMOKE_BATCH_TRANSFERS: u64 = 3 * REQUEST_EVENTS_MAX as u64;
 const SMOKE_SINGLE_TRANSFERS: u64 = 200;
-const SMOKE_ACCOUNTS: u64 = 1_000;
-pub const DEFAULT_SEGMENT_MIB: u64 = 256;
-pub const SMOKE_SEGMENT_MIB: u64 = 8;
-/// Amounts are uniform in `1..=AMOUNT_RANGE`.
-const AMOUNT_RANGE: u64 = 1_000;
 
 // Targets (the issue).
 const TARGET_BATCH_TPS: f64 = 1_000_000.0;
@@ -59,6 +51,7 @@ const TARGET_BATCH_P99_MS: f64 = 10.0;
 const TARGET_SINGLE_64_TPS: f64 = 50_000.0;
 const TARGET_DISK_BYTES: f64 = 160.0;
 
+/// `durable`'s command line.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Transfers of `batch_8189`, in full requests of 8,189 [default: 2,000,000; 24,567 with
@@ -78,32 +71,19 @@ pub struct Args {
     /// Accounts created first [default: 10,000; 1,000 with --smoke]
     #[arg(long)]
     accounts: Option<u64>,
-    /// Parent directory of the data directory [default: a temp dir under the target directory;
-    /// it must be on the real disk, not tmpfs, for fsync to cost what it costs]
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Keep the data directory afterwards
-    #[arg(long)]
-    keep_data: bool,
-    /// The `tally` binary [default: next to this one, else built with cargo]
-    #[arg(long)]
-    tally: Option<PathBuf>,
-    /// Journal segment size, MiB [default: 256 (the server's); 8 with --smoke]
-    #[arg(long)]
-    segment_mib: Option<u64>,
     /// Start the server with `--transfers-max N` (its transfer index sized up front, so that it
     /// never stalls a request by growing) [default: the batch transfers + 1,000,000; 0 lets
     /// the index grow]
     #[arg(long)]
     transfers_max: Option<u64>,
-    /// Tiny sizes (for CI: checks that the harness works; the figures mean nothing)
-    #[arg(long)]
-    smoke: bool,
     /// Seed of the transfer generator
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
+/// A sub-workload (`--workload`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Workload {
     /// 1 client, sequential full requests of 8,189 transfers
@@ -158,9 +138,11 @@ struct Params {
     workloads: Vec<Workload>,
 }
 
+/// Runs the scenario: prints the table, writes `durable.json`.
 pub fn run(args: Args) {
+    let smoke = args.server.smoke;
     let mut params = Params {
-        batch_transfers: args.batch_transfers.unwrap_or(if args.smoke {
+        batch_transfers: args.batch_transfers.unwrap_or(if smoke {
             SMOKE_BATCH_TRANSFERS
         } else {
             DEFAULT_BATCH_TRANSFERS
@@ -168,18 +150,12 @@ pub fn run(args: Args) {
         seconds: args.seconds.unwrap_or(DEFAULT_SECONDS),
         single_transfers: args
             .single_transfers
-            .or(args.smoke.then_some(SMOKE_SINGLE_TRANSFERS)),
-        accounts: args
-            .accounts
-            .unwrap_or(if args.smoke { SMOKE_ACCOUNTS } else { ACCOUNTS }),
-        segment_mib: args.segment_mib.unwrap_or(if args.smoke {
-            SMOKE_SEGMENT_MIB
-        } else {
-            DEFAULT_SEGMENT_MIB
-        }),
+            .or(smoke.then_some(SMOKE_SINGLE_TRANSFERS)),
+        accounts: accounts_or_default(args.accounts, smoke),
+        segment_mib: args.server.segment_mib(),
         transfers_max: 0,
         seed: args.seed,
-        smoke: args.smoke,
+        smoke,
         workloads: if args.workload.is_empty() {
             Workload::ALL.to_vec()
         } else {
@@ -195,32 +171,36 @@ pub fn run(args: Args) {
     }
 
     let stamp = Stamp::now();
-    let binary = server::tally_binary(args.tally.as_deref());
-    let data = DataDir::new(args.data_dir.as_deref(), "durable", args.keep_data);
-    eprintln!(
-        "[durable] tally {} on {} (filesystem {})",
-        binary.display(),
-        data.path.display(),
-        filesystem_type(&data.path)
-    );
-    let server_arguments = vec![
+    let mut tally = Tally::new(&args.server);
+    tally.args = vec![
         "--transfers-max".to_string(),
         params.transfers_max.to_string(),
     ];
-    let runtime = runtime();
-    let mut generator = TransferGen::new(params.accounts, params.seed);
+    let data = DataDir::new(&args.server, "durable");
+    eprintln!(
+        "[durable] tally {} on {} (filesystem {})",
+        tally.binary.display(),
+        data.path.display(),
+        data.filesystem()
+    );
+    let runtime = client_runtime();
+    let mut generator = TransferGen::new(TransferGenOptions {
+        accounts: params.accounts,
+        seed: params.seed,
+        first_id: 1,
+    });
 
     // Accounts, on a first server run.
-    let server = Server::start_with(&binary, &data.path, params.segment_mib, &server_arguments);
+    let server = tally.start(&data.path);
     let accounts_started = Instant::now();
     runtime.block_on(async {
         let client = Client::connect(server.address, 0).await.expect("connect");
         create_accounts(&client, params.accounts).await;
     });
     let accounts_seconds = accounts_started.elapsed().as_secs_f64();
-    let (_, lines) = server.terminate();
-    let mut warnings = server_warnings(&lines);
-    let mut previous = server::inspect(&binary, &data.path);
+    let (_, lines) = server.process.terminate();
+    let mut warnings = tally::warnings(&lines);
+    let mut previous = tally.inspect(&data.path);
     assert!(
         previous.records > 0,
         "accounts created but no journal records"
@@ -228,18 +208,18 @@ pub fn run(args: Args) {
 
     let mut outcomes = Vec::new();
     for &workload in &params.workloads {
-        let server = Server::start_with(&binary, &data.path, params.segment_mib, &server_arguments);
-        let startup = server.startup;
+        let server = tally.start(&data.path);
+        let startup = server.process.startup();
         let measured = runtime.block_on(run_workload(
             workload,
             &params,
             server.address,
             &mut generator,
         ));
-        let memory = server.memory();
-        let (stop, lines) = server.terminate();
-        warnings.extend(server_warnings(&lines));
-        let after = server::inspect(&binary, &data.path);
+        let memory = server.process.memory();
+        let (stop, lines) = server.process.terminate();
+        warnings.extend(tally::warnings(&lines));
+        let after = tally.inspect(&data.path);
         outcomes.push(Outcome {
             workload,
             measured,
@@ -265,19 +245,12 @@ pub fn run(args: Args) {
          disk per transfer. TigerBeetle 0.17 on this machine: 189-332 k tx/s at full batches \
          (p99 52-127 ms), about 1.4 k tx/s for 1-transfer requests at any client count."
     );
-    if warnings.is_empty() {
-        println!("server: no WARN or ERROR lines");
-    } else {
-        println!("server WARN/ERROR lines ({}):", warnings.len());
-        for line in warnings.iter().take(10) {
-            println!("  {line}");
-        }
-    }
+    tally::print_warnings(&warnings);
 
     let params_json = json!({
         "accounts": params.accounts,
         "batch_transfers": params.batch_transfers,
-        "batch_size": BATCH_FULL,
+        "batch_size": REQUEST_EVENTS_MAX,
         "single_seconds": params.single_transfers.is_none().then_some(params.seconds),
         "single_transfers": params.single_transfers,
         "segment_mib": params.segment_mib,
@@ -287,9 +260,9 @@ pub fn run(args: Args) {
         "workloads": params.workloads.iter().map(|w| w.name()).collect::<Vec<_>>(),
         "account_choice": "uniform, distinct debit and credit",
         "amounts": format!("uniform 1..={AMOUNT_RANGE}"),
-        "tally": binary.display().to_string(),
+        "tally": tally.binary.display().to_string(),
         "data_dir": data.path.display().to_string(),
-        "filesystem": filesystem_type(&data.path),
+        "filesystem": data.filesystem(),
         "client_runtime": "tokio current_thread (one thread for all clients)",
         "measurement": "server stopped (SIGTERM) after each sub-workload; tally inspect before \
                         and after gives journal records (fsyncs) and log bytes",
@@ -332,7 +305,7 @@ struct Outcome {
     measured: Measured,
     before: Inspection,
     after: Inspection,
-    memory: server::Memory,
+    memory: Memory,
     startup: Duration,
     stop: Duration,
 }
@@ -385,7 +358,7 @@ impl Outcome {
         o.insert(
             "transfers_per_call".into(),
             json!(if self.workload == Workload::Batch8189 {
-                BATCH_FULL
+                REQUEST_EVENTS_MAX
             } else {
                 1
             }),
@@ -494,24 +467,24 @@ async fn run_workload(
     match workload {
         Workload::Batch8189 => {
             let client = Client::connect(address, 0).await.expect("connect");
-            let calls = params.batch_transfers.div_ceil(BATCH_FULL as u64);
+            let calls = params.batch_transfers.div_ceil(REQUEST_EVENTS_MAX as u64);
             let mut progress = Progress::new(label.clone());
             let mut histogram = report::latency_histogram();
-            let mut events = Vec::with_capacity(BATCH_FULL);
+            let mut events = Vec::with_capacity(REQUEST_EVENTS_MAX);
             let mut failed = 0;
             let started = Instant::now();
             for call in 0..calls {
                 events.clear();
-                generator.fill(&mut events, BATCH_FULL);
+                generator.fill(&mut events, REQUEST_EVENTS_MAX);
                 let sent = Instant::now();
                 let results = client
                     .create_transfers(&events)
                     .await
                     .expect("create_transfers");
-                record(&mut histogram, sent.elapsed());
+                report::record_latency(&mut histogram, sent.elapsed());
                 failed += count_failed(&results);
-                let done = (call + 1) * BATCH_FULL as u64;
-                progress.update(done, calls * BATCH_FULL as u64, || {
+                let done = (call + 1) * REQUEST_EVENTS_MAX as u64;
+                progress.update(done, calls * REQUEST_EVENTS_MAX as u64, || {
                     format!(
                         "{:.0} k tx/s",
                         done as f64 / started.elapsed().as_secs_f64() / 1e3
@@ -520,7 +493,7 @@ async fn run_workload(
             }
             let elapsed = started.elapsed();
             let measured = Measured {
-                transfers: calls * BATCH_FULL as u64,
+                transfers: calls * REQUEST_EVENTS_MAX as u64,
                 calls,
                 failed,
                 elapsed,
@@ -543,10 +516,7 @@ async fn run_single(
     generator: &mut TransferGen,
     label: String,
 ) -> Measured {
-    let mut connected = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        connected.push(Client::connect(address, 0).await.expect("connect"));
-    }
+    let connected = connect(address, clients).await;
     let next_id = Arc::new(AtomicU64::new(generator.next_id));
     let remaining = params
         .single_transfers
@@ -560,8 +530,11 @@ async fn run_single(
         let next_id = next_id.clone();
         let remaining = remaining.clone();
         let done = done.clone();
-        let mut rng = SplitMix64::new(params.seed ^ ((index as u64 + 1) << 32) ^ generator.next_id);
-        let accounts = params.accounts;
+        let mut transfers = TransferGen::new(TransferGenOptions {
+            accounts: params.accounts,
+            seed: params.seed ^ ((index as u64 + 1) << 32) ^ generator.next_id,
+            first_id: 0,
+        });
         tasks.push(tokio::spawn(async move {
             let mut histogram = report::latency_histogram();
             let mut failed = 0u64;
@@ -585,13 +558,13 @@ async fn run_single(
                     }
                 }
                 let id = next_id.fetch_add(1, Ordering::Relaxed);
-                let transfer = transfer(id, accounts, &mut rng);
+                let transfer = transfers.transfer(id);
                 let sent = Instant::now();
                 let results = client
                     .create_transfers(std::slice::from_ref(&transfer))
                     .await
                     .expect("create_transfers");
-                record(&mut histogram, sent.elapsed());
+                report::record_latency(&mut histogram, sent.elapsed());
                 failed += count_failed(&results);
                 calls += 1;
                 done.fetch_add(1, Ordering::Relaxed);
@@ -630,14 +603,7 @@ async fn run_single(
         last = last.max(ended);
     }
     generator.next_id = next_id.load(Ordering::Relaxed);
-    let mut stats = ClientStats::default();
-    for client in &connected {
-        let s = client.stats();
-        stats.calls += s.calls;
-        stats.requests += s.requests;
-        stats.resends += s.resends;
-        stats.connections += s.connections;
-    }
+    let stats = stats_sum(&connected);
     let measured = Measured {
         transfers: calls,
         calls,
@@ -659,154 +625,4 @@ fn finish(progress: &mut Progress, m: &Measured) {
         m.latency.p99_ms,
         m.failed
     ));
-}
-
-fn record(histogram: &mut Histogram<u64>, elapsed: Duration) {
-    histogram.saturating_record(elapsed.as_nanos().max(1) as u64);
-}
-
-pub fn count_failed(results: &[CreateTransferResult]) -> u64 {
-    results
-        .iter()
-        .filter(|r| r.status != CreateTransferStatus::Created)
-        .count() as u64
-}
-
-/// The client side's one thread: the server gets the rest of the machine.
-pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime")
-}
-
-/// Accounts `1..=count`, ledger 1, code 1, in full requests; panics if any is not created.
-pub async fn create_accounts(client: &Client, count: u64) {
-    let mut id = 1u64;
-    while id <= count {
-        let end = (id + BATCH_FULL as u64).min(count + 1);
-        let accounts: Vec<Account> = (id..end)
-            .map(|id| Account {
-                id: u128::from(id),
-                ledger: 1,
-                code: 1,
-                ..Account::default()
-            })
-            .collect();
-        let results = client
-            .create_accounts(&accounts)
-            .await
-            .expect("create_accounts");
-        let failed = results
-            .iter()
-            .filter(|r| r.status != CreateAccountStatus::Created)
-            .count();
-        assert_eq!(failed, 0, "accounts not created: {:?}", results.first());
-        id = end;
-    }
-}
-
-/// A transfer between uniformly random distinct accounts of `1..=accounts`.
-fn transfer(id: u64, accounts: u64, rng: &mut SplitMix64) -> Transfer {
-    let debit = rng.below(accounts);
-    let mut credit = rng.below(accounts);
-    while credit == debit {
-        credit = rng.below(accounts);
-    }
-    Transfer {
-        id: u128::from(id),
-        debit_account_id: u128::from(debit + 1),
-        credit_account_id: u128::from(credit + 1),
-        amount: u128::from(1 + rng.below(AMOUNT_RANGE)),
-        ledger: 1,
-        code: 1,
-        ..Default::default()
-    }
-}
-
-/// Transfers with sequential ids from 1, between uniformly random distinct accounts.
-pub struct TransferGen {
-    pub next_id: u64,
-    accounts: u64,
-    rng: SplitMix64,
-}
-
-impl TransferGen {
-    pub fn new(accounts: u64, seed: u64) -> Self {
-        Self {
-            next_id: 1,
-            accounts,
-            rng: SplitMix64::new(seed),
-        }
-    }
-
-    pub fn fill(&mut self, events: &mut Vec<Transfer>, count: usize) {
-        for _ in 0..count {
-            let id = self.next_id;
-            self.next_id += 1;
-            events.push(transfer(id, self.accounts, &mut self.rng));
-        }
-    }
-}
-
-/// The data directory: `PARENT/NAME-XXXX` (a temp dir, removed at the end unless kept).
-pub struct DataDir {
-    pub path: PathBuf,
-    _temp: Option<tempfile::TempDir>,
-}
-
-impl DataDir {
-    pub fn new(parent: Option<&Path>, name: &str, keep: bool) -> DataDir {
-        let parent = match parent {
-            Some(parent) => parent.to_path_buf(),
-            None => report::out_dir()
-                .parent()
-                .expect("out_dir is <target>/bench")
-                .to_path_buf(),
-        };
-        std::fs::create_dir_all(&parent)
-            .unwrap_or_else(|e| panic!("create {}: {e}", parent.display()));
-        let temp = tempfile::Builder::new()
-            .prefix(&format!("{name}-data-"))
-            .tempdir_in(&parent)
-            .unwrap_or_else(|e| panic!("temp dir in {}: {e}", parent.display()));
-        // tally start formats DIR if DIR/format is missing; the empty temp dir is fine.
-        let path = temp.path().to_path_buf();
-        if keep {
-            let path = temp.keep();
-            DataDir { path, _temp: None }
-        } else {
-            DataDir {
-                path,
-                _temp: Some(temp),
-            }
-        }
-    }
-}
-
-/// The filesystem type of `path` from /proc/self/mounts (longest matching mount point).
-pub fn filesystem_type(path: &Path) -> String {
-    let path = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
-    let mounts = std::fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    mounts
-        .lines()
-        .filter_map(|line| {
-            let mut fields = line.split_whitespace();
-            let _device = fields.next()?;
-            let mount_point = fields.next()?;
-            let kind = fields.next()?;
-            path.starts_with(mount_point)
-                .then(|| (mount_point.len(), kind.to_string()))
-        })
-        .max()
-        .map_or_else(|| "unknown".into(), |(_, kind)| kind)
-}
-
-/// WARN and ERROR lines of the server's log.
-pub fn server_warnings(lines: &[String]) -> Vec<String> {
-    lines
-        .iter()
-        .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
-        .cloned()
-        .collect()
 }

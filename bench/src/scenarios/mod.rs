@@ -1,5 +1,5 @@
 //! One module per scenario. Each has an `Args` struct (clap) and `run(args)`, prints its table
-//! through `report::Table` and writes its JSON through `report::write_json`.
+//! through `harness::report::Table` and writes its JSON through `harness::report::write_json`.
 
 pub mod core;
 pub mod durable;

@@ -27,7 +27,7 @@
 //! Memory: VmRSS, VmHWM, RssAnon (the heap) and RssFile (the mapped journal pages) of the server
 //! process right after each start-up, per transfer.
 
-use std::path::PathBuf;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -35,23 +35,26 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Map, Value};
 use tally_client::Client;
 
-use crate::report::{self, round, thousands, Progress, Stamp, Table};
-use crate::rng::mix64;
-use crate::scenarios::durable::{
-    count_failed, create_accounts, filesystem_type, runtime, server_warnings, DataDir, TransferGen,
-    ACCOUNTS, BATCH_FULL, DEFAULT_SEGMENT_MIB, SMOKE_SEGMENT_MIB,
+use crate::harness::child::Memory;
+use crate::harness::data_dir::DataDir;
+use crate::harness::options::ServerArgs;
+use crate::harness::report::{self, round, thousands, Progress, Stamp, Table};
+use crate::harness::rng::mix64;
+use crate::harness::tally::{self, Recovered, Tally};
+use crate::harness::workload::{
+    accounts_or_default, client_runtime, connect, count_failed, create_accounts, TransferGen,
+    TransferGenOptions, REQUEST_EVENTS_MAX,
 };
-use crate::server::{self, field, Memory, Recovered, Server};
 
 const DEFAULT_TRANSFERS: u64 = 10_000_000;
-const SMOKE_TRANSFERS: u64 = 5 * BATCH_FULL as u64;
-const SMOKE_ACCOUNTS: u64 = 1_000;
+const SMOKE_TRANSFERS: u64 = 5 * REQUEST_EVENTS_MAX as u64;
 const DEFAULT_LOAD_CLIENTS: usize = 4;
 
 // Targets (the issue).
 const TARGET_REPLAY_TPS: f64 = 5_000_000.0;
 const TARGET_RESTART_SECONDS: f64 = 5.0;
 
+/// `recovery`'s command line.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// Transfers loaded before the restarts, in full requests of 8,189 (rounded up)
@@ -64,24 +67,11 @@ pub struct Args {
     /// Accounts created first [default: 10,000; 1,000 with --smoke]
     #[arg(long)]
     accounts: Option<u64>,
-    /// Parent directory of the data directory [default: a temp dir under the target directory]
-    #[arg(long)]
-    data_dir: Option<PathBuf>,
-    /// Keep the data directory afterwards
-    #[arg(long)]
-    keep_data: bool,
-    /// The `tally` binary [default: next to this one, else built with cargo]
-    #[arg(long)]
-    tally: Option<PathBuf>,
-    /// Journal segment size, MiB [default: 256 (the server's); 8 with --smoke]
-    #[arg(long)]
-    segment_mib: Option<u64>,
-    /// Tiny sizes (for CI: checks that the harness works; the figures mean nothing)
-    #[arg(long)]
-    smoke: bool,
     /// Seed of the transfer generator
     #[arg(long, default_value_t = 42)]
     seed: u64,
+    #[command(flatten)]
+    server: ServerArgs,
 }
 
 /// One timed start-up.
@@ -105,6 +95,7 @@ impl Restart {
             "recovered_op": self.recovered.op,
             "checkpoint_record": self.recovered.checkpoint_record,
             "records_replayed": self.recovered.records,
+            "recovered": self.recovered.fields,
             "transfers_replayed": self.transfers_replayed,
             "replay_transfers_per_second": self.replay_tps().map(f64::round),
             "rss_bytes": self.memory.rss_bytes,
@@ -119,62 +110,49 @@ impl Restart {
     }
 }
 
+/// Runs the scenario: prints the table, writes `recovery.json`.
 pub fn run(args: Args) {
-    let requested = args.transfers.unwrap_or(if args.smoke {
+    let smoke = args.server.smoke;
+    let requested = args.transfers.unwrap_or(if smoke {
         SMOKE_TRANSFERS
     } else {
         DEFAULT_TRANSFERS
     });
-    let batches = requested.div_ceil(BATCH_FULL as u64).max(1);
-    let transfers = batches * BATCH_FULL as u64;
-    let accounts = args
-        .accounts
-        .unwrap_or(if args.smoke { SMOKE_ACCOUNTS } else { ACCOUNTS });
-    let segment_mib = args.segment_mib.unwrap_or(if args.smoke {
-        SMOKE_SEGMENT_MIB
-    } else {
-        DEFAULT_SEGMENT_MIB
-    });
+    let batches = requested.div_ceil(REQUEST_EVENTS_MAX as u64).max(1);
+    let transfers = batches * REQUEST_EVENTS_MAX as u64;
+    let accounts = accounts_or_default(args.accounts, smoke);
+    let segment_mib = args.server.segment_mib();
     let load_clients = args.load_clients.max(1);
 
     let stamp = Stamp::now();
-    let binary = server::tally_binary(args.tally.as_deref());
-    let data = DataDir::new(args.data_dir.as_deref(), "recovery", args.keep_data);
+    let tally = Tally::new(&args.server);
+    let data = DataDir::new(&args.server, "recovery");
     eprintln!(
         "[recovery] tally {} on {} (filesystem {})",
-        binary.display(),
+        tally.binary.display(),
         data.path.display(),
-        filesystem_type(&data.path)
+        data.filesystem()
     );
-    let runtime = runtime();
+    let runtime = client_runtime();
     let mut warnings = Vec::new();
 
     // 1. Load.
-    let loader = Server::start(&binary, &data.path, segment_mib);
-    let empty_start_seconds = loader.startup.as_secs_f64();
+    let loader = tally.start(&data.path);
+    let empty_start_seconds = loader.process.startup().as_secs_f64();
     let (load_seconds, failed) = runtime.block_on(load(
         loader.address,
-        accounts,
-        batches,
-        load_clients,
-        args.seed,
+        Load {
+            accounts,
+            batches,
+            clients: load_clients,
+            seed: args.seed,
+        },
     ));
-    let load_memory = loader.memory();
-    let load_lines = loader.kill();
-    warnings.extend(server_warnings(&load_lines));
-    // `checkpoint record=R op=Y bytes=B` lines: record → protocol op.
-    let checkpoints: Vec<(u64, u64, u64)> = load_lines
-        .iter()
-        .filter(|line| server::find_line(std::slice::from_ref(line), "checkpoint").is_some())
-        .filter_map(|line| {
-            Some((
-                field(line, "record")?,
-                field(line, "op")?,
-                field(line, "bytes").unwrap_or(0),
-            ))
-        })
-        .collect();
-    let journal = server::inspect(&binary, &data.path);
+    let load_memory = loader.process.memory();
+    let load_lines = loader.process.kill();
+    warnings.extend(tally::warnings(&load_lines));
+    let checkpoints = tally::checkpoints(&load_lines);
+    let journal = tally.inspect(&data.path);
     eprintln!(
         "[recovery] loaded {} transfers in {:.1} s ({:.0} k tx/s); {} records, {} bytes of log; \
          {} checkpoint(s) while loading",
@@ -194,17 +172,17 @@ pub fn run(args: Args) {
         }
         match checkpoints
             .iter()
-            .find(|(record, _, _)| *record == recovered.checkpoint_record)
+            .find(|checkpoint| checkpoint.record == recovered.checkpoint_record)
         {
-            Some(&(_, checkpoint_op, _)) => {
-                (op_last.saturating_sub(checkpoint_op) * BATCH_FULL as u64).min(transfers)
+            Some(checkpoint) => {
+                (op_last.saturating_sub(checkpoint.op) * REQUEST_EVENTS_MAX as u64).min(transfers)
             }
             None => 0,
         }
     };
 
     // 2. Crash restart: SIGKILL, start from the newest checkpoint, replay the rest.
-    let crash = Server::start(&binary, &data.path, segment_mib);
+    let crash = tally.start(&data.path);
     let crash_recovered = crash.recovered();
     assert_eq!(
         crash_recovered.records + crash_recovered.checkpoint_record,
@@ -213,12 +191,12 @@ pub fn run(args: Args) {
     let op_last = crash_recovered.op;
     let crash_restart = Restart {
         kind: "after SIGKILL (newest checkpoint + replay)",
-        seconds: crash.startup.as_secs_f64(),
-        recovered: crash_recovered,
+        seconds: crash.process.startup().as_secs_f64(),
         transfers_replayed: replayed_after(&crash_recovered, op_last),
-        memory: crash.memory(),
+        recovered: crash_recovered,
+        memory: crash.process.memory(),
     };
-    warnings.extend(server_warnings(&crash.kill()));
+    warnings.extend(tally::warnings(&crash.process.kill()));
 
     // 3. Full replay: no checkpoint at all.
     for name in ["checkpoint-a", "checkpoint-b"] {
@@ -228,7 +206,7 @@ pub fn run(args: Args) {
                 .unwrap_or_else(|e| panic!("remove {}: {e}", path.display()));
         }
     }
-    let full = Server::start(&binary, &data.path, segment_mib);
+    let full = tally.start(&data.path);
     let full_recovered = full.recovered();
     assert_eq!(
         full_recovered.checkpoint_record, 0,
@@ -238,28 +216,28 @@ pub fn run(args: Args) {
     assert_eq!(full_recovered.op, op_last);
     let full_restart = Restart {
         kind: "no checkpoint (full replay)",
-        seconds: full.startup.as_secs_f64(),
+        seconds: full.process.startup().as_secs_f64(),
         recovered: full_recovered,
         transfers_replayed: transfers,
-        memory: full.memory(),
+        memory: full.process.memory(),
     };
 
     // 4. SIGTERM right after that start-up, with nothing appended since: the server writes a
     //    checkpoint only if it appended log since the last one, so this start replays again.
-    let (_, lines) = full.terminate();
-    warnings.extend(server_warnings(&lines));
-    let idle = Server::start(&binary, &data.path, segment_mib);
+    let (_, lines) = full.process.terminate();
+    warnings.extend(tally::warnings(&lines));
+    let idle = tally.start(&data.path);
     let idle_recovered = idle.recovered();
     let idle_restart = Restart {
         kind: "after SIGTERM, nothing appended since start",
-        seconds: idle.startup.as_secs_f64(),
-        recovered: idle_recovered,
+        seconds: idle.process.startup().as_secs_f64(),
         transfers_replayed: if idle_recovered.checkpoint_record == 0 {
             transfers
         } else {
             0
         },
-        memory: idle.memory(),
+        recovered: idle_recovered,
+        memory: idle.process.memory(),
     };
 
     // 5. Clean restart: one client registers (a record), SIGTERM writes a checkpoint, and the
@@ -268,9 +246,9 @@ pub fn run(args: Args) {
         let client = Client::connect(idle.address, 0).await.expect("connect");
         drop(client);
     });
-    let (stop, lines) = idle.terminate();
-    warnings.extend(server_warnings(&lines));
-    let clean = Server::start(&binary, &data.path, segment_mib);
+    let (stop, lines) = idle.process.terminate();
+    warnings.extend(tally::warnings(&lines));
+    let clean = tally.start(&data.path);
     let clean_recovered = clean.recovered();
     assert_eq!(
         clean_recovered.records, 0,
@@ -278,13 +256,13 @@ pub fn run(args: Args) {
     );
     let clean_restart = Restart {
         kind: "after SIGTERM (checkpoint, no replay)",
-        seconds: clean.startup.as_secs_f64(),
+        seconds: clean.process.startup().as_secs_f64(),
         recovered: clean_recovered,
         transfers_replayed: 0,
-        memory: clean.memory(),
+        memory: clean.process.memory(),
     };
-    let (_, lines) = clean.terminate();
-    warnings.extend(server_warnings(&lines));
+    let (_, lines) = clean.process.terminate();
+    warnings.extend(tally::warnings(&lines));
 
     let net_replay_seconds = full_restart.seconds - clean_restart.seconds;
     let net_replay_tps = (net_replay_seconds > 0.0).then(|| transfers as f64 / net_replay_seconds);
@@ -343,27 +321,20 @@ pub fn run(args: Args) {
         verdict(worst_restart <= TARGET_RESTART_SECONDS),
         worst_restart,
     );
-    if warnings.is_empty() {
-        println!("server: no WARN or ERROR lines");
-    } else {
-        println!("server WARN/ERROR lines ({}):", warnings.len());
-        for line in warnings.iter().take(10) {
-            println!("  {line}");
-        }
-    }
+    tally::print_warnings(&warnings);
 
     let params = json!({
         "transfers": transfers,
         "transfers_requested": requested,
-        "batch_size": BATCH_FULL,
+        "batch_size": REQUEST_EVENTS_MAX,
         "load_clients": load_clients,
         "accounts": accounts,
         "segment_mib": segment_mib,
         "seed": args.seed,
-        "smoke": args.smoke,
-        "tally": binary.display().to_string(),
+        "smoke": smoke,
+        "tally": tally.binary.display().to_string(),
         "data_dir": data.path.display().to_string(),
-        "filesystem": filesystem_type(&data.path),
+        "filesystem": data.filesystem(),
         "page_cache": "warm (the journal was just written)",
     });
     let mut results = Map::new();
@@ -391,7 +362,7 @@ pub fn run(args: Args) {
         "checkpoints_while_loading".into(),
         json!(checkpoints
             .iter()
-            .map(|(record, op, bytes)| json!({"record": record, "op": op, "bytes": bytes}))
+            .map(|c| json!({"record": c.record, "op": c.op, "bytes": c.bytes}))
             .collect::<Vec<_>>()),
     );
     results.insert(
@@ -438,23 +409,31 @@ pub fn run(args: Args) {
     println!("wrote {}", path.display());
 }
 
-/// Accounts, then `batches` full requests from `clients` clients at once. Returns the seconds
-/// the transfers took and the failed events.
-async fn load(
-    address: std::net::SocketAddr,
+/// What `load` sends.
+#[derive(Clone, Copy, Debug)]
+struct Load {
     accounts: u64,
+    /// Full requests of 8,189 transfers.
     batches: u64,
+    /// Clients sending at once.
     clients: usize,
     seed: u64,
-) -> (f64, u64) {
+}
+
+/// Accounts, then `load.batches` full requests from `load.clients` clients at once. Returns the
+/// seconds the transfers took and the failed events.
+async fn load(address: SocketAddr, load: Load) -> (f64, u64) {
+    let Load {
+        accounts,
+        batches,
+        clients,
+        seed,
+    } = load;
     {
         let client = Client::connect(address, 0).await.expect("connect");
         create_accounts(&client, accounts).await;
     }
-    let mut connected = Vec::with_capacity(clients);
-    for _ in 0..clients {
-        connected.push(Client::connect(address, 0).await.expect("connect"));
-    }
+    let connected = connect(address, clients).await;
     let next_batch = Arc::new(AtomicU64::new(0));
     let done = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
@@ -463,7 +442,7 @@ async fn load(
         let next_batch = next_batch.clone();
         let done = done.clone();
         tasks.push(tokio::spawn(async move {
-            let mut events = Vec::with_capacity(BATCH_FULL);
+            let mut events = Vec::with_capacity(REQUEST_EVENTS_MAX);
             let mut failed = 0;
             loop {
                 let batch = next_batch.fetch_add(1, Ordering::Relaxed);
@@ -471,10 +450,13 @@ async fn load(
                     break;
                 }
                 // Batch b holds ids b * 8189 + 1 ..= (b + 1) * 8189, whichever client sends it.
-                let mut generator = TransferGen::new(accounts, mix64(seed ^ batch));
-                generator.next_id = batch * BATCH_FULL as u64 + 1;
+                let mut generator = TransferGen::new(TransferGenOptions {
+                    accounts,
+                    seed: mix64(seed ^ batch),
+                    first_id: batch * REQUEST_EVENTS_MAX as u64 + 1,
+                });
                 events.clear();
-                generator.fill(&mut events, BATCH_FULL);
+                generator.fill(&mut events, REQUEST_EVENTS_MAX);
                 let results = client
                     .create_transfers(&events)
                     .await
@@ -485,11 +467,11 @@ async fn load(
             failed
         }));
     }
-    let total = batches * BATCH_FULL as u64;
+    let total = batches * REQUEST_EVENTS_MAX as u64;
     let mut progress = Progress::new("recovery load");
     while !tasks.iter().all(|task| task.is_finished()) {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let count = done.load(Ordering::Relaxed) * BATCH_FULL as u64;
+        let count = done.load(Ordering::Relaxed) * REQUEST_EVENTS_MAX as u64;
         progress.update(count, total, || {
             format!(
                 "{:.0} k tx/s",

@@ -52,11 +52,14 @@ pub fn write_json(scenario: &str, started: &Stamp, params: Value, results: Value
 
 /// The date and machine, taken when a scenario starts.
 pub struct Stamp {
+    /// UTC, ISO-8601, seconds.
     pub date: String,
+    /// `machine()` at the start.
     pub machine: Value,
 }
 
 impl Stamp {
+    /// The stamp of now.
     pub fn now() -> Self {
         Self {
             date: utc_now_iso8601(),
@@ -150,18 +153,30 @@ pub fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
 }
 
+/// Records one latency in a `latency_histogram` (at least 1 ns; beyond an hour, an hour).
+pub fn record_latency(histogram: &mut Histogram<u64>, elapsed: Duration) {
+    histogram.saturating_record(elapsed.as_nanos().max(1) as u64);
+}
+
 /// The usual quantiles of a nanosecond histogram, in milliseconds.
 #[derive(Clone, Copy, Debug)]
 pub struct LatencySummary {
+    /// Samples.
     pub count: u64,
+    /// Mean.
     pub mean_ms: f64,
+    /// Median.
     pub p50_ms: f64,
+    /// 99th percentile.
     pub p99_ms: f64,
+    /// 99.9th percentile.
     pub p999_ms: f64,
+    /// Maximum.
     pub p100_ms: f64,
 }
 
 impl LatencySummary {
+    /// The summary of a `latency_histogram`.
     pub fn of(histogram: &Histogram<u64>) -> Self {
         let ms = |ns: u64| ns as f64 / 1e6;
         Self {
@@ -226,6 +241,7 @@ pub struct Table {
 }
 
 impl Table {
+    /// A table with these column headers and no rows.
     pub fn new(headers: &[&str]) -> Self {
         Self {
             headers: headers.iter().map(|h| h.to_string()).collect(),
@@ -233,11 +249,13 @@ impl Table {
         }
     }
 
+    /// Adds a row: one cell per column.
     pub fn row(&mut self, cells: Vec<String>) {
         assert_eq!(cells.len(), self.headers.len(), "one cell per column");
         self.rows.push(cells);
     }
 
+    /// The table as text, one line per row.
     pub fn render(&self) -> String {
         let columns = self.headers.len();
         let widths: Vec<usize> = (0..columns)
@@ -288,6 +306,7 @@ pub struct Progress {
 }
 
 impl Progress {
+    /// A progress line labelled `[label]`; nothing shows until the first `update`.
     pub fn new(label: impl Into<String>) -> Self {
         let terminal = std::io::stderr().is_terminal();
         Self {

@@ -9,10 +9,12 @@ pub struct SplitMix64 {
 }
 
 impl SplitMix64 {
+    /// A stream starting at `seed`.
     pub fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
+    /// The next 64 random bits.
     #[inline]
     pub fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -58,6 +60,7 @@ pub struct Zipf {
 }
 
 impl Zipf {
+    /// Zipf over `n` ranks with exponent `s`.
     pub fn new(n: usize, s: f64) -> Self {
         assert!(n > 0);
         let mut cdf = Vec::with_capacity(n);
@@ -73,6 +76,7 @@ impl Zipf {
     }
 
     #[inline]
+    /// A rank drawn from `rng`.
     pub fn sample(&self, rng: &mut SplitMix64) -> usize {
         let u = rng.unit();
         self.cdf
