@@ -7,7 +7,7 @@
 //! Every scenario prints a human table to stdout (with a progress line on stderr while it runs)
 //! and writes `target/bench/SCENARIO.json` (`$CARGO_TARGET_DIR/bench/` if that is set) through
 //! `harness::report`: `{scenario, date, machine, params, ...figures}` in plain units.
-//! `durable` and `recovery` run a real `tally start` child; what they share
+//! `durable`, `recovery` and `recovery-mixed` run a real `tally start` child; what they share
 //! (options, data directory, child process, accounts and transfers) is in `harness/`.
 //! To add a scenario (`graphql`, ...): a module under `scenarios/` with an `Args` struct
 //! (flattening `harness::options::ServerArgs` if it runs a server) and a `run(args)` function,
@@ -48,6 +48,9 @@ enum Scenario {
     /// Restart times of a big data directory (after SIGKILL, with no checkpoint, after
     /// SIGTERM), replay rate, and the server's memory per transfer after a restart.
     Recovery(scenarios::recovery::Args),
+    /// Restart time after SIGKILL as a mixed history grows: cycles of small writes from several
+    /// clients, a read-back of every transfer in large lookups, SIGKILL and a timed restart.
+    RecoveryMixed(scenarios::recovery_mixed::Args),
 }
 
 fn main() {
@@ -56,5 +59,6 @@ fn main() {
         Scenario::Core(args) => scenarios::core::run(args),
         Scenario::Durable(args) => scenarios::durable::run(args),
         Scenario::Recovery(args) => scenarios::recovery::run(args),
+        Scenario::RecoveryMixed(args) => scenarios::recovery_mixed::run(args),
     }
 }

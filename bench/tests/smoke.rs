@@ -1,8 +1,8 @@
-//! Keeps the harness compiling and working: `core --smoke`, `durable --smoke` and
-//! `recovery --smoke` must exit 0 and write well-formed JSON. Nothing here looks at speed (CI
-//! machines vary, and benchmarks never gate CI). `durable` and `recovery` run the real `tally`
-//! binary (built with `cargo build --release -p tally-server` if it is not in the target
-//! directory yet).
+//! Keeps the harness compiling and working: `core --smoke`, `durable --smoke`,
+//! `recovery --smoke` and `recovery-mixed --smoke` must exit 0 and write well-formed JSON.
+//! Nothing here looks at speed (CI machines vary, and benchmarks never gate CI). The server
+//! scenarios run the real `tally` binary (built with `cargo build --release -p tally-server` if
+//! it is not in the target directory yet).
 
 use std::process::Command;
 
@@ -165,6 +165,51 @@ fn recovery_smoke_writes_json() {
 }
 
 #[test]
+fn recovery_mixed_smoke_writes_json() {
+    let json = smoke("recovery-mixed", "restart s");
+    let cycles = json["cycles"].as_array().expect("cycles array");
+    assert_eq!(
+        cycles.len() as u64,
+        json["params"]["cycles"].as_u64().unwrap()
+    );
+    for key in [
+        "restart_seconds",
+        "restart_seconds_max",
+        "restart_seconds_last",
+        "records_replayed_last",
+    ] {
+        non_negative(&json, key);
+    }
+    let mut transfers_before = 0;
+    for cycle in cycles {
+        non_negative(cycle, "restart_seconds");
+        assert_eq!(cycle["write_failed"], 0, "{cycle}");
+        assert_eq!(cycle["transfers_missing"], 0, "{cycle}");
+        // Every transfer so far is read back, in requests of at most 8,189 ids.
+        let transfers = cycle["transfers_total"].as_u64().unwrap();
+        assert!(transfers > transfers_before, "{cycle}");
+        assert_eq!(
+            cycle["lookup_requests"].as_u64().unwrap(),
+            transfers.div_ceil(8189),
+            "{cycle}"
+        );
+        transfers_before = transfers;
+        // The restart recovered the whole journal: from the checkpoint, then the replay.
+        let recovered = &cycle["recovered"];
+        assert!(recovered["op"].as_u64().unwrap() > 0, "{cycle}");
+        assert_eq!(
+            cycle["checkpoint_record"].as_u64().unwrap()
+                + cycle["records_replayed"].as_u64().unwrap(),
+            cycle["journal_records"].as_u64().unwrap(),
+            "{cycle}"
+        );
+    }
+    assert_eq!(json["transfers_missing"], 0);
+    assert!(json["targets"]["restart_met"].is_boolean());
+    assert_eq!(json["server_warnings"], serde_json::json!([]));
+}
+
+#[test]
 fn help_lists_scenarios() {
     let output = Command::new(env!("CARGO_BIN_EXE_tally-bench"))
         .arg("--help")
@@ -172,7 +217,7 @@ fn help_lists_scenarios() {
         .expect("run tally-bench --help");
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for scenario in ["core", "durable", "recovery"] {
+    for scenario in ["core", "durable", "recovery", "recovery-mixed"] {
         assert!(
             help.contains(scenario),
             "{scenario} missing from --help:\n{help}"

@@ -149,4 +149,9 @@ impl TransferGen {
             ..Default::default()
         }
     }
+
+    /// Uniform in `0..n`, from the same stream (request sizes, say).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.rng.below(n)
+    }
 }

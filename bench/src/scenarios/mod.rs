@@ -4,3 +4,4 @@
 pub mod core;
 pub mod durable;
 pub mod recovery;
+pub mod recovery_mixed;

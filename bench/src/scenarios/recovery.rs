@@ -26,6 +26,9 @@
 //!
 //! Memory: VmRSS, VmHWM, RssAnon (the heap) and RssFile (the mapped journal pages) of the server
 //! process right after each start-up, per transfer.
+//!
+//! A history of small writes and large reads, restarted after every cycle, is
+//! `recovery-mixed` (`recovery_mixed.rs`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
