@@ -8,7 +8,7 @@ use crate::error::PaymentsError;
 use crate::fees::{Fee, SetFee};
 use crate::idempotency::IdempotencyKey;
 use crate::liquidity::LiquidityCommand;
-use crate::peers::PeerCommand;
+use crate::peers::{Peer, PeerCommand};
 use crate::wallet_addresses::WalletAddressCommand;
 
 /// Timestamps one command reserves: the ledger events it may create (each takes one), with
@@ -49,6 +49,11 @@ pub enum Success {
     Fee(Fee),
     /// A liquidity mutation succeeded.
     Liquidity,
+    /// The peer created or updated (`createPeer`, `updatePeer`, `createOrUpdatePeerByUrl`);
+    /// boxed, as the largest success, so that every stored outcome stays small.
+    Peer(Box<Peer>),
+    /// `deletePeer` succeeded.
+    PeerDeleted,
 }
 
 /// A command's result, stored for idempotent retries.

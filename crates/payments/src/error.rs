@@ -17,6 +17,12 @@ pub enum PaymentsError {
     /// `setFee` failed.
     #[error("fee: {0:?}")]
     Fee(FeeError),
+    /// `createPeer`, `updatePeer` or `deletePeer` failed.
+    #[error("peer: {0:?}")]
+    Peer(PeerError),
+    /// `createOrUpdatePeerByUrl` failed.
+    #[error("auto-peering: {0:?}")]
+    AutoPeering(AutoPeeringError),
     /// The idempotency key was used before with another mutation or other arguments.
     #[error("idempotency key {key} was used with different arguments")]
     IdempotencyKeyReused {
@@ -98,6 +104,59 @@ pub enum FeeError {
     UnknownAsset,
     /// Basis points outside 0..=10000.
     InvalidBasisPointFee,
+}
+
+/// Rafiki's `PeerError`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum PeerError {
+    /// An incoming token is used by another peer, or twice in the input.
+    DuplicateIncomingToken,
+    /// A peer of the asset has that static ILP address.
+    DuplicatePeer,
+    /// The static ILP address fails ilp-packet's rule.
+    InvalidStaticIlpAddress,
+    /// The outgoing endpoint is not an `http`/`https` URL with a proper hostname.
+    #[allow(clippy::upper_case_acronyms)]
+    InvalidHTTPEndpoint,
+    /// No such asset (or it is deleted).
+    UnknownAsset,
+    /// No such peer.
+    UnknownPeer,
+    /// The initial deposit would fail.
+    InvalidInitialLiquidity,
+}
+
+/// Rafiki's `AutoPeeringError`. The domain raises `UnknownAsset`,
+/// `InvalidPeerIlpConfiguration`, `InvalidPeeringRequest` and `LiquidityError`; the front raises
+/// the others from the peering request's HTTP outcome, before any command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AutoPeeringError {
+    /// The other instance says this instance's ILP configuration is wrong.
+    InvalidIlpConfiguration,
+    /// The other instance's address or connector URL is invalid.
+    InvalidPeerIlpConfiguration,
+    /// No such asset.
+    UnknownAsset,
+    /// The other instance has no asset with this code and scale.
+    PeerUnsupportedAsset,
+    /// The peer URL does not resolve or refuses the connection.
+    InvalidPeerUrl,
+    /// Any other failure of the peering request, or of creating or updating the peer.
+    InvalidPeeringRequest,
+    /// The deposit of `liquidityToDeposit` would fail.
+    LiquidityError,
+}
+
+impl From<PeerError> for PaymentsError {
+    fn from(error: PeerError) -> Self {
+        PaymentsError::Peer(error)
+    }
+}
+
+impl From<AutoPeeringError> for PaymentsError {
+    fn from(error: AutoPeeringError) -> Self {
+        PaymentsError::AutoPeering(error)
+    }
 }
 
 impl From<AssetError> for PaymentsError {

@@ -27,14 +27,19 @@ pub use crate::accounts::{
 };
 pub use crate::assets::{Asset, AssetCommand, CreateAsset, DeleteAsset, UpdateAsset};
 pub use crate::command::{Command, Mutation, Outcome, Success, TIMESTAMPS_PER_COMMAND};
-pub use crate::error::{AssetError, FeeError, LedgerStatus, LiquidityError, PaymentsError};
+pub use crate::error::{
+    AssetError, AutoPeeringError, FeeError, LedgerStatus, LiquidityError, PaymentsError, PeerError,
+};
 pub use crate::fees::{Fee, FeeType, SetFee, BASIS_POINTS_MAX};
 pub use crate::idempotency::{Fingerprint, IdempotencyKey, IDEMPOTENCY_KEY_LIFETIME_NS};
 pub use crate::liquidity::{
     Deposit, LiquidityCommand, LiquidityOwner, Withdrawal, WithdrawalResolve,
 };
 pub use crate::page::{Page, PageRequest, SortOrder};
-pub use crate::peers::PeerCommand;
+pub use crate::peers::{
+    is_valid_http_url, is_valid_ilp_address, CreateOrUpdatePeerByUrl, CreatePeer, DeletePeer,
+    HttpOutgoing, Peer, PeerCommand, PeerHttp, UpdatePeer, ILP_ADDRESS_LENGTH_MAX,
+};
 pub use crate::port::LedgerPort;
 pub use crate::state::{DecodeError, Payments};
 pub use crate::wallet_addresses::WalletAddressCommand;

@@ -13,6 +13,7 @@ use crate::error::PaymentsError;
 use crate::fees::{Fee, FeeType};
 use crate::idempotency::{IdempotencyKeys, Recall};
 use crate::page::{page, Page, PageRequest};
+use crate::peers::Peer;
 use crate::port::LedgerPort;
 
 /// Checkpoint format of the domain state; a newer binary names it when it cannot read one.
@@ -33,6 +34,13 @@ pub struct Payments {
     /// `(asset, creation timestamp)` → fee, for each asset's fee history.
     pub(crate) fees_created: BTreeMap<(Uuid, u64), Uuid>,
     pub(crate) fee_latest: BTreeMap<(Uuid, FeeType), Uuid>,
+    pub(crate) peers: BTreeMap<Uuid, Peer>,
+    /// Creation timestamp → peer, for pagination (a deleted peer leaves it).
+    pub(crate) peers_created: BTreeMap<u64, Uuid>,
+    /// `(asset, static ILP address)` → peer: unique, and the routing table of `peer_by_address`.
+    pub(crate) peer_by_address: BTreeMap<(Uuid, String), Uuid>,
+    /// Incoming token → peer: unique across all peers.
+    pub(crate) peer_by_incoming_token: BTreeMap<String, Uuid>,
     pub(crate) idempotency: IdempotencyKeys,
 }
 
@@ -87,8 +95,8 @@ impl Payments {
     }
 
     /// Whether a peer or wallet address refers to the asset.
-    pub(crate) fn asset_in_use(&self, _asset: Uuid) -> bool {
-        false
+    pub(crate) fn asset_in_use(&self, asset: Uuid) -> bool {
+        self.asset_has_peers(asset)
     }
 
     /// The asset, if active.
