@@ -2,6 +2,7 @@
 //! chose for it (new ids, the idempotency key), and what comes back.
 
 use serde::{Deserialize, Serialize};
+use uuid::Uuid;
 
 use crate::assets::{Asset, AssetCommand};
 use crate::error::PaymentsError;
@@ -9,7 +10,8 @@ use crate::fees::{Fee, SetFee};
 use crate::idempotency::IdempotencyKey;
 use crate::liquidity::LiquidityCommand;
 use crate::peers::{Peer, PeerCommand};
-use crate::wallet_addresses::WalletAddressCommand;
+use crate::wallet_address_keys::WalletAddressKey;
+use crate::wallet_addresses::{WalletAddress, WalletAddressCommand};
 
 /// Timestamps one command reserves: the ledger events it may create (each takes one), with
 /// room to spare. The core reserves exactly this many whatever the command does, so that the
@@ -54,6 +56,24 @@ pub enum Success {
     Peer(Box<Peer>),
     /// `deletePeer` succeeded.
     PeerDeleted,
+    /// The wallet address created or updated (boxed, as `Peer`, to keep outcomes small).
+    WalletAddress(Box<WalletAddress>),
+    /// The wallet address key created or revoked.
+    WalletAddressKey(WalletAddressKey),
+    /// `createWalletAddressWithdrawal`: the withdrawal (pending when it has a timeout).
+    WalletAddressWithdrawal {
+        /// The withdrawal's (and its transfer's) id.
+        id: Uuid,
+        /// The whole balance withdrawn.
+        amount: u128,
+        /// The address, as it is.
+        wallet_address: Box<WalletAddress>,
+    },
+    /// `triggerWalletAddressEvents`: how many addresses were processed.
+    WalletAddressEvents {
+        /// Addresses processed, with or without an event.
+        count: u32,
+    },
 }
 
 /// A command's result, stored for idempotent retries.

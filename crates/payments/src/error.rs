@@ -23,6 +23,12 @@ pub enum PaymentsError {
     /// `createOrUpdatePeerByUrl` failed.
     #[error("auto-peering: {0:?}")]
     AutoPeering(AutoPeeringError),
+    /// A wallet address command failed.
+    #[error("wallet address: {0:?}")]
+    WalletAddress(WalletAddressError),
+    /// `createWalletAddressKey` or `revokeWalletAddressKey` failed.
+    #[error("wallet address key: {0:?}")]
+    WalletAddressKey(WalletAddressKeyError),
     /// The idempotency key was used before with another mutation or other arguments.
     #[error("idempotency key {key} was used with different arguments")]
     IdempotencyKeyReused {
@@ -145,6 +151,50 @@ pub enum AutoPeeringError {
     InvalidPeeringRequest,
     /// The deposit of `liquidityToDeposit` would fail.
     LiquidityError,
+}
+
+/// Rafiki's `WalletAddressError`, and the one plain error of `createWalletAddressWithdrawal`.
+/// The withdrawal's other errors are `LiquidityError`s, as in Rafiki.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WalletAddressError {
+    /// Not an https URL with a path, or its path names an Open Payments resource
+    /// (BAD_USER_INPUT "invalid url").
+    InvalidUrl,
+    /// No such asset, or it is deleted (BAD_USER_INPUT "unknown asset", not NOT_FOUND).
+    UnknownAsset,
+    /// No such wallet address (NOT_FOUND "unknown wallet address").
+    UnknownWalletAddress,
+    /// Another address has this URL, compared lower-cased
+    /// (DUPLICATE "Duplicate wallet address found with the same url").
+    DuplicateWalletAddress,
+    /// `createWalletAddressWithdrawal` on an address whose Web Monetization account was never
+    /// created: Rafiki throws a plain error (INTERNAL_SERVER_ERROR
+    /// "missing incoming payment wallet address").
+    MissingLedgerAccount,
+}
+
+/// Rafiki's `WalletAddressKeyError`, and the key mutations' other failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WalletAddressKeyError {
+    /// The address has a key with this `kid` that is not revoked (DUPLICATE "Key already exists").
+    DuplicateKey,
+    /// `createWalletAddressKey` for an unknown address: Rafiki's insert fails its foreign key
+    /// and answers INTERNAL_SERVER_ERROR.
+    UnknownWalletAddress,
+    /// `revokeWalletAddressKey` of an unknown key (NOT_FOUND "Wallet address key not found").
+    UnknownKey,
+}
+
+impl From<WalletAddressError> for PaymentsError {
+    fn from(error: WalletAddressError) -> Self {
+        PaymentsError::WalletAddress(error)
+    }
+}
+
+impl From<WalletAddressKeyError> for PaymentsError {
+    fn from(error: WalletAddressKeyError) -> Self {
+        PaymentsError::WalletAddressKey(error)
+    }
 }
 
 impl From<PeerError> for PaymentsError {

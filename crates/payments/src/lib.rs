@@ -20,7 +20,9 @@ mod page;
 mod peers;
 mod port;
 mod state;
+mod wallet_address_keys;
 mod wallet_addresses;
+mod webhook_events;
 
 pub use crate::accounts::{
     asset_liquidity_account_id, settlement_account_id, AccountCode, TransferCode,
@@ -29,6 +31,7 @@ pub use crate::assets::{Asset, AssetCommand, CreateAsset, DeleteAsset, UpdateAss
 pub use crate::command::{Command, Mutation, Outcome, Success, TIMESTAMPS_PER_COMMAND};
 pub use crate::error::{
     AssetError, AutoPeeringError, FeeError, LedgerStatus, LiquidityError, PaymentsError, PeerError,
+    WalletAddressError, WalletAddressKeyError,
 };
 pub use crate::fees::{Fee, FeeType, SetFee, BASIS_POINTS_MAX};
 pub use crate::idempotency::{Fingerprint, IdempotencyKey, IDEMPOTENCY_KEY_LIFETIME_NS};
@@ -42,5 +45,15 @@ pub use crate::peers::{
 };
 pub use crate::port::LedgerPort;
 pub use crate::state::{DecodeError, Payments};
-pub use crate::wallet_addresses::WalletAddressCommand;
+pub use crate::wallet_address_keys::{
+    Alg, CreateWalletAddressKey, Crv, Jwk, Kty, RevokeWalletAddressKey, WalletAddressKey,
+};
+pub use crate::wallet_addresses::{
+    wallet_address_url_valid, AdditionalProperty, CreateWalletAddress,
+    CreateWalletAddressWithdrawal, TriggerWalletAddressEvents, UpdateWalletAddress, WalletAddress,
+    WalletAddressCommand, WalletAddressStatus, FORBIDDEN_PATHS,
+};
+pub use crate::webhook_events::{
+    event_id, WebhookEvent, WebhookWithdrawal, WALLET_ADDRESS_WEB_MONETIZATION,
+};
 pub use uuid::Uuid;

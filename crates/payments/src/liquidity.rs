@@ -69,7 +69,7 @@ pub enum LiquidityCommand {
 
 /// Which way a resolution goes, for the ledger status it maps.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Resolution {
+pub(crate) enum Resolution {
     Post,
     Void,
 }
@@ -182,7 +182,7 @@ fn execute_resolve<P: LedgerPort>(
 }
 
 /// Creates one transfer; maps a refusal to Rafiki's `TransferError` (§9.3).
-fn transfer_create<P: LedgerPort>(
+pub(crate) fn transfer_create<P: LedgerPort>(
     port: &mut P,
     transfer: &Transfer,
     resolution: Resolution,

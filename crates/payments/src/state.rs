@@ -15,6 +15,9 @@ use crate::idempotency::{IdempotencyKeys, Recall};
 use crate::page::{page, Page, PageRequest};
 use crate::peers::Peer;
 use crate::port::LedgerPort;
+use crate::wallet_address_keys::WalletAddressKeys;
+use crate::wallet_addresses::WalletAddresses;
+use crate::webhook_events::WebhookEvents;
 
 /// Checkpoint format of the domain state; a newer binary names it when it cannot read one.
 const CHECKPOINT_VERSION: u32 = 1;
@@ -41,6 +44,12 @@ pub struct Payments {
     pub(crate) peer_by_address: BTreeMap<(Uuid, String), Uuid>,
     /// Incoming token → peer: unique across all peers.
     pub(crate) peer_by_incoming_token: BTreeMap<String, Uuid>,
+    /// Wallet addresses and their indexes.
+    pub(crate) wallet_addresses: WalletAddresses,
+    /// Wallet address keys and their indexes.
+    pub(crate) wallet_address_keys: WalletAddressKeys,
+    /// Webhook events, in creation order.
+    pub(crate) webhook_events: WebhookEvents,
     pub(crate) idempotency: IdempotencyKeys,
 }
 
@@ -96,7 +105,7 @@ impl Payments {
 
     /// Whether a peer or wallet address refers to the asset.
     pub(crate) fn asset_in_use(&self, asset: Uuid) -> bool {
-        self.asset_has_peers(asset)
+        self.asset_has_peers(asset) || self.wallet_addresses.use_asset(asset)
     }
 
     /// The asset, if active.

@@ -1,0 +1,228 @@
+//! Webhook events (`rafiki-admin-api.md` §8.6), as far as the domain makes them today: the
+//! `wallet_address.web_monetization` events of `triggerWalletAddressEvents`. An event is a row
+//! the ASE polls with the `webhookEvents` query; delivery (HTTP, retries) is a worker's job and
+//! is not modelled here yet.
+//!
+//! Event ids must be chosen deterministically inside apply: the command that creates events
+//! carries a seed UUID chosen by the front (random, v4), and event `i` of the command gets
+//! `event_id(seed, i)`, a mix of the seed and `i` stamped as a UUID v4 (the ASE may use an
+//! event id as a transfer id, and transfer ids must be v4).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::page::{page, Page, PageRequest};
+use crate::state::Payments;
+
+/// The type of the event `triggerWalletAddressEvents` emits.
+pub const WALLET_ADDRESS_WEB_MONETIZATION: &str = "wallet_address.web_monetization";
+
+/// One webhook event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookEvent {
+    /// Derived from the creating command's seed (`event_id`).
+    pub id: Uuid,
+    /// Rafiki's event type, e.g. `wallet_address.web_monetization`.
+    pub event_type: String,
+    /// The event's `data` object, as JSON text.
+    pub data: String,
+    /// The creating command's timestamp (ns since the Unix epoch).
+    pub created_at: u64,
+    /// What the ASE should withdraw in response, if anything.
+    pub withdrawal: Option<WebhookWithdrawal>,
+}
+
+/// Rafiki's `withdrawal*` columns of a webhook event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookWithdrawal {
+    /// The ledger account to withdraw from (its owner's id).
+    pub account_id: Uuid,
+    /// The account's asset.
+    pub asset_id: Uuid,
+    /// Minor units.
+    pub amount: u128,
+}
+
+/// The events, and their order of creation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WebhookEvents {
+    events: BTreeMap<Uuid, WebhookEvent>,
+    /// `(created_at, n)` → event, `n` counting the events of one command (they share its
+    /// timestamp): the order of the `webhookEvents` list.
+    created: BTreeMap<(u64, u32), Uuid>,
+}
+
+impl WebhookEvents {
+    /// Stores an event created by the command stamped `event.created_at`; returns its position
+    /// among that command's events.
+    pub(crate) fn insert(&mut self, event: WebhookEvent) -> u32 {
+        let position = self
+            .created
+            .range((event.created_at, 0)..=(event.created_at, u32::MAX))
+            .next_back()
+            .map_or(0, |((_, position), _)| position + 1);
+        let previous = self.events.insert(event.id, event.clone());
+        // Ids come from a fresh seed through a bijection: a repeat is a front bug (a reused
+        // seed), not chance.
+        assert!(previous.is_none(), "webhook event ids are unique");
+        self.created.insert((event.created_at, position), event.id);
+        assert_eq!(self.events.len(), self.created.len());
+        position
+    }
+
+    fn key_of(&self, id: Uuid) -> Option<(u64, u32)> {
+        let event = self.events.get(&id)?;
+        self.created
+            .range((event.created_at, 0)..=(event.created_at, u32::MAX))
+            .find(|(_, other)| **other == id)
+            .map(|(key, _)| *key)
+    }
+}
+
+/// The id of event `index` of the command that carried `seed`: two Feistel rounds of
+/// SplitMix64's finalizer over the seed's halves, keyed by `index` (a bijection of 128 bits for
+/// each `index`), then stamped as a UUID v4, which overwrites 6 bits. Two (seed, index) pairs
+/// share an id only by a 2^-122 chance, as two random v4 ids would.
+pub fn event_id(seed: Uuid, index: u32) -> Uuid {
+    fn mix(mut z: u64) -> u64 {
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    let seed = seed.as_u128();
+    let key = u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let mut high = (seed >> 64) as u64;
+    let mut low = seed as u64;
+    low ^= mix(high ^ key);
+    high ^= mix(low ^ key.rotate_left(32));
+    let bytes = ((u128::from(high) << 64) | u128::from(low)).to_be_bytes();
+    uuid::Builder::from_random_bytes(bytes).into_uuid()
+}
+
+impl Payments {
+    /// The webhook event with this id.
+    pub fn webhook_event(&self, id: Uuid) -> Option<&WebhookEvent> {
+        self.webhook_events.events.get(&id)
+    }
+
+    /// A page of webhook events (`webhookEvents`), in creation order; `types` non-empty keeps
+    /// only events of those types (`filter.type.in`). As in Rafiki's SQL, a cursor may name an
+    /// event the filter leaves out. A filtered read scans every event.
+    pub fn webhook_events_page(
+        &self,
+        request: &PageRequest,
+        types: &[String],
+    ) -> (Vec<&WebhookEvent>, Page) {
+        let store = &self.webhook_events;
+        let key_of = |id| store.key_of(id);
+        let result = if types.is_empty() {
+            page(
+                &store.created,
+                (0, 0),
+                (u64::MAX, u32::MAX),
+                key_of,
+                request,
+            )
+        } else {
+            let filtered: BTreeMap<(u64, u32), Uuid> = store
+                .created
+                .iter()
+                .filter(|(_, id)| types.contains(&store.events[*id].event_type))
+                .map(|(key, id)| (*key, *id))
+                .collect();
+            page(&filtered, (0, 0), (u64::MAX, u32::MAX), key_of, request)
+        };
+        let events = result.ids.iter().map(|id| &store.events[id]).collect();
+        (events, result)
+    }
+}
+
+/// `timestamp` (ns since the Unix epoch) as JavaScript's `Date.toISOString` writes it:
+/// `YYYY-MM-DDTHH:MM:SS.sssZ`.
+pub(crate) fn iso_8601_ms(timestamp: u64) -> String {
+    let ms = timestamp / 1_000_000;
+    let days = ms / 86_400_000;
+    let in_day = ms % 86_400_000;
+    // Howard Hinnant's civil_from_days, for days since 1970-01-01 (non-negative here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let day_of_era = z % 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + u64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        in_day / 3_600_000,
+        in_day / 60_000 % 60,
+        in_day / 1000 % 60,
+        in_day % 1000
+    )
+}
+
+/// `text` as a JSON string literal (RFC 8259 escapes).
+pub(crate) fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if u32::from(c) < 0x20 => out.push_str(&format!("\\u{:04x}", u32::from(c))),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iso_dates_match_javascript() {
+        assert_eq!(iso_8601_ms(0), "1970-01-01T00:00:00.000Z");
+        // Date.parse("2024-02-29T23:59:59.999Z") = 1709251199999 ms.
+        assert_eq!(
+            iso_8601_ms(1_709_251_199_999_000_000),
+            "2024-02-29T23:59:59.999Z"
+        );
+        // Date.parse("2000-03-01T00:00:00.000Z") = 951868800000 ms.
+        assert_eq!(
+            iso_8601_ms(951_868_800_000_123_456),
+            "2000-03-01T00:00:00.000Z"
+        );
+    }
+
+    #[test]
+    fn json_strings_escape() {
+        assert_eq!(json_string("a\"b\\c\n\u{1}é"), "\"a\\\"b\\\\c\\n\\u0001é\"");
+    }
+
+    #[test]
+    fn event_ids_are_v4_and_distinct() {
+        let seed = Uuid::from_u128(0x0123_4567_89ab_4cde_8f01_2345_6789_abcd);
+        let ids: Vec<Uuid> = (0..64).map(|index| event_id(seed, index)).collect();
+        for (n, id) in ids.iter().enumerate() {
+            assert_eq!(id.get_version_num(), 4);
+            assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
+            assert!(!ids[..n].contains(id));
+        }
+        assert_eq!(event_id(seed, 3), ids[3], "deterministic");
+        let other = Uuid::from_u128(seed.as_u128() ^ 1);
+        assert_ne!(event_id(other, 0), ids[0]);
+    }
+}
