@@ -5,7 +5,9 @@
 
 use tally_ledger::{Account, Record, Transfer, PULSE_EVENTS_MAX};
 use tally_payments::TIMESTAMPS_PER_COMMAND;
-use tally_wire::{decode_multi_batch, Header, Operation, ParsedHeader, RequestHeader, HEADER_SIZE};
+use tally_wire::{
+    decode_multi_batch, BatchShape, Header, Operation, ParsedHeader, RequestHeader, HEADER_SIZE,
+};
 
 use crate::entry::EntryKind;
 
@@ -130,6 +132,13 @@ const _: () = assert!(
         <= tally_ledger::BATCH_EVENTS_MAX
 );
 
+/// What replaying one admin command costs, in events (see `Request::replay_cost`).
+pub const ADMIN_REPLAY_COST: u64 = 64;
+
+/// The most results one filter returns (a reply body of 128-byte results).
+const RESULTS_PER_FILTER_MAX: u32 =
+    ((tally_wire::MESSAGE_BODY_SIZE_MAX - 128) / tally_wire::TRANSFER_SIZE) as u32;
+
 /// A client request as logged: its parsed header and its whole message.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
@@ -192,6 +201,20 @@ impl<'a> Request<'a> {
         &self.message[HEADER_SIZE..]
     }
 
+    /// What replaying the request costs, in events: its events, or for a filter read the
+    /// most results its filters may return.
+    pub fn replay_cost(&self) -> u64 {
+        let StateOperation::Batch(operation) = self.operation else {
+            return 1;
+        };
+        let events = self.batch_event_count();
+        let per_event = match operation.operation().batch_shape() {
+            Some(BatchShape::Filter { .. }) => u64::from(RESULTS_PER_FILTER_MAX),
+            Some(BatchShape::Events) | None => 1,
+        };
+        1 + events * per_event
+    }
+
     /// Events in a batch request's body, over all its batches.
     fn batch_event_count(&self) -> u64 {
         let StateOperation::Batch(operation) = self.operation else {
@@ -215,7 +238,7 @@ pub enum Command<'a> {
     /// Expires pending transfers whose timeout has passed.
     Pulse,
     /// An Admin API mutation.
-    Admin(tally_payments::Command),
+    Admin(Box<tally_payments::Command>),
 }
 
 impl Command<'_> {

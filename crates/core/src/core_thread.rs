@@ -19,7 +19,7 @@ use tally_wire::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::command::{Command, Request};
+use crate::command::{Command, Request, ADMIN_REPLAY_COST};
 use crate::entry::{
     entry_append, EntryHeader, EntryKind, ENTRY_ALIGNMENT, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH,
 };
@@ -37,6 +37,9 @@ pub const CHECKPOINT_INTERVAL_BYTES: u64 = 1 << 30;
 /// Entries between checkpoints: bounds replay by work as well as bytes, since a small entry
 /// (a 1-transfer request, an admin command) costs replay about as much as a large one.
 pub const CHECKPOINT_INTERVAL_ENTRIES: u64 = 1 << 18;
+/// Replay work between checkpoints, in events (each created transfer or account, each id
+/// looked up, each result a filter may return): about a second of replay on one core.
+pub const CHECKPOINT_INTERVAL_WORK: u64 = 1 << 22;
 /// Most bytes of one admin command; the front refuses larger ones before submitting.
 pub const ADMIN_COMMAND_SIZE_MAX: usize = 256 << 10;
 
@@ -90,6 +93,8 @@ pub struct CoreOptions {
     pub unsaved_log_bytes: u64,
     /// Entries that recovery replayed on top of the checkpoint.
     pub unsaved_entries: u64,
+    /// Replay work (events) that recovery replayed on top of the checkpoint.
+    pub unsaved_work: u64,
 }
 
 /// The core thread's state.
@@ -100,6 +105,8 @@ pub struct Core {
     connections: HashMap<u128, Connection>,
     log_bytes_since_checkpoint: u64,
     entries_since_checkpoint: u64,
+    /// Replay work appended since the last checkpoint (`CHECKPOINT_INTERVAL_WORK`).
+    work_since_checkpoint: u64,
     record_body: Vec<u8>,
     /// The record body limit: `BATCH_BYTES_MAX`, or less if a segment cannot hold that.
     record_bytes_max: usize,
@@ -152,6 +159,7 @@ impl Core {
             connections: HashMap::new(),
             log_bytes_since_checkpoint: options.unsaved_log_bytes,
             entries_since_checkpoint: options.unsaved_entries,
+            work_since_checkpoint: options.unsaved_work,
             record_body: Vec::with_capacity(record_bytes_max),
             record_bytes_max,
             carried: None,
@@ -350,6 +358,7 @@ impl Core {
         self.record_body.clear();
         let mut op = self.state.op;
         let mut timestamp = self.state.timestamp;
+        let mut work = 0;
         let mut stamp = |body: &mut Vec<u8>, kind: EntryKind, reserved: u64, message: &[u8]| {
             op += 1;
             let base = (timestamp + 1).max(now);
@@ -371,6 +380,7 @@ impl Core {
                         panic!("constructed as a request")
                     };
                     assert_eq!(parsed.header.checksum, header.checksum);
+                    work += parsed.replay_cost();
                     stamp(
                         &mut self.record_body,
                         EntryKind::Request,
@@ -379,6 +389,7 @@ impl Core {
                     );
                 }
                 Pending::Admin { command, .. } => {
+                    work += ADMIN_REPLAY_COST;
                     stamp(
                         &mut self.record_body,
                         EntryKind::Admin,
@@ -422,6 +433,7 @@ impl Core {
         };
         self.log_bytes_since_checkpoint += self.record_body.len() as u64;
         self.entries_since_checkpoint += entries;
+        self.work_since_checkpoint += work;
         let mut replies = Vec::with_capacity(pending.len());
         let log = JournalBytes(&self.journal);
         self.state
@@ -496,6 +508,7 @@ impl Core {
     fn checkpoint_due(&self) -> bool {
         self.log_bytes_since_checkpoint >= CHECKPOINT_INTERVAL_BYTES
             || self.entries_since_checkpoint >= CHECKPOINT_INTERVAL_ENTRIES
+            || self.work_since_checkpoint >= CHECKPOINT_INTERVAL_WORK
     }
 
     fn checkpoint(&mut self) -> Result<(), CoreError> {
@@ -509,6 +522,7 @@ impl Core {
             .map_err(|source| CoreError::Checkpoint { record, source })?;
         self.log_bytes_since_checkpoint = 0;
         self.entries_since_checkpoint = 0;
+        self.work_since_checkpoint = 0;
         tracing::info!(record, op = self.state.op, bytes = blob.len(), "checkpoint");
         Ok(())
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use tally_journal::{Journal, Options};
 use tally_wire::SessionConfig;
 
-use crate::command::Request;
+use crate::command::{Request, ADMIN_REPLAY_COST};
 use crate::core_thread::hex;
 use crate::entry::{entry_offsets, EntryKind, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH};
 use crate::error::RecoveryError;
@@ -64,6 +64,9 @@ pub struct Recovered {
     pub replayed_bytes: u64,
     /// Entries replayed on top of the checkpoint.
     pub replayed_entries: u64,
+    /// Replay work (events) on top of the checkpoint: counts towards the next checkpoint, so
+    /// that a server restarted often still checkpoints by work.
+    pub replayed_work: u64,
 }
 
 /// How to open.
@@ -116,6 +119,7 @@ pub fn open(directory: &Path, options: OpenOptions) -> Result<Recovered, Recover
         state,
         replayed_bytes: replayed.bytes,
         replayed_entries: replayed.entries,
+        replayed_work: replayed.work,
     })
 }
 
@@ -123,6 +127,7 @@ pub fn open(directory: &Path, options: OpenOptions) -> Result<Recovered, Recover
 struct Replayed {
     bytes: u64,
     entries: u64,
+    work: u64,
 }
 
 /// Applies every record after `op_applied` (the op of the record the state already reflects).
@@ -142,7 +147,7 @@ fn replay(
         });
     let transfers_max = usize::try_from(replay_bytes / 128).expect("fits usize");
     state.reserve_transfers(&log, transfers_max);
-    let last_request_op = last_request_ops(journal, &log, op_applied)?;
+    let (last_request_op, work) = last_request_ops(journal, &log, op_applied)?;
     let mode = ApplyMode::Replay {
         last_request_op: &last_request_op,
     };
@@ -169,18 +174,21 @@ fn replay(
         Replayed {
             bytes: replay_bytes,
             entries,
+            work,
         },
     ))
 }
 
-/// Each client's last request op among the records after `op_applied`: a replayed read whose
-/// client asked again later need not run (`ApplyMode::Replay`).
+/// Each client's last request op among the records after `op_applied` (a replayed read whose
+/// client asked again later need not run: `ApplyMode::Replay`), and the replay work of those
+/// records.
 fn last_request_ops<L: LogBytes>(
     journal: &Journal,
     log: &L,
     op_applied: u64,
-) -> Result<HashMap<u128, u64>, RecoveryError> {
+) -> Result<(HashMap<u128, u64>, u64), RecoveryError> {
     let mut last = HashMap::new();
+    let mut work = 0;
     for record in journal.records_from(op_applied + 1) {
         if record.kind != RECORD_KIND_BATCH {
             return Err(RecoveryError::RecordKind {
@@ -194,17 +202,23 @@ fn last_request_ops<L: LogBytes>(
         };
         let position = body_position(journal, &record.position);
         for (offset, entry) in entries {
-            if entry.kind != EntryKind::Request {
-                continue;
+            match entry.kind {
+                EntryKind::Request => {}
+                EntryKind::Admin => {
+                    work += ADMIN_REPLAY_COST;
+                    continue;
+                }
+                EntryKind::Pulse => continue,
             }
             let message_position = position + (offset + ENTRY_HEADER_SIZE) as u64;
             let message = log.bytes(message_position, entry.message_size as usize);
             if let Ok(request) = Request::parse(message) {
                 last.insert(request.header.client, entry.op);
+                work += request.replay_cost();
             }
         }
     }
-    Ok(last)
+    Ok((last, work))
 }
 
 /// Prints what the journal holds; never writes.

@@ -573,14 +573,12 @@ fn command_decode<'a>(
                 reason,
             }),
         EntryKind::Pulse => Ok(Command::Pulse),
-        EntryKind::Admin => {
-            admin_decode(message)
-                .map(Command::Admin)
-                .map_err(|error| ApplyError::Admin {
-                    position: message_position,
-                    error,
-                })
-        }
+        EntryKind::Admin => admin_decode(message)
+            .map(|command| Command::Admin(Box::new(command)))
+            .map_err(|error| ApplyError::Admin {
+                position: message_position,
+                error,
+            }),
     }
 }
 

@@ -75,7 +75,7 @@ pub(crate) fn settlement_account(asset: Uuid, ledger: u32) -> Account {
 
 /// The balance Rafiki calls liquidity: `credits_posted − debits_posted − debits_pending`
 /// (pending credits never count; pending debits reduce it at once).
-pub(crate) fn liquidity_of(account: &Account) -> u128 {
+pub fn liquidity_of(account: &Account) -> u128 {
     account
         .credits_posted
         .saturating_sub(account.debits_posted)

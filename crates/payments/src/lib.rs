@@ -25,7 +25,7 @@ mod wallet_addresses;
 mod webhook_events;
 
 pub use crate::accounts::{
-    asset_liquidity_account_id, settlement_account_id, AccountCode, TransferCode,
+    asset_liquidity_account_id, liquidity_of, settlement_account_id, AccountCode, TransferCode,
 };
 pub use crate::assets::{Asset, AssetCommand, CreateAsset, DeleteAsset, UpdateAsset};
 pub use crate::command::{Command, Mutation, Outcome, Success, TIMESTAMPS_PER_COMMAND};

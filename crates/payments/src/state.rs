@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::accounts::liquidity_of;
 use crate::assets::Asset;
 use crate::command::{Command, Mutation, Outcome};
 use crate::error::PaymentsError;
@@ -141,12 +140,6 @@ impl Payments {
             request,
         );
         (result.ids.iter().map(|id| &self.fees[id]).collect(), result)
-    }
-
-    /// The liquidity of an account (`credits_posted − debits_posted − debits_pending`), or
-    /// `None` if the account does not exist.
-    pub fn liquidity<P: LedgerPort>(port: &P, account: u128) -> Option<u128> {
-        port.account(account).map(|account| liquidity_of(&account))
     }
 
     /// How many idempotency keys are held.

@@ -41,6 +41,9 @@ enum Command {
         /// this flag (docs/journal.md, "Recovery").
         #[arg(long, env = "TALLY_CUT_UNPROVEN_TAIL")]
         cut_unproven_tail: bool,
+        /// Serve Rafiki's Admin API (GraphQL) here; `off` serves none.
+        #[arg(long, env = "TALLY_GRAPHQL_ADDRESS", default_value = "127.0.0.1:3001")]
+        graphql_address: String,
     },
     /// Create and format a data directory.
     Format {
@@ -59,6 +62,8 @@ enum Command {
         #[arg(long)]
         digest: bool,
     },
+    /// Print the Admin API's GraphQL schema (SDL).
+    Schema,
     /// Print the version.
     Version,
 }
@@ -80,13 +85,17 @@ fn main() -> ExitCode {
             segment_mib,
             transfers_max,
             cut_unproven_tail,
-        } => run::start(&StartOptions {
-            directory: data_dir,
-            addresses,
-            cluster,
-            segment_size_bytes: segment_mib << 20,
-            transfers_max,
-            cut_unproven_tail,
+            graphql_address,
+        } => graphql_address_parse(&graphql_address).and_then(|graphql_address| {
+            run::start(&StartOptions {
+                directory: data_dir,
+                addresses,
+                cluster,
+                segment_size_bytes: segment_mib << 20,
+                transfers_max,
+                cut_unproven_tail,
+                graphql_address,
+            })
         }),
         Command::Format {
             data_dir,
@@ -101,6 +110,10 @@ fn main() -> ExitCode {
             data_dir,
             digest: true,
         } => tally_core::digest(&data_dir).map_err(StartError::from),
+        Command::Schema => {
+            print!("{}", tally_graphql::sdl());
+            Ok(())
+        }
         Command::Version => {
             println!(
                 "tally {} (TigerBeetle protocol {})",
@@ -117,4 +130,14 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `--graphql-address`: an address, or `off`.
+fn graphql_address_parse(text: &str) -> Result<Option<SocketAddr>, StartError> {
+    if text == "off" {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| StartError::Address(text.to_owned()))
 }

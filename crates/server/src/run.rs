@@ -30,6 +30,8 @@ pub struct StartOptions {
     pub transfers_max: u64,
     /// Cut a damaged tail that the log cannot prove unacknowledged.
     pub cut_unproven_tail: bool,
+    /// The Admin API's address (`None`: not served).
+    pub graphql_address: Option<SocketAddr>,
 }
 
 /// Why `tally start` stopped with an error.
@@ -67,6 +69,9 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
+    /// `--graphql-address` is neither an address nor `off`.
+    #[error("--graphql-address {0}: not HOST:PORT or off")]
+    Address(String),
     /// A signal handler could not be installed.
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
@@ -96,6 +101,7 @@ pub fn start(options: &StartOptions) -> Result<(), StartError> {
         mut state,
         replayed_bytes,
         replayed_entries,
+        replayed_work,
     } = tally_core::open(directory, open)?;
     if state.cluster != options.cluster {
         return Err(StartError::Cluster {
@@ -110,6 +116,7 @@ pub fn start(options: &StartOptions) -> Result<(), StartError> {
             .body_size_bytes_max as usize,
         unsaved_log_bytes: replayed_bytes,
         unsaved_entries: replayed_entries,
+        unsaved_work: replayed_work,
     };
     let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_MAX);
     let (stopped, core_stopped) = oneshot::channel();
@@ -175,8 +182,10 @@ async fn serve_until_stopped(
     println!("listening on {local}");
     let _ = std::io::stdout().flush();
     let serving = net::serve(listener, options.cluster, submit.clone());
+    let graphql = graphql_serve(options.graphql_address, submit.clone()).await?;
     tokio::select! {
         () = serving => {}
+        () = graphql => {}
         _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
         _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
         _ = core_stopped => return Err(StartError::CoreStopped),
@@ -184,6 +193,31 @@ async fn serve_until_stopped(
     // Ask the core to finish what it has, checkpoint and stop.
     let _ = submit.send(Submission::Shutdown).await;
     Ok(())
+}
+
+/// Binds the Admin API's listener and returns the future that serves it (pending forever when
+/// the API is off).
+async fn graphql_serve(
+    address: Option<SocketAddr>,
+    submit: mpsc::Sender<Submission>,
+) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>, StartError> {
+    let Some(address) = address else {
+        return Ok(Box::pin(std::future::pending()));
+    };
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { address, source })?;
+    let app = tally_graphql::app(tally_graphql::CoreHandle::new(submit));
+    println!("graphql listening on {local}");
+    let _ = std::io::stdout().flush();
+    Ok(Box::pin(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "graphql listener stopped");
+        }
+    }))
 }
 
 /// `tally format`: creates and formats a data directory.

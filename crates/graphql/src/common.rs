@@ -1,0 +1,194 @@
+//! What every resolver shares: ids, times, pagination arguments, idempotency fingerprints,
+//! and the one function that runs a command.
+
+use async_graphql::{Context, Enum, Error, SimpleObject};
+use sha2::{Digest, Sha256};
+use tally_payments::{
+    Command, Fingerprint, IdempotencyKey, Mutation, PageRequest, SortOrder as DomainSortOrder,
+    Success, Uuid,
+};
+
+use crate::core_handle::CoreHandle;
+use crate::errors::{error, payments_error, unavailable, Code};
+
+/// Rafiki's page size default and maximum.
+pub const PAGE_SIZE_DEFAULT: i32 = 20;
+/// Largest `first` or `last`.
+pub const PAGE_SIZE_MAX: i32 = 100;
+
+/// Rafiki's `SortOrder`.
+#[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Oldest first.
+    #[graphql(name = "ASC")]
+    Asc,
+    /// Newest first (the default).
+    #[graphql(name = "DESC")]
+    Desc,
+}
+
+/// Relay's `PageInfo`.
+#[derive(SimpleObject, Clone, Debug, Default)]
+#[graphql(name = "PageInfo")]
+pub struct PageInfo {
+    /// Cursor of the last edge.
+    pub end_cursor: Option<String>,
+    /// More rows after the last edge.
+    pub has_next_page: bool,
+    /// More rows before the first edge.
+    pub has_previous_page: bool,
+    /// Cursor of the first edge.
+    pub start_cursor: Option<String>,
+}
+
+impl PageInfo {
+    /// The page info of a domain page.
+    pub fn of(page: &tally_payments::Page) -> PageInfo {
+        PageInfo {
+            end_cursor: page.ids.last().map(Uuid::to_string),
+            has_next_page: page.has_next,
+            has_previous_page: page.has_previous,
+            start_cursor: page.ids.first().map(Uuid::to_string),
+        }
+    }
+}
+
+/// Checks Rafiki's pagination arguments (§3.4) and builds the domain's request.
+pub fn page_request(
+    after: Option<String>,
+    before: Option<String>,
+    first: Option<i32>,
+    last: Option<i32>,
+    sort_order: Option<SortOrder>,
+) -> Result<PageRequest, Error> {
+    let in_range = |size: Option<i32>| match size {
+        None | Some(0) => Ok(PAGE_SIZE_DEFAULT),
+        Some(size) if (1..=PAGE_SIZE_MAX).contains(&size) => Ok(size),
+        Some(_) => Err(error(Code::InternalServerError, "Pagination index error")),
+    };
+    let first = in_range(first)?;
+    let last_given = last.is_some_and(|last| last != 0);
+    let last = in_range(last)?;
+    if last_given && after.is_none() && before.is_none() {
+        return Err(error(
+            Code::InternalServerError,
+            "Can't paginate backwards from the start.",
+        ));
+    }
+    // A cursor that is no UUID names no row: the page is empty, as Rafiki's query gives.
+    let cursor =
+        |text: Option<String>| text.map(|text| Uuid::parse_str(&text).unwrap_or(Uuid::max()));
+    let after = cursor(after);
+    let before = if after.is_some() {
+        None
+    } else {
+        cursor(before)
+    };
+    let limit = if before.is_some() { last } else { first };
+    Ok(PageRequest {
+        after,
+        before,
+        limit: usize::try_from(limit).expect("checked positive"),
+        order: match sort_order {
+            Some(SortOrder::Asc) => DomainSortOrder::Ascending,
+            Some(SortOrder::Desc) | None => DomainSortOrder::Descending,
+        },
+    })
+}
+
+/// A client-supplied id: `None` unless it is a UUID.
+pub fn uuid(text: &str) -> Option<Uuid> {
+    Uuid::parse_str(text).ok()
+}
+
+/// A client-supplied transfer id: `None` unless it is a UUID v4 (Rafiki's `InvalidId` rule).
+pub fn uuid_v4(text: &str) -> Option<Uuid> {
+    uuid(text).filter(|id| id.get_version_num() == 4)
+}
+
+/// A core timestamp (ns since the Unix epoch) as Rafiki prints dates: ISO 8601, UTC, ms.
+pub fn iso8601(timestamp_ns: u64) -> String {
+    let ms = timestamp_ns / 1_000_000;
+    let (days, ms_of_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
+    // Howard Hinnant's days-to-civil.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
+    )
+}
+
+/// The idempotency key of a mutation, fingerprinted by the mutation's name and its parsed
+/// arguments (so that `"5"` and `5` for a `UInt64` are the same request).
+pub fn idempotency(
+    key: Option<&str>,
+    mutation_name: &str,
+    arguments: &impl std::fmt::Debug,
+) -> Option<IdempotencyKey> {
+    let key = key?;
+    let mut hasher = Sha256::new();
+    hasher.update(mutation_name.as_bytes());
+    hasher.update([0]);
+    hasher.update(format!("{arguments:?}").as_bytes());
+    Some(IdempotencyKey {
+        key: key.to_owned(),
+        fingerprint: Fingerprint(hasher.finalize().into()),
+    })
+}
+
+/// Runs a mutation in the core; a domain error becomes Rafiki's GraphQL error.
+pub async fn execute(
+    context: &Context<'_>,
+    idempotency: Option<IdempotencyKey>,
+    mutation: Mutation,
+) -> Result<Success, Error> {
+    let core = context.data_unchecked::<CoreHandle>();
+    let command = Command {
+        idempotency,
+        mutation,
+    };
+    match core.execute(&command).await.map_err(unavailable)? {
+        Ok(success) => Ok(success),
+        Err(domain) => Err(payments_error(&domain)),
+    }
+}
+
+/// The core handle of a request.
+pub fn core<'a>(context: &Context<'a>) -> &'a CoreHandle {
+    context.data_unchecked::<CoreHandle>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dates_print_as_rafiki_does() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(
+            iso8601(1_733_470_245_123_000_000),
+            "2024-12-06T07:30:45.123Z"
+        );
+        assert_eq!(iso8601(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn pagination_limits() {
+        assert!(page_request(None, None, Some(101), None, None).is_err());
+        assert!(page_request(None, None, None, Some(5), None).is_err());
+        let request = page_request(None, None, Some(0), None, None).unwrap();
+        assert_eq!(request.limit, 20);
+        assert_eq!(request.order, DomainSortOrder::Descending);
+    }
+}

@@ -1,0 +1,240 @@
+//! The one place a domain outcome becomes a GraphQL error: Rafiki's `extensions.code` and
+//! message for every error (`rafiki-admin-api.md` §4.3). Resolvers never write error strings.
+
+use async_graphql::{Error, ErrorExtensions};
+use tally_payments::{
+    AssetError, AutoPeeringError, FeeError, LiquidityError, PaymentsError, PeerError,
+    WalletAddressError, WalletAddressKeyError,
+};
+
+use crate::core_handle::CoreUnavailable;
+
+/// Rafiki's `GraphQLErrorCode` values that Tally uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// `BAD_USER_INPUT`.
+    BadUserInput,
+    /// `DUPLICATE`.
+    Duplicate,
+    /// `FORBIDDEN`.
+    Forbidden,
+    /// `INTERNAL_SERVER_ERROR`.
+    InternalServerError,
+    /// `NOT_FOUND`.
+    NotFound,
+    /// `CONFLICT`.
+    Conflict,
+}
+
+impl Code {
+    fn as_str(self) -> &'static str {
+        match self {
+            Code::BadUserInput => "BAD_USER_INPUT",
+            Code::Duplicate => "DUPLICATE",
+            Code::Forbidden => "FORBIDDEN",
+            Code::InternalServerError => "INTERNAL_SERVER_ERROR",
+            Code::NotFound => "NOT_FOUND",
+            Code::Conflict => "CONFLICT",
+        }
+    }
+}
+
+/// A GraphQL error with `extensions.code`.
+pub fn error(code: Code, message: impl Into<String>) -> Error {
+    Error::new(message.into()).extend_with(|_, extensions| extensions.set("code", code.as_str()))
+}
+
+/// Rafiki's code and message for a domain error.
+pub fn payments_error(error: &PaymentsError) -> Error {
+    match error {
+        PaymentsError::Asset(error) => asset_error(*error),
+        PaymentsError::Liquidity(error) => liquidity_error(*error),
+        PaymentsError::Fee(error) => fee_error(*error),
+        PaymentsError::Peer(error) => peer_error(*error),
+        PaymentsError::AutoPeering(error) => auto_peering_error(*error),
+        PaymentsError::WalletAddress(error) => wallet_address_error(*error),
+        PaymentsError::WalletAddressKey(error) => wallet_address_key_error(*error),
+        PaymentsError::IdempotencyKeyReused { key } => error_plain(format!(
+            "Incoming arguments are different than the original request for idempotencyKey: {key}"
+        )),
+    }
+}
+
+/// An error without a code; Rafiki's clients see `INTERNAL_SERVER_ERROR`.
+pub fn error_plain(message: String) -> Error {
+    error(Code::InternalServerError, message)
+}
+
+fn asset_error(error: AssetError) -> Error {
+    match error {
+        AssetError::UnknownAsset => self::error(Code::NotFound, "Asset not found"),
+        AssetError::DuplicateAsset => self::error(Code::Duplicate, "Asset already exists"),
+        AssetError::CannotDeleteInUseAsset => {
+            self::error(Code::Forbidden, "Cannot delete! Asset in use.")
+        }
+    }
+}
+
+fn liquidity_error(error: LiquidityError) -> Error {
+    use Code::*;
+    let (code, message): (Code, String) = match error {
+        LiquidityError::AmountZero => (Forbidden, "Transfer amount is zero".into()),
+        LiquidityError::InvalidId => (BadUserInput, "Invalid transfer id".into()),
+        LiquidityError::UnknownAsset => (NotFound, "Unknown asset".into()),
+        LiquidityError::UnknownPeer => (NotFound, "Unknown peer".into()),
+        LiquidityError::UnknownWalletAddress => (NotFound, "Unknown wallet address".into()),
+        LiquidityError::TransferExists => (Duplicate, "Transfer already exists".into()),
+        LiquidityError::InsufficientBalance => (Forbidden, "Insufficient transfer balance".into()),
+        LiquidityError::InsufficientDebitBalance => {
+            (Forbidden, "Insufficient transfer debit balance".into())
+        }
+        LiquidityError::UnknownTransfer => (NotFound, "Unknown transfer".into()),
+        LiquidityError::AlreadyPosted => (Conflict, "Transfer already posted".into()),
+        LiquidityError::AlreadyVoided => (Conflict, "Transfer already voided".into()),
+        LiquidityError::TransferExpired => (Forbidden, "Transfer already expired".into()),
+        LiquidityError::InvalidTimeout => {
+            (BadUserInput, "Invalid transfer timeout provided".into())
+        }
+        LiquidityError::SameAccounts => (Forbidden, "Transfer is between the same accounts".into()),
+        LiquidityError::DifferentAssets => {
+            (Forbidden, "Transfer accounts have different assets".into())
+        }
+        LiquidityError::UnknownSourceAccount => (NotFound, "Unknown source account".into()),
+        LiquidityError::UnknownDestinationAccount => {
+            (NotFound, "Unknown destination account".into())
+        }
+        // Rafiki answers "Internal server error" (or, for peer deposits, success); Tally says
+        // what the ledger refused (docs/graphql.md, "Deviations").
+        LiquidityError::Ledger(status) => (
+            InternalServerError,
+            match status.status() {
+                Some(status) => {
+                    format!("Internal server error: the ledger refused the transfer ({status:?})")
+                }
+                None => format!(
+                    "Internal server error: the ledger refused the transfer (status {})",
+                    status.0
+                ),
+            },
+        ),
+    };
+    self::error(code, message)
+}
+
+fn fee_error(error: FeeError) -> Error {
+    match error {
+        FeeError::UnknownAsset => self::error(Code::NotFound, "Unknown asset"),
+        FeeError::InvalidBasisPointFee => self::error(
+            Code::BadUserInput,
+            "Basis point fee must be between 0 and 10000",
+        ),
+    }
+}
+
+fn peer_error(error: PeerError) -> Error {
+    use Code::*;
+    let (code, message) = match error {
+        PeerError::DuplicateIncomingToken => (Duplicate, "duplicate incoming token"),
+        PeerError::DuplicatePeer => (
+            Duplicate,
+            "duplicate peer found for same ILP address and asset",
+        ),
+        PeerError::InvalidStaticIlpAddress => (BadUserInput, "invalid ILP address"),
+        PeerError::InvalidHTTPEndpoint => (BadUserInput, "invalid HTTP endpoint"),
+        PeerError::UnknownAsset => (NotFound, "unknown asset"),
+        PeerError::UnknownPeer => (NotFound, "unknown peer"),
+        PeerError::InvalidInitialLiquidity => (BadUserInput, "invalid initial liquidity for peer"),
+    };
+    self::error(code, message)
+}
+
+fn auto_peering_error(error: AutoPeeringError) -> Error {
+    use Code::*;
+    let (code, message) = match error {
+        AutoPeeringError::InvalidIlpConfiguration => {
+            (BadUserInput, "The ILP configuration is misconfigured")
+        }
+        AutoPeeringError::InvalidPeerIlpConfiguration => (
+            InternalServerError,
+            "Requested peer's ILP configuration is misconfigured",
+        ),
+        AutoPeeringError::UnknownAsset => (NotFound, "Unknown asset"),
+        AutoPeeringError::PeerUnsupportedAsset => (BadUserInput, "Peer does not support asset"),
+        AutoPeeringError::InvalidPeerUrl => (
+            NotFound,
+            "Peer URL is invalid or peer does not support auto-peering",
+        ),
+        AutoPeeringError::InvalidPeeringRequest => (BadUserInput, "Invalid peering request"),
+        AutoPeeringError::LiquidityError => {
+            (InternalServerError, "Could not deposit liquidity to peer")
+        }
+    };
+    self::error(code, message)
+}
+
+fn wallet_address_error(error: WalletAddressError) -> Error {
+    use Code::*;
+    let (code, message) = match error {
+        WalletAddressError::InvalidUrl => (BadUserInput, "invalid url"),
+        // Rafiki gives an unknown asset here BAD_USER_INPUT, not NOT_FOUND.
+        WalletAddressError::UnknownAsset => (BadUserInput, "unknown asset"),
+        WalletAddressError::UnknownWalletAddress => (NotFound, "unknown wallet address"),
+        WalletAddressError::DuplicateWalletAddress => (
+            Duplicate,
+            "Duplicate wallet address found with the same url",
+        ),
+        WalletAddressError::MissingLedgerAccount => (
+            InternalServerError,
+            "missing incoming payment wallet address",
+        ),
+    };
+    self::error(code, message)
+}
+
+fn wallet_address_key_error(error: WalletAddressKeyError) -> Error {
+    use Code::*;
+    let (code, message) = match error {
+        WalletAddressKeyError::DuplicateKey => (Duplicate, "Key already exists"),
+        // Rafiki fails on a foreign key here (500); Tally names the cause.
+        WalletAddressKeyError::UnknownWalletAddress => {
+            (InternalServerError, "unknown wallet address")
+        }
+        WalletAddressKeyError::UnknownKey => (NotFound, "Wallet address key not found"),
+    };
+    self::error(code, message)
+}
+
+/// The core did not answer.
+pub fn unavailable(error: CoreUnavailable) -> Error {
+    error_plain(error.to_string())
+}
+
+/// Gives every error of a response an `extensions.code`, as Apollo does: argument and
+/// variable coercion failures are `BAD_USER_INPUT`; other errors without a code are
+/// `GRAPHQL_VALIDATION_FAILED` when nothing ran, else `INTERNAL_SERVER_ERROR`.
+pub fn codes_complete(response: &mut async_graphql::Response) {
+    let nothing_ran = response.data == async_graphql::Value::Null;
+    for error in &mut response.errors {
+        let has_code = error
+            .extensions
+            .as_ref()
+            .is_some_and(|extensions| extensions.get("code").is_some());
+        if has_code {
+            continue;
+        }
+        let coercion = error.message.starts_with("Failed to parse")
+            || error.message.starts_with("Invalid value for argument")
+            || error.message.contains("Expected input type");
+        let code = if coercion {
+            "BAD_USER_INPUT"
+        } else if nothing_ran && error.path.is_empty() {
+            "GRAPHQL_VALIDATION_FAILED"
+        } else {
+            "INTERNAL_SERVER_ERROR"
+        };
+        error
+            .extensions
+            .get_or_insert_with(Default::default)
+            .set("code", code);
+    }
+}

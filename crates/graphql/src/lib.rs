@@ -1,0 +1,45 @@
+//! Rafiki's backend Admin API (v1.2.1, single tenant) over GraphQL: `POST /graphql`, GraphiQL
+//! on `GET /graphql`. A thin front: each resolver parses its input, builds a
+//! `tally_payments::Command` (new ids are chosen here, the clock and everything else by the
+//! core), awaits the core's durable outcome and maps it to Rafiki's payload or error. Reads run
+//! on the core thread through `CoreHandle::read`.
+
+mod assets;
+mod common;
+mod core_handle;
+mod errors;
+mod liquidity;
+mod scalars;
+mod schema;
+
+use async_graphql::http::GraphiQLSource;
+use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::response::{Html, IntoResponse};
+use axum::routing::get;
+use axum::Router;
+
+pub use crate::core_handle::{CoreHandle, CoreUnavailable};
+pub use crate::schema::{sdl, AdminSchema, COMPLEXITY_MAX, DEPTH_MAX};
+
+/// Largest request body accepted (bytes).
+pub const REQUEST_BODY_BYTES_MAX: usize = 1 << 20;
+
+/// The Admin API's routes over `core`.
+pub fn app(core: CoreHandle) -> Router {
+    let schema = schema::schema_builder().data(core).finish();
+    Router::new()
+        .route("/graphql", get(graphiql).post(graphql))
+        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        .with_state(schema)
+}
+
+async fn graphql(State(schema): State<AdminSchema>, request: GraphQLRequest) -> GraphQLResponse {
+    let mut response = schema.execute(request.into_inner()).await;
+    errors::codes_complete(&mut response);
+    response.into()
+}
+
+async fn graphiql() -> impl IntoResponse {
+    Html(GraphiQLSource::build().endpoint("/graphql").finish())
+}

@@ -1,0 +1,35 @@
+//! The schema: one query root and one mutation root, each merged from one object per area.
+
+use async_graphql::{EmptySubscription, MergedObject, Schema};
+
+use crate::assets::{AssetMutation, AssetQuery};
+use crate::liquidity::LiquidityMutation;
+
+/// Every query field.
+#[derive(MergedObject, Default)]
+pub struct Query(AssetQuery);
+
+/// Every mutation field.
+#[derive(MergedObject, Default)]
+pub struct Mutation(AssetMutation, LiquidityMutation);
+
+/// The Admin API schema.
+pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
+
+/// Rafiki's GraphQL Armor limits (§1).
+pub const DEPTH_MAX: usize = 10;
+/// Query complexity limit.
+pub const COMPLEXITY_MAX: usize = 5000;
+
+/// Builds the schema; `data` is what resolvers reach through the context.
+pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
+    Schema::build(Query::default(), Mutation::default(), EmptySubscription)
+        .limit_depth(DEPTH_MAX)
+        .limit_complexity(COMPLEXITY_MAX)
+        .disable_suggestions()
+}
+
+/// The schema in SDL, as `tally schema` prints it.
+pub fn sdl() -> String {
+    schema_builder().finish().sdl()
+}
