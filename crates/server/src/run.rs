@@ -168,19 +168,12 @@ async fn serve_until_stopped(
     submit: mpsc::Sender<Submission>,
     core_stopped: oneshot::Receiver<()>,
 ) -> Result<(), StartError> {
-    let address = options.addresses;
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| StartError::Bind { address, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { address, source })?;
+    let (listener, local) = bind(options.addresses).await?;
     // The handlers come first: a SIGTERM sent as soon as the line below appears must drain.
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
     // Tests and scripts wait for this line (the port may have been 0).
-    println!("listening on {local}");
-    let _ = std::io::stdout().flush();
+    announce(&format!("listening on {local}"));
     let serving = net::serve(listener, options.cluster, submit.clone());
     let graphql = graphql_serve(options.graphql_address, submit.clone()).await?;
     tokio::select! {
@@ -195,6 +188,25 @@ async fn serve_until_stopped(
     Ok(())
 }
 
+/// Prints a line that tests and scripts wait for. A closed stdout (the reader went away) must
+/// not stop the server, so write errors are ignored.
+fn announce(line: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = writeln!(stdout, "{line}");
+    let _ = stdout.flush();
+}
+
+/// Binds a listener; returns it with the address it got (the port may have been 0).
+async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| StartError::Bind { address, source })?;
+    let local = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { address, source })?;
+    Ok((listener, local))
+}
+
 /// Binds the Admin API's listener and returns the future that serves it (pending forever when
 /// the API is off).
 async fn graphql_serve(
@@ -204,15 +216,9 @@ async fn graphql_serve(
     let Some(address) = address else {
         return Ok(Box::pin(std::future::pending()));
     };
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| StartError::Bind { address, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { address, source })?;
+    let (listener, local) = bind(address).await?;
     let app = tally_graphql::app(tally_graphql::CoreHandle::new(submit));
-    println!("graphql listening on {local}");
-    let _ = std::io::stdout().flush();
+    announce(&format!("graphql listening on {local}"));
     Ok(Box::pin(async move {
         if let Err(error) = axum::serve(listener, app).await {
             tracing::error!(%error, "graphql listener stopped");

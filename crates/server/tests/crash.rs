@@ -252,6 +252,7 @@ impl Server {
         let mut command = Command::new(TALLY);
         command
             .arg("start")
+            .args(["--graphql-address", "off"])
             .arg("--data-dir")
             .arg(data)
             .args(["--addresses", "127.0.0.1:0", "--segment-mib"])
@@ -337,6 +338,7 @@ fn start_refused(data: &Path, timeout: Duration) -> (ExitStatus, String) {
     let output = run(
         Command::new(TALLY)
             .arg("start")
+            .args(["--graphql-address", "off"])
             .arg("--data-dir")
             .arg(data)
             .args(["--addresses", "127.0.0.1:0"])

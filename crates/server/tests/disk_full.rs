@@ -59,6 +59,8 @@ impl Server {
                 "start",
                 "--addresses",
                 "127.0.0.1:0",
+                "--graphql-address",
+                "off",
                 "--segment-mib",
                 "2",
                 "--data-dir",
