@@ -173,13 +173,20 @@ pub enum RequestInvalid {
 }
 
 impl<'a> Request<'a> {
-    /// Parses a message that passed the session checks (live) or was logged (replay).
+    /// Parses a logged message (replay).
     pub fn parse(message: &'a [u8]) -> Result<Request<'a>, RequestInvalid> {
         let header = Header::from_prefix(message).ok_or(RequestInvalid::Short)?;
-        let header = match header.parse() {
-            Ok(ParsedHeader::Request(request)) => request,
-            Ok(_) | Err(_) => return Err(RequestInvalid::NotRequest),
-        };
+        match header.parse() {
+            Ok(ParsedHeader::Request(request)) => Request::from_header(request, message),
+            Ok(_) | Err(_) => Err(RequestInvalid::NotRequest),
+        }
+    }
+
+    /// A request whose header was parsed already (live: on receipt).
+    pub fn from_header(
+        header: RequestHeader,
+        message: &'a [u8],
+    ) -> Result<Request<'a>, RequestInvalid> {
         if header.size as usize != message.len() {
             return Err(RequestInvalid::Size {
                 header: header.size,

@@ -375,16 +375,12 @@ impl Core {
             match entry {
                 Pending::Request { message, header } => {
                     let request =
-                        Command::Request(Request::parse(message).expect("checked on receipt"));
-                    let Command::Request(parsed) = &request else {
-                        panic!("constructed as a request")
-                    };
-                    assert_eq!(parsed.header.checksum, header.checksum);
-                    work += parsed.replay_cost();
+                        Request::from_header(*header, message).expect("checked on receipt");
+                    work += request.replay_cost();
                     stamp(
                         &mut self.record_body,
                         EntryKind::Request,
-                        request.timestamps_reserved(),
+                        Command::Request(request).timestamps_reserved(),
                         message,
                     );
                 }
@@ -435,13 +431,22 @@ impl Core {
         self.entries_since_checkpoint += entries;
         self.work_since_checkpoint += work;
         let mut replies = Vec::with_capacity(pending.len());
+        let requests: Vec<RequestHeader> = pending
+            .iter()
+            .filter_map(|entry| match entry {
+                Pending::Request { header, .. } => Some(*header),
+                Pending::Admin { .. } => None,
+            })
+            .collect();
         let log = JournalBytes(&self.journal);
         self.state
             .apply_record(
                 &log,
                 body_position(&self.journal, &appended),
                 self.record_body.len(),
-                ApplyMode::Live,
+                ApplyMode::Live {
+                    requests: &requests,
+                },
                 &mut replies,
             )
             .map_err(|source| CoreError::Apply {

@@ -14,7 +14,7 @@ use tally_ledger::{Account, AccountBalance, AccountFilter, Ledger, QueryFilter, 
 use tally_payments::{Outcome, Payments};
 use tally_wire::{
     decode_multi_batch, encode_register_reply, encode_reply, MultiBatchEncoder, ReplyParams,
-    SessionConfig, SessionTable, HEADER_SIZE, MESSAGE_BODY_SIZE_MAX,
+    RequestHeader, SessionConfig, SessionTable, HEADER_SIZE, MESSAGE_BODY_SIZE_MAX,
 };
 
 use crate::command::{
@@ -98,8 +98,12 @@ pub enum ApplyError {
 /// How a record is applied.
 #[derive(Clone, Copy)]
 pub enum ApplyMode<'a> {
-    /// Serving: every command runs and every reply is built.
-    Live,
+    /// Serving: every command runs and every reply is built. The record's request headers,
+    /// in entry order, were parsed on receipt and are not parsed again.
+    Live {
+        /// The headers of the record's request entries.
+        requests: &'a [RequestHeader],
+    },
     /// Recovering: a read whose client sent a later request in the replayed log is not run,
     /// since its reply (the read's only effect) is replaced before anyone can see it. This is
     /// what keeps a replayed read as cheap as rebuilding its session needs.
@@ -176,12 +180,24 @@ impl State {
             position: body_position,
             error,
         })?;
+        let mut requests_received = match mode {
+            ApplyMode::Live { requests } => Some(requests.iter()),
+            ApplyMode::Replay { .. } => None,
+        };
         for (offset, entry) in entries {
             let position = body_position + offset as u64;
             self.entry_check(position, &entry)?;
             let message_position = position + ENTRY_HEADER_SIZE as u64;
             let message = log.bytes(message_position, entry.message_size as usize);
-            let command = command_decode(&entry, message, message_position)?;
+            let received = match (&mut requests_received, entry.kind) {
+                (Some(requests), EntryKind::Request) => Some(
+                    *requests
+                        .next()
+                        .expect("one received header per request entry"),
+                ),
+                _ => None,
+            };
+            let command = command_decode(&entry, message, message_position, received)?;
             let timestamp_end = entry.timestamp + command.timestamps_reserved();
             match command {
                 Command::Request(request) => {
@@ -201,6 +217,12 @@ impl State {
             self.op = entry.op;
             self.timestamp = timestamp_end;
             assert!(self.ledger_timestamp_within(timestamp_end));
+        }
+        if let Some(mut requests) = requests_received {
+            assert!(
+                requests.next().is_none(),
+                "every received header was applied"
+            );
         }
         Ok(())
     }
@@ -480,10 +502,7 @@ impl State {
         results: &mut Vec<u8>,
     ) {
         let mut found = Vec::new();
-        for filter in batch
-            .chunks_exact(AccountFilter::SIZE)
-            .map(AccountFilter::read_from)
-        {
+        for filter in filters::<AccountFilter>(batch) {
             self.ledger.get_account_transfers(
                 &self.transfers(log),
                 &filter,
@@ -501,10 +520,7 @@ impl State {
         results: &mut Vec<u8>,
     ) {
         let mut found = Vec::new();
-        for filter in batch
-            .chunks_exact(AccountFilter::SIZE)
-            .map(AccountFilter::read_from)
-        {
+        for filter in filters::<AccountFilter>(batch) {
             self.ledger.get_account_balances(
                 &self.transfers(log),
                 &filter,
@@ -517,10 +533,7 @@ impl State {
 
     fn execute_query_accounts(&self, batch: &[u8], results: &mut Vec<u8>) {
         let mut found = Vec::new();
-        for filter in batch
-            .chunks_exact(QueryFilter::SIZE)
-            .map(QueryFilter::read_from)
-        {
+        for filter in filters::<QueryFilter>(batch) {
             self.ledger
                 .query_accounts(&filter, RESULTS_128_MAX, &mut found);
         }
@@ -529,10 +542,7 @@ impl State {
 
     fn execute_query_transfers<L: LogBytes>(&self, log: &L, batch: &[u8], results: &mut Vec<u8>) {
         let mut found = Vec::new();
-        for filter in batch
-            .chunks_exact(QueryFilter::SIZE)
-            .map(QueryFilter::read_from)
-        {
+        for filter in filters::<QueryFilter>(batch) {
             self.ledger
                 .query_transfers(&self.transfers(log), &filter, RESULTS_128_MAX, &mut found);
         }
@@ -560,18 +570,33 @@ impl State {
 }
 
 /// Decodes one entry's message into its command.
+/// `received`: the request's header as parsed on receipt (live), else it is parsed here.
 fn command_decode<'a>(
     entry: &EntryHeader,
     message: &'a [u8],
     message_position: u64,
+    received: Option<RequestHeader>,
 ) -> Result<Command<'a>, ApplyError> {
+    let request_invalid = |reason| ApplyError::Request {
+        position: message_position,
+        reason,
+    };
     match entry.kind {
-        EntryKind::Request => Request::parse(message)
-            .map(Command::Request)
-            .map_err(|reason| ApplyError::Request {
-                position: message_position,
-                reason,
-            }),
+        EntryKind::Request => match received {
+            Some(header) => {
+                // Pair with receipt: the logged message is the one whose header was parsed.
+                assert_eq!(
+                    message.get(..16).map(|checksum| u128::from_le_bytes(
+                        checksum.try_into().expect("16 bytes")
+                    )),
+                    Some(header.checksum)
+                );
+                Request::from_header(header, message)
+            }
+            None => Request::parse(message),
+        }
+        .map(Command::Request)
+        .map_err(request_invalid),
         EntryKind::Pulse => Ok(Command::Pulse),
         EntryKind::Admin => admin_decode(message)
             .map(|command| Command::Admin(Box::new(command)))
@@ -580,6 +605,11 @@ fn command_decode<'a>(
                 error,
             }),
     }
+}
+
+/// The filters of a filter batch (each batch of a filter operation holds one).
+fn filters<F: Record>(batch: &[u8]) -> impl Iterator<Item = F> + '_ {
+    batch.chunks_exact(F::SIZE).map(F::read_from)
 }
 
 /// The 16-byte ids of a lookup batch.

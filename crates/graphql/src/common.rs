@@ -147,21 +147,28 @@ pub fn idempotency(
     })
 }
 
+/// Runs a mutation in the core; returns its outcome (a domain error is still a value).
+pub async fn outcome(
+    context: &Context<'_>,
+    idempotency: Option<IdempotencyKey>,
+    mutation: Mutation,
+) -> Result<tally_payments::Outcome, Error> {
+    let command = Command {
+        idempotency,
+        mutation,
+    };
+    core(context).execute(&command).await.map_err(unavailable)
+}
+
 /// Runs a mutation in the core; a domain error becomes Rafiki's GraphQL error.
 pub async fn execute(
     context: &Context<'_>,
     idempotency: Option<IdempotencyKey>,
     mutation: Mutation,
 ) -> Result<Success, Error> {
-    let core = context.data_unchecked::<CoreHandle>();
-    let command = Command {
-        idempotency,
-        mutation,
-    };
-    match core.execute(&command).await.map_err(unavailable)? {
-        Ok(success) => Ok(success),
-        Err(domain) => Err(payments_error(&domain)),
-    }
+    outcome(context, idempotency, mutation)
+        .await?
+        .map_err(|domain| payments_error(&domain))
 }
 
 /// The core handle of a request.

@@ -8,9 +8,8 @@ use tally_payments::{
 };
 
 use crate::assets::unexpected;
-use crate::common::{idempotency, uuid, uuid_v4};
-use crate::core_handle::CoreHandle;
-use crate::errors::{error, payments_error, unavailable, Code};
+use crate::common::{idempotency, outcome, uuid, uuid_v4};
+use crate::errors::{error, payments_error, Code};
 use crate::scalars::UInt64;
 
 /// What a liquidity mutation returns (`success` is true whenever no error is thrown).
@@ -88,18 +87,9 @@ impl LiquidityMutation {
             "depositAssetLiquidity",
             &input,
         );
-        let deposit = Deposit {
-            owner: LiquidityOwner::Asset(uuid(&input.asset_id)),
-            transfer_id: uuid_v4(&input.id),
-            amount: input.amount.0,
-        };
-        liquidity(
-            context,
-            key,
-            LiquidityCommand::Deposit(deposit),
-            Peer::Liquidity,
-        )
-        .await
+        let owner = LiquidityOwner::Asset(uuid(&input.asset_id));
+        let command = deposit(owner, &input.id, input.amount);
+        liquidity(context, key, command, UnknownPeer::Liquidity).await
     }
 
     /// Add peer liquidity.
@@ -109,19 +99,10 @@ impl LiquidityMutation {
         input: DepositPeerLiquidityInput,
     ) -> Result<Option<LiquidityMutationResponse>, Error> {
         let key = idempotency(Some(&input.idempotency_key), "depositPeerLiquidity", &input);
-        let deposit = Deposit {
-            owner: LiquidityOwner::Peer(uuid(&input.peer_id)),
-            transfer_id: uuid_v4(&input.id),
-            amount: input.amount.0,
-        };
+        let owner = LiquidityOwner::Peer(uuid(&input.peer_id));
+        let command = deposit(owner, &input.id, input.amount);
         // Rafiki's peer service names an unknown peer in its own words here.
-        liquidity(
-            context,
-            key,
-            LiquidityCommand::Deposit(deposit),
-            Peer::Service,
-        )
-        .await
+        liquidity(context, key, command, UnknownPeer::PeerService).await
     }
 
     /// Withdraw asset liquidity.
@@ -130,24 +111,11 @@ impl LiquidityMutation {
         context: &Context<'_>,
         input: CreateAssetLiquidityWithdrawalInput,
     ) -> Result<Option<LiquidityMutationResponse>, Error> {
-        let key = idempotency(
-            Some(&input.idempotency_key),
-            "createAssetLiquidityWithdrawal",
-            &input,
-        );
-        let withdrawal = Withdrawal {
-            owner: LiquidityOwner::Asset(uuid(&input.asset_id)),
-            transfer_id: uuid_v4(&input.id),
-            amount: input.amount.0,
-            timeout_seconds: timeout_seconds(input.timeout_seconds),
-        };
-        liquidity(
-            context,
-            key,
-            LiquidityCommand::Withdraw(withdrawal),
-            Peer::Liquidity,
-        )
-        .await
+        let name = "createAssetLiquidityWithdrawal";
+        let key = idempotency(Some(&input.idempotency_key), name, &input);
+        let owner = LiquidityOwner::Asset(uuid(&input.asset_id));
+        let command = withdrawal(owner, &input.id, input.amount, input.timeout_seconds);
+        liquidity(context, key, command, UnknownPeer::Liquidity).await
     }
 
     /// Withdraw peer liquidity.
@@ -156,24 +124,11 @@ impl LiquidityMutation {
         context: &Context<'_>,
         input: CreatePeerLiquidityWithdrawalInput,
     ) -> Result<Option<LiquidityMutationResponse>, Error> {
-        let key = idempotency(
-            Some(&input.idempotency_key),
-            "createPeerLiquidityWithdrawal",
-            &input,
-        );
-        let withdrawal = Withdrawal {
-            owner: LiquidityOwner::Peer(uuid(&input.peer_id)),
-            transfer_id: uuid_v4(&input.id),
-            amount: input.amount.0,
-            timeout_seconds: timeout_seconds(input.timeout_seconds),
-        };
-        liquidity(
-            context,
-            key,
-            LiquidityCommand::Withdraw(withdrawal),
-            Peer::Liquidity,
-        )
-        .await
+        let name = "createPeerLiquidityWithdrawal";
+        let key = idempotency(Some(&input.idempotency_key), name, &input);
+        let owner = LiquidityOwner::Peer(uuid(&input.peer_id));
+        let command = withdrawal(owner, &input.id, input.amount, input.timeout_seconds);
+        liquidity(context, key, command, UnknownPeer::Liquidity).await
     }
 
     /// Post a pending liquidity withdrawal (the full amount).
@@ -187,17 +142,8 @@ impl LiquidityMutation {
             "postLiquidityWithdrawal",
             &input,
         );
-        let resolve = WithdrawalResolve {
-            withdrawal_id: uuid_v4(&input.withdrawal_id),
-            transfer_id: Uuid::new_v4(),
-        };
-        liquidity(
-            context,
-            key,
-            LiquidityCommand::Post(resolve),
-            Peer::Liquidity,
-        )
-        .await
+        let command = LiquidityCommand::Post(resolve(&input.withdrawal_id));
+        liquidity(context, key, command, UnknownPeer::Liquidity).await
     }
 
     /// Void a pending liquidity withdrawal.
@@ -211,49 +157,64 @@ impl LiquidityMutation {
             "voidLiquidityWithdrawal",
             &input,
         );
-        let resolve = WithdrawalResolve {
-            withdrawal_id: uuid_v4(&input.withdrawal_id),
-            transfer_id: Uuid::new_v4(),
-        };
-        liquidity(
-            context,
-            key,
-            LiquidityCommand::Void(resolve),
-            Peer::Liquidity,
-        )
-        .await
+        let command = LiquidityCommand::Void(resolve(&input.withdrawal_id));
+        liquidity(context, key, command, UnknownPeer::Liquidity).await
     }
 }
 
 /// Which table names an unknown peer.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Peer {
+enum UnknownPeer {
     /// `LiquidityError.UnknownPeer`: "Unknown peer".
     Liquidity,
     /// `PeerError.UnknownPeer`: "unknown peer".
-    Service,
+    PeerService,
 }
 
-/// A timeout past `u64` seconds cannot be a ledger timeout: it becomes one the domain refuses.
-fn timeout_seconds(timeout: UInt64) -> u64 {
-    u64::try_from(timeout.0).unwrap_or(u64::MAX)
+fn deposit(owner: LiquidityOwner, id: &str, amount: UInt64) -> LiquidityCommand {
+    LiquidityCommand::Deposit(Deposit {
+        owner,
+        transfer_id: uuid_v4(id),
+        amount: amount.0,
+    })
+}
+
+fn withdrawal(
+    owner: LiquidityOwner,
+    id: &str,
+    amount: UInt64,
+    timeout: UInt64,
+) -> LiquidityCommand {
+    LiquidityCommand::Withdraw(Withdrawal {
+        owner,
+        transfer_id: uuid_v4(id),
+        amount: amount.0,
+        // A timeout past `u64` seconds cannot be a ledger timeout: it becomes one the domain
+        // refuses.
+        timeout_seconds: u64::try_from(timeout.0).unwrap_or(u64::MAX),
+    })
+}
+
+/// A post or void of `withdrawal_id`, by a new transfer.
+fn resolve(withdrawal_id: &str) -> WithdrawalResolve {
+    WithdrawalResolve {
+        withdrawal_id: uuid_v4(withdrawal_id),
+        transfer_id: Uuid::new_v4(),
+    }
 }
 
 async fn liquidity(
     context: &Context<'_>,
     key: Option<tally_payments::IdempotencyKey>,
     command: LiquidityCommand,
-    peer: Peer,
+    unknown_peer: UnknownPeer,
 ) -> Result<Option<LiquidityMutationResponse>, Error> {
-    let core = context.data_unchecked::<CoreHandle>();
-    let command = tally_payments::Command {
-        idempotency: key,
-        mutation: Mutation::Liquidity(command),
-    };
-    match core.execute(&command).await.map_err(unavailable)? {
+    match outcome(context, key, Mutation::Liquidity(command)).await? {
         Ok(Success::Liquidity) => Ok(Some(LiquidityMutationResponse { success: true })),
         Ok(other) => Err(unexpected(&other)),
-        Err(PaymentsError::Liquidity(LiquidityError::UnknownPeer)) if peer == Peer::Service => {
+        Err(PaymentsError::Liquidity(LiquidityError::UnknownPeer))
+            if unknown_peer == UnknownPeer::PeerService =>
+        {
             Err(error(Code::NotFound, "unknown peer"))
         }
         Err(domain) => Err(payments_error(&domain)),

@@ -116,24 +116,13 @@ impl Payments {
         }
         let (account, asset) = self.liquidity_account_of(withdrawal.owner)?;
         let id = withdrawal.transfer_id.ok_or(LiquidityError::InvalidId)?;
-        let timeout = u32::try_from(withdrawal.timeout_seconds)
-            .map_err(|_| LiquidityError::InvalidTimeout)?;
-        let flags = if timeout > 0 {
-            TransferFlags::PENDING
-        } else {
-            0
-        };
-        let transfer = Transfer {
-            id: id.as_u128(),
-            debit_account_id: account,
-            credit_account_id: settlement_account_id(asset.0),
-            amount: withdrawal.amount,
-            timeout,
-            ledger: asset.1,
-            code: TransferCode::Withdrawal as u16,
-            flags: TransferFlags(flags),
-            ..Transfer::default()
-        };
+        let transfer = withdrawal_transfer(
+            id,
+            account,
+            asset,
+            withdrawal.amount,
+            withdrawal.timeout_seconds,
+        )?;
         transfer_create(port, &transfer, Resolution::Post)
     }
 
@@ -157,6 +146,34 @@ impl Payments {
             }
         }
     }
+}
+
+/// A withdrawal transfer: `account` → its asset's settlement account, pending when
+/// `timeout_seconds > 0`; `(asset, ledger)` name the asset.
+pub(crate) fn withdrawal_transfer(
+    id: Uuid,
+    account: u128,
+    (asset, ledger): (Uuid, u32),
+    amount: u128,
+    timeout_seconds: u64,
+) -> Result<Transfer, LiquidityError> {
+    let timeout = u32::try_from(timeout_seconds).map_err(|_| LiquidityError::InvalidTimeout)?;
+    let flags = if timeout > 0 {
+        TransferFlags::PENDING
+    } else {
+        0
+    };
+    Ok(Transfer {
+        id: id.as_u128(),
+        debit_account_id: account,
+        credit_account_id: settlement_account_id(asset),
+        amount,
+        timeout,
+        ledger,
+        code: TransferCode::Withdrawal as u16,
+        flags: TransferFlags(flags),
+        ..Transfer::default()
+    })
 }
 
 fn execute_resolve<P: LedgerPort>(

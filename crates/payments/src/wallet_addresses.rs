@@ -15,15 +15,13 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
-use tally_ledger::{Account, Transfer, TransferFlags};
+use tally_ledger::Account;
 use uuid::Uuid;
 
-use crate::accounts::{
-    liquidity_account, liquidity_of, settlement_account_id, AccountCode, TransferCode,
-};
+use crate::accounts::{liquidity_account, liquidity_of, AccountCode};
 use crate::command::{Outcome, Success};
 use crate::error::{LiquidityError, WalletAddressError};
-use crate::liquidity::{transfer_create, Resolution};
+use crate::liquidity::{transfer_create, withdrawal_transfer, Resolution};
 use crate::page::{page, Page, PageRequest};
 use crate::port::LedgerPort;
 use crate::state::Payments;
@@ -372,24 +370,13 @@ impl Payments {
             return Err(LiquidityError::AmountZero.into());
         }
         let id = withdrawal.transfer_id.ok_or(LiquidityError::InvalidId)?;
-        let timeout = u32::try_from(withdrawal.timeout_seconds)
-            .map_err(|_| LiquidityError::InvalidTimeout)?;
-        let flags = if timeout > 0 {
-            TransferFlags::PENDING
-        } else {
-            0
-        };
-        let transfer = Transfer {
-            id: id.as_u128(),
-            debit_account_id: account.id,
-            credit_account_id: settlement_account_id(address.asset_id),
+        let transfer = withdrawal_transfer(
+            id,
+            account.id,
+            (address.asset_id, account.ledger),
             amount,
-            timeout,
-            ledger: account.ledger,
-            code: TransferCode::Withdrawal as u16,
-            flags: TransferFlags(flags),
-            ..Transfer::default()
-        };
+            withdrawal.timeout_seconds,
+        )?;
         transfer_create(port, &transfer, Resolution::Post)?;
         Ok(Success::WalletAddressWithdrawal {
             id,
