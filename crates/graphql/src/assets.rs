@@ -2,11 +2,13 @@
 
 use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, ID};
 use tally_payments::{
-    liquidity_of, AssetCommand, CreateAsset, DeleteAsset, FeeType as DomainFeeType, Mutation,
-    SetFee, Success, UpdateAsset, Uuid,
+    AssetCommand, CreateAsset, DeleteAsset, FeeType as DomainFeeType, Mutation, SetFee, Success,
+    UpdateAsset, Uuid,
 };
 
-use crate::common::{core, execute, idempotency, iso8601, page_request, uuid, PageInfo, SortOrder};
+use crate::common::{
+    account_liquidity, core, execute, idempotency, iso8601, page_request, uuid, PageInfo, SortOrder,
+};
 use crate::errors::{error, error_plain, unavailable, Code};
 use crate::scalars::{UInt64, UInt8};
 
@@ -30,11 +32,7 @@ impl Asset {
     }
     /// The asset's liquidity account balance, read from the ledger.
     async fn liquidity(&self, context: &Context<'_>) -> Result<Option<UInt64>, Error> {
-        let account = self.0.id.as_u128();
-        let liquidity = core(context)
-            .read(move |view| view.account(account).map(liquidity_of))
-            .await
-            .map_err(unavailable)?;
+        let liquidity = account_liquidity(context, self.0.id.as_u128()).await?;
         // Rafiki throws when an asset has no liquidity account; every asset here has one.
         liquidity
             .map(|liquidity| Some(UInt64(liquidity)))
@@ -396,6 +394,16 @@ impl AssetMutation {
             other => Err(unexpected(&other)),
         }
     }
+}
+
+/// The asset of a peer or wallet address (never deleted while they use it).
+pub(crate) async fn asset_by_id(context: &Context<'_>, id: Uuid) -> Result<Asset, Error> {
+    core(context)
+        .read(move |view| view.payments().asset(id).cloned())
+        .await
+        .map_err(unavailable)?
+        .map(Asset)
+        .ok_or_else(|| error_plain(format!("asset {id} not found")))
 }
 
 fn asset_of(success: Success) -> Result<Asset, Error> {

@@ -171,6 +171,17 @@ pub async fn execute(
         .map_err(|domain| payments_error(&domain))
 }
 
+/// The liquidity of a ledger account (`None`: no such account yet).
+pub async fn account_liquidity(
+    context: &Context<'_>,
+    account: u128,
+) -> Result<Option<u128>, Error> {
+    core(context)
+        .read(move |view| view.account(account).map(tally_payments::liquidity_of))
+        .await
+        .map_err(unavailable)
+}
+
 /// The core handle of a request.
 pub fn core<'a>(context: &Context<'a>) -> &'a CoreHandle {
     context.data_unchecked::<CoreHandle>()

@@ -9,8 +9,10 @@ mod common;
 mod core_handle;
 mod errors;
 mod liquidity;
+mod peers;
 mod scalars;
 mod schema;
+mod wallet_addresses;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};

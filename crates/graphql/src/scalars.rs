@@ -1,5 +1,5 @@
 //! Rafiki's scalars (`rafiki-admin-api.md` §3.1): `UInt8`, `UInt64` (a JSON string out; a
-//! number or a string in; negative or non-integer refused).
+//! number or a string in; negative or non-integer refused) and `JSONObject`.
 
 use async_graphql::{InputValueError, InputValueResult, Number, Scalar, ScalarType, Value};
 
@@ -57,5 +57,25 @@ impl ScalarType for UInt8 {
 
     fn to_value(&self) -> Value {
         Value::Number(Number::from(self.0))
+    }
+}
+
+/// `JSONObject`: any JSON object.
+#[derive(Clone, Debug, PartialEq)]
+pub struct JsonObject(pub serde_json::Map<String, serde_json::Value>);
+
+#[Scalar(name = "JSONObject")]
+impl ScalarType for JsonObject {
+    fn parse(value: Value) -> InputValueResult<Self> {
+        match value.into_json() {
+            Ok(serde_json::Value::Object(object)) => Ok(JsonObject(object)),
+            _ => Err(InputValueError::custom(
+                "JSONObject cannot represent non-object value",
+            )),
+        }
+    }
+
+    fn to_value(&self) -> Value {
+        Value::from_json(serde_json::Value::Object(self.0.clone())).unwrap_or(Value::Null)
     }
 }

@@ -4,14 +4,21 @@ use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::assets::{AssetMutation, AssetQuery};
 use crate::liquidity::LiquidityMutation;
+use crate::peers::{PeerMutation, PeerQuery};
+use crate::wallet_addresses::{WalletAddressMutation, WalletAddressQuery};
 
 /// Every query field.
 #[derive(MergedObject, Default)]
-pub struct Query(AssetQuery);
+pub struct Query(AssetQuery, PeerQuery, WalletAddressQuery);
 
 /// Every mutation field.
 #[derive(MergedObject, Default)]
-pub struct Mutation(AssetMutation, LiquidityMutation);
+pub struct Mutation(
+    AssetMutation,
+    LiquidityMutation,
+    PeerMutation,
+    WalletAddressMutation,
+);
 
 /// The Admin API schema.
 pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;

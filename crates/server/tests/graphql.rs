@@ -347,3 +347,277 @@ fn idempotent_retries_survive_a_crash() {
     assert_eq!(liquidity(&tally, &usd), "5010");
     tally.stop();
 }
+
+const CREATE_PEER: &str = "mutation($input: CreatePeerInput!) { createPeer(input: $input) { peer { id name staticIlpAddress liquidity maxPacketAmount http { outgoing { authToken endpoint } } asset { id code } } } }";
+
+fn peer_input(asset: &str, address: &str, token: &str) -> Value {
+    json!({ "input": {
+        "assetId": asset,
+        "staticIlpAddress": address,
+        "http": { "incoming": { "authTokens": [token] }, "outgoing": { "authToken": "out", "endpoint": "http://peer.example:3002" } },
+        "name": "Peer",
+        "maxPacketAmount": "1000",
+        "initialLiquidity": "100"
+    } })
+}
+
+#[test]
+fn peers_with_rafiki_errors() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let tally = Tally::start(directory.path());
+    let usd = create_asset(&tally, "USD", 2);
+
+    let mut bad_endpoint = peer_input(&usd, "test.peer", "t0");
+    bad_endpoint["input"]["http"]["outgoing"]["endpoint"] = json!("not a url");
+    let cases = [
+        (
+            peer_input(&usd, "nope.peer", "t0"),
+            "BAD_USER_INPUT",
+            "invalid ILP address",
+        ),
+        (bad_endpoint, "BAD_USER_INPUT", "invalid HTTP endpoint"),
+        (
+            peer_input(&uuid(), "test.peer", "t0"),
+            "NOT_FOUND",
+            "unknown asset",
+        ),
+    ];
+    for (input, code, message) in cases {
+        let response = tally.post(CREATE_PEER, input);
+        assert_eq!(
+            error_of(&response),
+            (code.to_owned(), message.to_owned()),
+            "{response}"
+        );
+    }
+
+    let created = tally.post(CREATE_PEER, peer_input(&usd, "test.peer", "t1"));
+    let peer = &created["data"]["createPeer"]["peer"];
+    assert_eq!(peer["liquidity"], "100", "{created}");
+    assert_eq!(peer["maxPacketAmount"], "1000");
+    assert_eq!(peer["asset"]["id"], usd.as_str());
+    assert_eq!(
+        peer["http"]["outgoing"]["endpoint"],
+        "http://peer.example:3002"
+    );
+    let id = peer["id"].as_str().unwrap().to_owned();
+
+    let duplicate = tally.post(CREATE_PEER, peer_input(&usd, "test.peer", "t2"));
+    assert_eq!(
+        error_of(&duplicate),
+        (
+            "DUPLICATE".into(),
+            "duplicate peer found for same ILP address and asset".into()
+        )
+    );
+    let token = tally.post(CREATE_PEER, peer_input(&usd, "test.other", "t1"));
+    assert_eq!(
+        error_of(&token),
+        ("DUPLICATE".into(), "duplicate incoming token".into())
+    );
+
+    let deposit_peer = "mutation($input: DepositPeerLiquidityInput!) { depositPeerLiquidity(input: $input) { success } }";
+    let unknown = tally.post(deposit_peer, json!({ "input": { "peerId": uuid(), "amount": "5", "id": uuid(), "idempotencyKey": uuid() } }));
+    assert_eq!(
+        error_of(&unknown),
+        ("NOT_FOUND".into(), "unknown peer".into())
+    );
+    let withdraw_peer = "mutation($input: CreatePeerLiquidityWithdrawalInput!) { createPeerLiquidityWithdrawal(input: $input) { success } }";
+    let unknown = tally.post(withdraw_peer, json!({ "input": { "peerId": uuid(), "amount": "5", "id": uuid(), "idempotencyKey": uuid(), "timeoutSeconds": 0 } }));
+    assert_eq!(
+        error_of(&unknown),
+        ("NOT_FOUND".into(), "Unknown peer".into())
+    );
+    let deposited = tally.post(deposit_peer, json!({ "input": { "peerId": id, "amount": "50", "id": uuid(), "idempotencyKey": uuid() } }));
+    assert_eq!(
+        deposited["data"]["depositPeerLiquidity"]["success"], true,
+        "{deposited}"
+    );
+    let withdrawn = tally.post(withdraw_peer, json!({ "input": { "peerId": id, "amount": "30", "id": uuid(), "idempotencyKey": uuid(), "timeoutSeconds": 0 } }));
+    assert_eq!(
+        withdrawn["data"]["createPeerLiquidityWithdrawal"]["success"], true,
+        "{withdrawn}"
+    );
+
+    let update = tally.post(
+        "mutation($input: UpdatePeerInput!) { updatePeer(input: $input) { peer { name liquidity maxPacketAmount } } }",
+        json!({ "input": { "id": id, "name": "Renamed", "maxPacketAmount": null } }),
+    );
+    let peer = &update["data"]["updatePeer"]["peer"];
+    assert_eq!(peer["name"], "Renamed", "{update}");
+    assert_eq!(peer["liquidity"], "120");
+    assert!(peer["maxPacketAmount"].is_null());
+
+    let by_address = tally.post(
+        "query($address: String!, $asset: String!) { peerByAddressAndAsset(staticIlpAddress: $address, assetId: $asset) { id } }",
+        json!({ "address": "test.peer.alice", "asset": usd }),
+    );
+    assert_eq!(
+        by_address["data"]["peerByAddressAndAsset"]["id"],
+        id.as_str(),
+        "{by_address}"
+    );
+    let peers = tally.post("{ peers { edges { node { id } } } }", json!({}));
+    assert_eq!(
+        peers["data"]["peers"]["edges"].as_array().map(Vec::len),
+        Some(1)
+    );
+
+    let delete_asset = tally.post(
+        "mutation($input: DeleteAssetInput!) { deleteAsset(input: $input) { asset { id } } }",
+        json!({ "input": { "id": usd } }),
+    );
+    assert_eq!(
+        error_of(&delete_asset),
+        ("FORBIDDEN".into(), "Cannot delete! Asset in use.".into())
+    );
+    let delete = "mutation($input: DeletePeerInput!) { deletePeer(input: $input) { success } }";
+    let deleted = tally.post(delete, json!({ "input": { "id": id } }));
+    assert_eq!(deleted["data"]["deletePeer"]["success"], true, "{deleted}");
+    let again = tally.post(delete, json!({ "input": { "id": id } }));
+    assert_eq!(
+        error_of(&again),
+        ("NOT_FOUND".into(), "unknown peer".into())
+    );
+    let gone = tally.post(
+        "query($id: String!) { peer(id: $id) { id } }",
+        json!({ "id": id }),
+    );
+    assert_eq!(error_of(&gone), ("NOT_FOUND".into(), "unknown peer".into()));
+    tally.stop();
+}
+
+#[test]
+fn wallet_addresses_and_keys_with_rafiki_errors() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let tally = Tally::start(directory.path());
+    let usd = create_asset(&tally, "USD", 2);
+    let create = "mutation($input: CreateWalletAddressInput!) { createWalletAddress(input: $input) { walletAddress { id url publicName status liquidity asset { id } additionalProperties { key value visibleInOpenPayments } } } }";
+    let input = |asset: &str, url: &str| json!({ "input": { "assetId": asset, "url": url, "publicName": "Alice", "additionalProperties": [{ "key": " k ", "value": "v", "visibleInOpenPayments": true }] } });
+
+    let cases = [
+        (
+            input(&usd, "http://wallet.example/alice"),
+            "BAD_USER_INPUT",
+            "invalid url",
+        ),
+        (
+            input(&usd, "https://wallet.example/alice/quotes"),
+            "BAD_USER_INPUT",
+            "invalid url",
+        ),
+        (
+            input(&uuid(), "https://wallet.example/alice"),
+            "BAD_USER_INPUT",
+            "unknown asset",
+        ),
+    ];
+    for (input, code, message) in cases {
+        let response = tally.post(create, input);
+        assert_eq!(
+            error_of(&response),
+            (code.to_owned(), message.to_owned()),
+            "{response}"
+        );
+    }
+    let created = tally.post(create, input(&usd, "https://Wallet.example/Alice"));
+    let address = &created["data"]["createWalletAddress"]["walletAddress"];
+    assert_eq!(address["url"], "https://wallet.example/alice", "{created}");
+    assert_eq!(address["status"], "ACTIVE");
+    assert!(address["liquidity"].is_null());
+    assert_eq!(address["additionalProperties"][0]["key"], "k");
+    let id = address["id"].as_str().unwrap().to_owned();
+    let duplicate = tally.post(create, input(&usd, "https://wallet.example/alice"));
+    assert_eq!(
+        error_of(&duplicate),
+        (
+            "DUPLICATE".into(),
+            "Duplicate wallet address found with the same url".into()
+        )
+    );
+    let by_url = tally.post(
+        "query($url: String!) { walletAddressByUrl(url: $url) { id } }",
+        json!({ "url": "https://wallet.example/alice" }),
+    );
+    assert_eq!(
+        by_url["data"]["walletAddressByUrl"]["id"],
+        id.as_str(),
+        "{by_url}"
+    );
+    let unknown = tally.post(
+        "query($id: String!) { walletAddress(id: $id) { id } }",
+        json!({ "id": uuid() }),
+    );
+    assert_eq!(
+        error_of(&unknown),
+        ("NOT_FOUND".into(), "unknown wallet address".into())
+    );
+
+    let update = tally.post(
+        "mutation($input: UpdateWalletAddressInput!) { updateWalletAddress(input: $input) { walletAddress { status publicName } } }",
+        json!({ "input": { "id": id, "status": "INACTIVE" } }),
+    );
+    let updated = &update["data"]["updateWalletAddress"]["walletAddress"];
+    assert_eq!(updated["status"], "INACTIVE", "{update}");
+    assert_eq!(updated["publicName"], "Alice");
+
+    let create_key = "mutation($input: CreateWalletAddressKeyInput!) { createWalletAddressKey(input: $input) { walletAddressKey { id revoked jwk { kid x alg kty crv } } } }";
+    let jwk = json!({ "kid": "key-1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo", "alg": "EdDSA", "kty": "OKP", "crv": "Ed25519" });
+    let key = tally.post(
+        create_key,
+        json!({ "input": { "walletAddressId": id, "jwk": jwk } }),
+    );
+    let key_id = key["data"]["createWalletAddressKey"]["walletAddressKey"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key}"))
+        .to_owned();
+    let duplicate = tally.post(
+        create_key,
+        json!({ "input": { "walletAddressId": id, "jwk": jwk } }),
+    );
+    assert_eq!(
+        error_of(&duplicate),
+        ("DUPLICATE".into(), "Key already exists".into())
+    );
+    let revoke = "mutation($input: RevokeWalletAddressKeyInput!) { revokeWalletAddressKey(input: $input) { walletAddressKey { id revoked } } }";
+    let revoked = tally.post(revoke, json!({ "input": { "id": key_id } }));
+    assert_eq!(
+        revoked["data"]["revokeWalletAddressKey"]["walletAddressKey"]["revoked"], true,
+        "{revoked}"
+    );
+    let unknown = tally.post(revoke, json!({ "input": { "id": uuid() } }));
+    assert_eq!(
+        error_of(&unknown),
+        ("NOT_FOUND".into(), "Wallet address key not found".into())
+    );
+    let keys = tally.post("query($id: String!) { walletAddress(id: $id) { walletAddressKeys { edges { node { id revoked } } } } }", json!({ "id": id }));
+    assert_eq!(
+        keys["data"]["walletAddress"]["walletAddressKeys"]["edges"][0]["node"]["revoked"], true,
+        "{keys}"
+    );
+
+    // No Web Monetization receipt yet: no ledger account to withdraw from.
+    let withdrawal = tally.post(
+        "mutation($input: CreateWalletAddressWithdrawalInput!) { createWalletAddressWithdrawal(input: $input) { withdrawal { id amount } } }",
+        json!({ "input": { "walletAddressId": id, "id": uuid(), "idempotencyKey": uuid(), "timeoutSeconds": 0 } }),
+    );
+    assert_eq!(
+        error_of(&withdrawal).0,
+        "INTERNAL_SERVER_ERROR",
+        "{withdrawal}"
+    );
+    let trigger = tally.post(
+        "mutation($input: TriggerWalletAddressEventsInput!) { triggerWalletAddressEvents(input: $input) { count } }",
+        json!({ "input": { "limit": 10 } }),
+    );
+    assert!(
+        trigger["data"]["triggerWalletAddressEvents"]["count"].is_number(),
+        "{trigger}"
+    );
+    let events = tally.post("{ webhookEvents(filter: { type: { in: [\"wallet_address.web_monetization\"] } }) { edges { node { id type data } } } }", json!({}));
+    assert!(
+        events["data"]["webhookEvents"]["edges"].is_array(),
+        "{events}"
+    );
+    tally.stop();
+}
