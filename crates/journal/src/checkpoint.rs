@@ -15,11 +15,12 @@ use crate::layout::{
     HEADER_SIZE_BYTES,
 };
 
-pub const CHECKPOINT_SLOT_COUNT: usize = CHECKPOINT_FILES.len();
+pub(crate) const CHECKPOINT_SLOT_COUNT: usize = CHECKPOINT_FILES.len();
 
 /// A checkpoint read back whole and verified: the header, and the state in a read-only mapping
 /// (states can be hundreds of MB; mapping avoids a copy).
 pub struct Checkpoint {
+    /// The last record the state reflects: replay resumes at `op + 1`.
     pub op: u64,
     checksum_record: u128,
     map: Mmap,
@@ -45,13 +46,27 @@ impl std::fmt::Debug for Checkpoint {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckpointProblem {
     /// Damaged or foreign: checksum, magic, size or cluster mismatch.
-    Invalid { reason: &'static str },
+    Invalid {
+        /// What failed to verify.
+        reason: &'static str,
+    },
     /// Intact, but of a format version this binary does not read.
-    Version { version: u32 },
+    Version {
+        /// The version the checkpoint's header names.
+        version: u32,
+    },
     /// Its op is beyond the end of the recovered log.
-    BeyondLog { op: u64, op_last: u64 },
+    BeyondLog {
+        /// The checkpoint's op.
+        op: u64,
+        /// The recovered log's last op.
+        op_last: u64,
+    },
     /// Record `op` in the log is not the record the checkpoint was taken after.
-    NotInChain { op: u64 },
+    NotInChain {
+        /// The checkpoint's op.
+        op: u64,
+    },
 }
 
 impl std::fmt::Display for CheckpointProblem {
@@ -78,12 +93,14 @@ impl std::fmt::Display for CheckpointProblem {
 /// A slot whose checkpoint cannot be used.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CheckpointRejection {
+    /// The slot's file (`checkpoint-a` or `checkpoint-b`).
     pub file: &'static str,
+    /// Why it was passed over.
     pub problem: CheckpointProblem,
 }
 
 /// Reads and verifies one slot: `Ok(None)` if the file does not exist.
-pub fn checkpoint_read(
+pub(crate) fn checkpoint_read(
     directory: &Path,
     slot: usize,
     cluster: u128,
@@ -140,7 +157,7 @@ fn checkpoint_verify(map: Mmap, cluster: u128) -> Result<Checkpoint, CheckpointP
 }
 
 /// Writes a checkpoint into `slot`, replacing its previous content atomically.
-pub fn checkpoint_write(
+pub(crate) fn checkpoint_write(
     directory_file: &File,
     directory: &Path,
     slot: usize,
@@ -164,7 +181,7 @@ pub fn checkpoint_write(
 /// The newest checkpoint that reads back whole (header and state checksums, this cluster), as
 /// `(op, file)`, whatever the log holds: a checkpoint is written only after the log through its op
 /// was synced, so it proves those ops were durable.
-pub fn checkpoint_proof(
+pub(crate) fn checkpoint_proof(
     slots: &[Option<Result<Checkpoint, CheckpointProblem>>; CHECKPOINT_SLOT_COUNT],
 ) -> Option<(u64, &'static str)> {
     slots
@@ -178,7 +195,7 @@ pub fn checkpoint_proof(
 }
 
 /// The choice among the slots after the log is known.
-pub struct CheckpointChoice {
+pub(crate) struct CheckpointChoice {
     pub chosen: Option<Checkpoint>,
     /// Per slot, the op of a usable checkpoint it holds (the next write replaces the other one).
     pub slot_ops: [Option<u64>; CHECKPOINT_SLOT_COUNT],
@@ -187,7 +204,7 @@ pub struct CheckpointChoice {
 
 /// Picks the newest checkpoint at or below `op_last` whose tied record checksum matches the log.
 /// `checksum_of` gives the checksum of record `op` (the format marker's for op 0).
-pub fn checkpoint_choose(
+pub(crate) fn checkpoint_choose(
     slots: [Option<Result<Checkpoint, CheckpointProblem>>; CHECKPOINT_SLOT_COUNT],
     op_last: u64,
     checksum_of: impl Fn(u64) -> u128,
@@ -228,7 +245,7 @@ pub fn checkpoint_choose(
 }
 
 /// The slot the next checkpoint goes to: an empty or unusable one, else the one with the older op.
-pub fn checkpoint_slot_next(slot_ops: &[Option<u64>; CHECKPOINT_SLOT_COUNT]) -> usize {
+pub(crate) fn checkpoint_slot_next(slot_ops: &[Option<u64>; CHECKPOINT_SLOT_COUNT]) -> usize {
     match slot_ops {
         [None, _] => 0,
         [Some(_), None] => 1,

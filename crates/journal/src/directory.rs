@@ -8,13 +8,13 @@ use std::path::{Path, PathBuf};
 use crate::error::JournalError;
 use crate::layout::{FormatMarker, HeaderProblem, HEADER_SIZE_BYTES};
 
-pub const FORMAT_FILE: &str = "format";
-pub const FORMAT_TEMPORARY: &str = "format.tmp";
-pub const SEGMENTS_DIRECTORY: &str = "journal";
-pub const CHECKPOINT_FILES: [&str; 2] = ["checkpoint-a", "checkpoint-b"];
-pub const CHECKPOINT_TEMPORARY: &str = "checkpoint.tmp";
+pub(crate) const FORMAT_FILE: &str = "format";
+pub(crate) const FORMAT_TEMPORARY: &str = "format.tmp";
+pub(crate) const SEGMENTS_DIRECTORY: &str = "journal";
+pub(crate) const CHECKPOINT_FILES: [&str; 2] = ["checkpoint-a", "checkpoint-b"];
+pub(crate) const CHECKPOINT_TEMPORARY: &str = "checkpoint.tmp";
 
-pub fn io_error(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
+pub(crate) fn io_error(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
     move |source| JournalError::Io {
         path: path.to_path_buf(),
         source,
@@ -22,7 +22,7 @@ pub fn io_error(path: &Path) -> impl FnOnce(io::Error) -> JournalError + '_ {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum LockMode {
+pub(crate) enum LockMode {
     /// Held by the one process that reads and writes the journal.
     Exclusive,
     /// Held by `inspect`, which only reads: it may run beside another reader, never a writer.
@@ -31,7 +31,7 @@ pub enum LockMode {
 
 /// Opens `directory` and takes an advisory `flock` on it, held until the returned file is closed.
 /// Locking the directory itself (not a lock file) means taking the lock writes nothing.
-pub fn lock(directory: &Path, mode: LockMode) -> Result<File, JournalError> {
+pub(crate) fn lock(directory: &Path, mode: LockMode) -> Result<File, JournalError> {
     let file = File::open(directory).map_err(io_error(directory))?;
     let operation = match mode {
         LockMode::Exclusive => libc::LOCK_EX,
@@ -56,13 +56,13 @@ pub fn lock(directory: &Path, mode: LockMode) -> Result<File, JournalError> {
 }
 
 /// Makes the directory's entries (creations, renames, removals) durable.
-pub fn directory_sync(directory_file: &File, directory: &Path) -> Result<(), JournalError> {
+pub(crate) fn directory_sync(directory_file: &File, directory: &Path) -> Result<(), JournalError> {
     directory_file.sync_all().map_err(io_error(directory))
 }
 
 /// Replaces `directory/name` atomically with `parts` concatenated: write a temporary file, fsync
 /// it, rename it over `name`, fsync the directory. A crash leaves either the old or the new file.
-pub fn file_replace(
+pub(crate) fn file_replace(
     directory_file: &File,
     directory: &Path,
     name: &str,
@@ -88,7 +88,7 @@ pub fn file_replace(
 }
 
 /// Removes a leftover temporary file from an interrupted write, if there is one.
-pub fn temporary_remove(path: &Path) -> Result<bool, JournalError> {
+pub(crate) fn temporary_remove(path: &Path) -> Result<bool, JournalError> {
     match fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
@@ -99,7 +99,7 @@ pub fn temporary_remove(path: &Path) -> Result<bool, JournalError> {
     }
 }
 
-pub fn format_read(directory: &Path) -> Result<FormatMarker, JournalError> {
+pub(crate) fn format_read(directory: &Path) -> Result<FormatMarker, JournalError> {
     let path: PathBuf = directory.join(FORMAT_FILE);
     let file = match File::open(&path) {
         Ok(file) => file,

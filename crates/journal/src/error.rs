@@ -6,62 +6,130 @@ use std::path::PathBuf;
 /// values; programming errors (a kind of 0, a position that names no record) are assertions.
 #[derive(Debug, thiserror::Error)]
 pub enum JournalError {
+    /// A system call on a file or directory of the data directory failed.
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: io::Error },
+    Io {
+        /// The file or directory the call was about.
+        path: PathBuf,
+        /// What the kernel said.
+        source: io::Error,
+    },
+    /// Another process holds the data directory's lock: a journal open for writing excludes
+    /// everything else, an `inspect` excludes writers.
     #[error("{directory}: locked by another process")]
-    Locked { directory: PathBuf },
+    Locked {
+        /// The data directory.
+        directory: PathBuf,
+    },
+    /// `format` found a format marker or journal files already there; it never overwrites them.
     #[error("{directory}: already formatted, or holds journal files from an earlier format")]
-    AlreadyFormatted { directory: PathBuf },
+    AlreadyFormatted {
+        /// The data directory.
+        directory: PathBuf,
+    },
+    /// `open` or `inspect` found no format marker: the directory was never formatted (or is not
+    /// a data directory).
     #[error("{directory}: not a formatted journal (no format marker)")]
-    NotFormatted { directory: PathBuf },
+    NotFormatted {
+        /// The data directory.
+        directory: PathBuf,
+    },
+    /// The format marker is damaged or foreign (checksum, magic, sizes).
     #[error("{path}: invalid format marker: {reason}")]
-    FormatInvalid { path: PathBuf, reason: &'static str },
+    FormatInvalid {
+        /// The marker file.
+        path: PathBuf,
+        /// What failed to verify.
+        reason: &'static str,
+    },
     /// The format marker is intact but names a format version this binary does not read.
     #[error(
         "{path}: format version {version}, this binary reads {}..={}",
         crate::layout::FORMAT_VERSION_MIN,
         crate::layout::FORMAT_VERSION
     )]
-    FormatVersion { path: PathBuf, version: u32 },
+    FormatVersion {
+        /// The marker file.
+        path: PathBuf,
+        /// The version the marker names.
+        version: u32,
+    },
+    /// `Options` that cannot work: a segment size out of bounds or not a multiple of 4096, or a
+    /// largest body that does not fit in a segment.
     #[error("invalid options: {reason}")]
-    OptionsInvalid { reason: &'static str },
+    OptionsInvalid {
+        /// Which rule the options break.
+        reason: &'static str,
+    },
+    /// The segment files do not match the format marker: a missing segment (segment 0, or one
+    /// before a later one), a size other than the segment size, or a file that is not a segment.
     #[error("{path}: {reason}")]
-    SegmentInvalid { path: PathBuf, reason: String },
+    SegmentInvalid {
+        /// The segment file (or the segments directory).
+        path: PathBuf,
+        /// What does not match.
+        reason: String,
+    },
     /// Recovery refused to open the log and wrote nothing: the damage is not a torn tail.
     #[error(
         "corrupt journal at op {op} (segment {segment}, offset {offset}): {damage}; {evidence}"
     )]
     Corrupt {
+        /// The op recovery expected at the damage: the first op the log cannot vouch for.
         op: u64,
+        /// Where the damaged record is.
         segment: u32,
+        /// Where the damaged record is, in bytes from its segment's start.
         offset: u64,
+        /// What is wrong with it.
         damage: Damage,
+        /// Why recovery may not cut it.
         evidence: Evidence,
     },
+    /// `append` was given a body over `Options::body_size_bytes_max`; nothing was written.
     #[error("body of {body_size_bytes} bytes exceeds the limit of {body_size_bytes_max}")]
     BodyTooLarge {
+        /// The body's size.
         body_size_bytes: u64,
+        /// `Options::body_size_bytes_max`.
         body_size_bytes_max: u32,
     },
+    /// `write_checkpoint` was given a state over `Options::state_size_bytes_max`; nothing was
+    /// written.
     #[error(
         "checkpoint state of {state_size_bytes} bytes exceeds the limit of {state_size_bytes_max}"
     )]
     StateTooLarge {
+        /// The state's size.
         state_size_bytes: u64,
+        /// `Options::state_size_bytes_max`.
         state_size_bytes_max: u64,
     },
+    /// The append needs a segment beyond `SEGMENT_COUNT_MAX`; the log is unchanged and every
+    /// later append fails the same way.
     #[error("log full: segment {segment} would pass the limit of {segment_count_max} segments")]
     LogFull {
+        /// The segment the append needed.
         segment: u32,
+        /// `SEGMENT_COUNT_MAX`.
         segment_count_max: u32,
     },
     /// The append that needed this segment failed and left the log unchanged.
     #[error("cannot allocate segment {segment}: {source}")]
-    SegmentAllocate { segment: u32, source: io::Error },
+    SegmentAllocate {
+        /// The segment that could not be allocated.
+        segment: u32,
+        /// What the kernel said (ENOSPC when the disk is full).
+        source: io::Error,
+    },
     /// After a failed fsync the kernel may have dropped the dirty pages ("fsyncgate"), so nothing
     /// written since can be trusted. The journal refuses all further work: restart and recover.
     #[error("fsync failed, the journal is unusable until it is reopened: {source}")]
-    SyncFailed { source: io::Error },
+    SyncFailed {
+        /// What the fsync returned.
+        source: io::Error,
+    },
+    /// Any call after a `SyncFailed`: the journal stays unusable until it is reopened.
     #[error("an earlier fsync failed; the journal is unusable until it is reopened")]
     Failed,
 }
@@ -71,18 +139,28 @@ pub enum JournalError {
 pub enum Damage {
     /// Only zeros where a record should start, yet nonzero bytes follow.
     HeaderZero,
+    /// The header's checksum does not match its bytes: torn, or changed after it was written.
     HeaderChecksum,
+    /// The header's checksum matches but a field is impossible (nonzero reserved bytes, op 0,
+    /// kind 0, `op_synced` not below `op`): sealed by no writer of this journal.
     HeaderInvalid {
+        /// Which field.
         reason: &'static str,
     },
+    /// A valid header, but of another op than the one expected here.
     OpMismatch {
+        /// The op the header carries.
         op_found: u64,
     },
+    /// A valid header of the expected op whose parent is not the previous record's checksum: the
+    /// chain is broken.
     ParentMismatch,
     /// The header verifies but claims a body that would cross the segment's end.
     BodySizeInvalid {
+        /// The body size the header claims, in bytes.
         body_size: u32,
     },
+    /// The header verifies but the body does not match its checksum.
     BodyChecksum,
 }
 

@@ -16,61 +16,95 @@ use crate::segment::{segment_name, segment_open_read_only, segments_list};
 /// What `inspect` found.
 #[derive(Clone, Debug)]
 pub struct Inspection {
+    /// The data directory inspected.
     pub directory: PathBuf,
+    /// The cluster id it was formatted for (from the format marker).
     pub cluster: u128,
+    /// The size of every segment file (from the format marker).
     pub segment_size_bytes: u64,
+    /// Segment files present, including preallocated ones no record reaches yet.
     pub segment_count: u32,
     /// Records run from op 1 to `op_last` without gaps, so this is also the record count.
     pub op_last: u64,
     /// Bytes from the first segment's start to the end of the last valid record.
     pub log_size_bytes: u64,
+    /// The bodies alone, summed over every valid record (headers excluded).
     pub body_size_bytes_total: u64,
+    /// Op 1's timestamp, as the appender gave it (the core's clock, in nanoseconds); `None` for
+    /// an empty log.
     pub timestamp_first: Option<u64>,
+    /// The last valid record's timestamp; `None` for an empty log.
     pub timestamp_last: Option<u64>,
     /// The first op whose timestamp is not above its predecessor's (the core clock is meant to be
     /// strictly increasing; the journal itself does not require it).
     pub timestamp_regression_op: Option<u64>,
+    /// Records and body bytes per record kind, over the valid records.
     pub kinds: BTreeMap<u16, KindSummary>,
+    /// Each slot, in the order of the files `checkpoint-a`, `checkpoint-b`.
     pub checkpoints: [CheckpointStatus; 2],
     /// The checkpoint `open` would pick: its op and state size.
     pub checkpoint_chosen: Option<(u64, u64)>,
+    /// What `open` would do at the end of the log.
     pub tail: TailSummary,
 }
 
+/// The records of one kind (the kinds are the core's: the journal only requires them nonzero).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct KindSummary {
+    /// How many valid records carry the kind.
     pub records: u64,
+    /// Their bodies' bytes, summed (headers excluded).
     pub body_size_bytes: u64,
 }
 
+/// One checkpoint slot, as `open` would judge it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CheckpointStatus {
+    /// No file: no checkpoint was ever written to this slot.
     Missing,
-    Usable { op: u64 },
+    /// Verified and in the log's chain; `open` may recover from it.
+    Usable {
+        /// The last op its state reflects.
+        op: u64,
+    },
+    /// Present but passed over, and why.
     Rejected(CheckpointProblem),
 }
 
 /// The end of the log, as `open` would judge it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TailSummary {
+    /// The last valid record is followed by zeros only: nothing to cut or refuse.
     Clean,
     /// Damage `open` cuts on its own, `bytes` bytes from here: a torn tail (`evidence` is `None`)
     /// or a later record that survived a power loss without this one
     /// (`Evidence::Unacknowledged`).
     Torn {
+        /// The first op `open` would cut.
         op: u64,
+        /// Where the damaged record is.
         segment: u32,
+        /// Where the damaged record is, in bytes from its segment's start.
         offset: u64,
+        /// From the damage to the end of the last nonzero 128-byte block (counted across
+        /// segments): what `open` zeroes.
         bytes: u64,
+        /// What is wrong with the record at `op`.
         damage: Damage,
+        /// `None` for a torn tail, else `Evidence::Unacknowledged`.
         evidence: Option<Evidence>,
     },
     /// Damage `open` refuses (with `Evidence::Unproven`, unless told to cut).
     Corrupt {
+        /// The op recovery expected at the damage.
         op: u64,
+        /// Where the damaged record is.
         segment: u32,
+        /// Where the damaged record is, in bytes from its segment's start.
         offset: u64,
+        /// What is wrong with it.
         damage: Damage,
+        /// Why `open` may not cut it.
         evidence: Evidence,
     },
 }

@@ -23,10 +23,15 @@ use crate::segment::{DataRuns, SEGMENT_COUNT_MAX};
 use crate::storage::{segments_directory, FileStorage, Storage, StorageSegment};
 use crate::sync::{SyncMode, SyncTicket, Syncer};
 
+/// The smallest segment size: `Options::segment_size_bytes` must lie between this and
+/// `SEGMENT_SIZE_BYTES_MAX` and be a multiple of 4096.
 pub const SEGMENT_SIZE_BYTES_MIN: u64 = 1024 * 1024;
 /// Offsets within a segment stay far from any overflow, and one mapping stays a sane size.
 pub const SEGMENT_SIZE_BYTES_MAX: u64 = 4 * 1024 * 1024 * 1024;
 
+/// How to format and open a journal. `Default` gives the production values: 256 MiB segments,
+/// bodies up to 64 MiB, checkpoint states up to 16 GiB, syncs through io_uring, no cutting of
+/// unproven damage.
 #[derive(Clone, Debug)]
 pub struct Options {
     /// Size of every segment file. Fixed at format time: `open` takes it from the format marker.
@@ -36,6 +41,8 @@ pub struct Options {
     pub body_size_bytes_max: u32,
     /// The largest checkpoint state `write_checkpoint` writes and `open` reads.
     pub state_size_bytes_max: u64,
+    /// How `sync_begin` reaches the disk: io_uring in production, `Blocking` where a test wants
+    /// each sync complete on return.
     pub sync_mode: SyncMode,
     /// Operator override (`tally start --cut-unproven-tail`) for a log that `open` refused with
     /// `Evidence::Unproven`: cut the tail at the damage even though a valid record follows it and
@@ -77,6 +84,7 @@ fn options_verify(options: &Options, segment_size_bytes: u64) -> Result<(), Jour
 /// What `open` found and did.
 #[derive(Debug)]
 pub struct Recovery {
+    /// The last op of the recovered log (after any cut); 0 for an empty log.
     pub op_last: u64,
     /// The newest usable checkpoint: replay `records_from(checkpoint.op + 1)` on top of its state.
     pub checkpoint: Option<Checkpoint>,
@@ -90,11 +98,15 @@ pub struct Recovery {
 /// proves), or the operator chose to lose them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Cut {
+    /// The first op cut: the log now ends at `op - 1`, and the next append gets `op` again.
     pub op: u64,
+    /// Where the damaged record was.
     pub segment: u32,
+    /// Where the damaged record was, in bytes from its segment's start.
     pub offset: u64,
     /// From the damage to the end of the last nonzero 128-byte block (counted across segments).
     pub bytes: u64,
+    /// What was wrong with the record at `op`.
     pub damage: Damage,
     /// `None` for a torn tail (no valid record after the damage); `Evidence::Unacknowledged` when
     /// a later record survived a power loss without this one; `Evidence::Unproven` when the
@@ -549,6 +561,8 @@ impl<S: Storage> Journal<S> {
         self.log().bytes(address, size_bytes)
     }
 
+    /// The last op appended or recovered (appended is not yet durable: see `op_synced`); 0 for
+    /// an empty log.
     pub fn op_last(&self) -> u64 {
         self.op_last
     }
@@ -563,10 +577,12 @@ impl<S: Storage> Journal<S> {
         self.syncer.op_synced()
     }
 
+    /// The cluster id the directory was formatted for (from the format marker).
     pub fn cluster(&self) -> u128 {
         self.marker.cluster
     }
 
+    /// The size of every segment file, fixed at format time (from the format marker).
     pub fn segment_size_bytes(&self) -> u64 {
         self.marker.segment_size_bytes
     }

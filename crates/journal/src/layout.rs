@@ -13,7 +13,7 @@ pub const HEADER_SIZE_BYTES: u64 = 128;
 /// and a header never straddles a page.
 pub const RECORD_ALIGNMENT_BYTES: u64 = 128;
 
-pub type HeaderBytes = [u8; HEADER_SIZE_BYTES as usize];
+pub(crate) type HeaderBytes = [u8; HEADER_SIZE_BYTES as usize];
 
 const _: () = assert!(RECORD_ALIGNMENT_BYTES == HEADER_SIZE_BYTES);
 const _: () = assert!(RECORD_ALIGNMENT_BYTES.is_power_of_two());
@@ -23,19 +23,19 @@ const _: () = assert!(4096 % RECORD_ALIGNMENT_BYTES == 0);
 const CHECKSUM_COVERED_FROM: usize = 16;
 
 /// The bytes one record occupies in its segment: header, body, zero padding to the alignment.
-pub fn record_size_bytes(body_size: u32) -> u64 {
+pub(crate) fn record_size_bytes(body_size: u32) -> u64 {
     let size = HEADER_SIZE_BYTES + u64::from(body_size);
     size.div_ceil(RECORD_ALIGNMENT_BYTES) * RECORD_ALIGNMENT_BYTES
 }
 
-pub fn is_zero(bytes: &[u8]) -> bool {
+pub(crate) fn is_zero(bytes: &[u8]) -> bool {
     const ZERO: [u8; 4096] = [0; 4096];
     bytes
         .chunks(ZERO.len())
         .all(|chunk| chunk == &ZERO[..chunk.len()])
 }
 
-pub fn header_bytes(bytes: &[u8]) -> &HeaderBytes {
+pub(crate) fn header_bytes(bytes: &[u8]) -> &HeaderBytes {
     bytes
         .first_chunk::<{ HEADER_SIZE_BYTES as usize }>()
         .expect("a header slice is at least 128 bytes")
@@ -93,19 +93,19 @@ fn write_u16(bytes: &mut [u8], offset: usize, value: u16) {
 
 /// Byte offsets of the record header's fields.
 mod record {
-    pub const CHECKSUM_BODY: usize = 16;
-    pub const PARENT: usize = 32;
-    pub const OP: usize = 48;
-    pub const OP_SYNCED: usize = 56;
-    pub const TIMESTAMP: usize = 64;
-    pub const BODY_SIZE: usize = 72;
-    pub const KIND: usize = 76;
-    pub const RESERVED: usize = 78;
+    pub(crate) const CHECKSUM_BODY: usize = 16;
+    pub(crate) const PARENT: usize = 32;
+    pub(crate) const OP: usize = 48;
+    pub(crate) const OP_SYNCED: usize = 56;
+    pub(crate) const TIMESTAMP: usize = 64;
+    pub(crate) const BODY_SIZE: usize = 72;
+    pub(crate) const KIND: usize = 76;
+    pub(crate) const RESERVED: usize = 78;
 }
 
 /// The header in front of every record body.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RecordHeader {
+pub(crate) struct RecordHeader {
     /// Checksum of header bytes [16, 128).
     pub checksum: u128,
     pub checksum_body: u128,
@@ -122,7 +122,7 @@ pub struct RecordHeader {
 
 impl RecordHeader {
     /// Encodes the header with its checksum; `self.checksum` is ignored and returned sealed.
-    pub fn sealed(mut self) -> (RecordHeader, HeaderBytes) {
+    pub(crate) fn sealed(mut self) -> (RecordHeader, HeaderBytes) {
         assert!(self.op > 0);
         assert!(self.op_synced < self.op);
         assert!(self.kind != 0);
@@ -139,7 +139,7 @@ impl RecordHeader {
     }
 
     /// Reads the fields without judging them: only for bytes verified before.
-    pub fn decode(bytes: &HeaderBytes) -> RecordHeader {
+    pub(crate) fn decode(bytes: &HeaderBytes) -> RecordHeader {
         RecordHeader {
             checksum: read_u128(bytes, 0),
             checksum_body: read_u128(bytes, record::CHECKSUM_BODY),
@@ -153,7 +153,7 @@ impl RecordHeader {
     }
 
     /// Checks everything a header can say about itself (not its place in the chain).
-    pub fn verify(bytes: &HeaderBytes) -> Result<RecordHeader, Damage> {
+    pub(crate) fn verify(bytes: &HeaderBytes) -> Result<RecordHeader, Damage> {
         if is_zero(bytes) {
             return Err(Damage::HeaderZero);
         }
@@ -191,7 +191,7 @@ impl RecordHeader {
     /// zero; a byte of `op` or `parent` is neither zero nor the expected byte; or flipping one bit
     /// gives a valid header of `op` and `parent` while the flipped byte is not zero (a bit set, or a
     /// byte changed, that no write put there).
-    pub fn could_be_torn(bytes: &HeaderBytes, op: u64, parent: u128) -> bool {
+    pub(crate) fn could_be_torn(bytes: &HeaderBytes, op: u64, parent: u128) -> bool {
         if checksum_verifies(bytes) || !is_zero(&bytes[record::RESERVED..]) {
             return false;
         }
@@ -224,18 +224,18 @@ impl RecordHeader {
     }
 
     /// Reads only the op, for the cheap check that a caller's position names a real record.
-    pub fn op_of(bytes: &HeaderBytes) -> u64 {
+    pub(crate) fn op_of(bytes: &HeaderBytes) -> u64 {
         read_u64(bytes, record::OP)
     }
 }
 
 /// Byte offsets of the format marker's fields.
 mod format {
-    pub const MAGIC: usize = 16;
-    pub const CLUSTER: usize = 32;
-    pub const SEGMENT_SIZE: usize = 48;
-    pub const VERSION: usize = 56;
-    pub const RESERVED: usize = 60;
+    pub(crate) const MAGIC: usize = 16;
+    pub(crate) const CLUSTER: usize = 32;
+    pub(crate) const SEGMENT_SIZE: usize = 48;
+    pub(crate) const VERSION: usize = 56;
+    pub(crate) const RESERVED: usize = 60;
 }
 
 const FORMAT_MAGIC: [u8; 16] = *b"tally-journal\0\0\0";
@@ -252,7 +252,7 @@ fn format_version_readable(version: u32) -> bool {
 
 /// Why a format marker or checkpoint header was not accepted.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum HeaderProblem {
+pub(crate) enum HeaderProblem {
     Invalid(&'static str),
     /// Intact, but of a format version this binary does not read.
     Version(u32),
@@ -260,7 +260,7 @@ pub enum HeaderProblem {
 
 /// The `DIR/format` file, written last at format time: its presence means format finished.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FormatMarker {
+pub(crate) struct FormatMarker {
     /// Also the parent of op 1, which ties the chain to this cluster and format.
     pub checksum: u128,
     pub cluster: u128,
@@ -268,7 +268,7 @@ pub struct FormatMarker {
 }
 
 impl FormatMarker {
-    pub fn sealed(cluster: u128, segment_size_bytes: u64) -> (FormatMarker, HeaderBytes) {
+    pub(crate) fn sealed(cluster: u128, segment_size_bytes: u64) -> (FormatMarker, HeaderBytes) {
         assert!(segment_size_bytes % RECORD_ALIGNMENT_BYTES == 0);
         let mut bytes = [0u8; HEADER_SIZE_BYTES as usize];
         bytes[format::MAGIC..format::MAGIC + 16].copy_from_slice(&FORMAT_MAGIC);
@@ -286,7 +286,7 @@ impl FormatMarker {
         )
     }
 
-    pub fn verify(bytes: &[u8]) -> Result<FormatMarker, HeaderProblem> {
+    pub(crate) fn verify(bytes: &[u8]) -> Result<FormatMarker, HeaderProblem> {
         if bytes.len() as u64 != HEADER_SIZE_BYTES {
             return Err(HeaderProblem::Invalid("the marker is not 128 bytes long"));
         }
@@ -316,21 +316,21 @@ impl FormatMarker {
 
 /// Byte offsets of the checkpoint header's fields.
 mod checkpoint {
-    pub const CHECKSUM_STATE: usize = 16;
-    pub const CHECKSUM_RECORD: usize = 32;
-    pub const MAGIC: usize = 48;
-    pub const CLUSTER: usize = 64;
-    pub const OP: usize = 80;
-    pub const STATE_SIZE: usize = 88;
-    pub const VERSION: usize = 96;
-    pub const RESERVED: usize = 100;
+    pub(crate) const CHECKSUM_STATE: usize = 16;
+    pub(crate) const CHECKSUM_RECORD: usize = 32;
+    pub(crate) const MAGIC: usize = 48;
+    pub(crate) const CLUSTER: usize = 64;
+    pub(crate) const OP: usize = 80;
+    pub(crate) const STATE_SIZE: usize = 88;
+    pub(crate) const VERSION: usize = 96;
+    pub(crate) const RESERVED: usize = 100;
 }
 
 const CHECKPOINT_MAGIC: [u8; 16] = *b"tally-checkpoint";
 
 /// The header in front of a checkpoint's state blob.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct CheckpointHeader {
+pub(crate) struct CheckpointHeader {
     pub checksum: u128,
     pub checksum_state: u128,
     /// The checksum of record `op` (the format marker's for op 0): ties the state to the chain.
@@ -341,7 +341,7 @@ pub struct CheckpointHeader {
 }
 
 impl CheckpointHeader {
-    pub fn sealed(mut self) -> (CheckpointHeader, HeaderBytes) {
+    pub(crate) fn sealed(mut self) -> (CheckpointHeader, HeaderBytes) {
         let mut bytes = [0u8; HEADER_SIZE_BYTES as usize];
         write_u128(&mut bytes, checkpoint::CHECKSUM_STATE, self.checksum_state);
         write_u128(
@@ -359,7 +359,7 @@ impl CheckpointHeader {
     }
 
     /// Verifies the header alone; the caller checks the state against `checksum_state`.
-    pub fn verify(bytes: &HeaderBytes) -> Result<CheckpointHeader, HeaderProblem> {
+    pub(crate) fn verify(bytes: &HeaderBytes) -> Result<CheckpointHeader, HeaderProblem> {
         if !checksum_verifies(bytes) {
             return Err(HeaderProblem::Invalid("header checksum mismatch"));
         }

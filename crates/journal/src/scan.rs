@@ -16,14 +16,14 @@ use crate::segment::DataRuns;
 
 /// The sparse op index keeps the address of every op `1 + k * INDEX_STRIDE_OPS`; finding any other
 /// op walks at most `INDEX_STRIDE_OPS - 1` headers (no syscalls), for 1/64 of the memory.
-pub const INDEX_STRIDE_OPS: u64 = 64;
+pub(crate) const INDEX_STRIDE_OPS: u64 = 64;
 
 /// Scanning for zeros goes this many bytes at a time.
 const CHUNK_SIZE_BYTES: u64 = 64 * 1024;
 
 /// The segments as byte slices, whatever owns them (writable maps for the journal, read-only maps
 /// for `inspect`).
-pub struct Log<'a, S> {
+pub(crate) struct Log<'a, S> {
     pub segments: &'a [S],
     pub segment_size_bytes: u64,
     /// Per segment, where nonzero bytes may be, taken before the scan (see `data_runs`). Only
@@ -40,11 +40,11 @@ impl<S> Clone for Log<'_, S> {
 impl<S> Copy for Log<'_, S> {}
 
 impl<'a, S: AsRef<[u8]>> Log<'a, S> {
-    pub fn address_max(&self) -> u64 {
+    pub(crate) fn address_max(&self) -> u64 {
         self.segments.len() as u64 * self.segment_size_bytes
     }
 
-    pub fn split(&self, address: u64) -> (u32, u64) {
+    pub(crate) fn split(&self, address: u64) -> (u32, u64) {
         let segment = address / self.segment_size_bytes;
         (
             u32::try_from(segment).expect("segment count is bounded"),
@@ -53,7 +53,7 @@ impl<'a, S: AsRef<[u8]>> Log<'a, S> {
     }
 
     /// Bytes within one segment.
-    pub fn bytes(&self, address: u64, size_bytes: u64) -> &'a [u8] {
+    pub(crate) fn bytes(&self, address: u64, size_bytes: u64) -> &'a [u8] {
         let (segment, offset) = self.split(address);
         assert!(
             offset + size_bytes <= self.segment_size_bytes,
@@ -65,7 +65,7 @@ impl<'a, S: AsRef<[u8]>> Log<'a, S> {
 
     /// The first run at or after `address` that may hold nonzero bytes, within one segment;
     /// everything outside the runs reads as zero (see `data_runs`).
-    pub fn data_run(&self, address: u64) -> Option<(u64, u64)> {
+    pub(crate) fn data_run(&self, address: u64) -> Option<(u64, u64)> {
         assert_eq!(self.runs.len(), self.segments.len());
         let mut address = address;
         while address < self.address_max() {
@@ -96,7 +96,7 @@ impl<'a, S: AsRef<[u8]>> Log<'a, S> {
         true
     }
 
-    pub fn header(&self, address: u64) -> &'a HeaderBytes {
+    pub(crate) fn header(&self, address: u64) -> &'a HeaderBytes {
         assert!(address % RECORD_ALIGNMENT_BYTES == 0);
         header_bytes(self.bytes(address, HEADER_SIZE_BYTES))
     }
@@ -176,7 +176,7 @@ impl<'a, S: AsRef<[u8]>> Log<'a, S> {
 }
 
 /// The longest valid prefix of the log, and what follows it.
-pub struct Walk {
+pub(crate) struct Walk {
     pub op_last: u64,
     pub checksum_last: u128,
     /// `op_synced` of the last valid record: every op up to it is known durable.
@@ -188,14 +188,14 @@ pub struct Walk {
     pub tail: Tail,
 }
 
-pub enum Tail {
+pub(crate) enum Tail {
     /// Only zeros follow the last valid record.
     Clean,
     Damaged(TailDamage),
 }
 
 /// Nonzero bytes follow the last valid record.
-pub struct TailDamage {
+pub(crate) struct TailDamage {
     /// The op that should have been next.
     pub op: u64,
     pub address: u64,
@@ -210,7 +210,7 @@ impl TailDamage {
     /// Adds what the checkpoints prove: one at or beyond the damaged op was written after the log
     /// through its op was synced, so the damaged record was durable. Proof from the log itself
     /// (`Synced`, `OutOfOrder`) stays.
-    pub fn checkpoint_proof(&mut self, proof: Option<(u64, &'static str)>) {
+    pub(crate) fn checkpoint_proof(&mut self, proof: Option<(u64, &'static str)>) {
         let Some((op, file)) = proof else {
             return;
         };
@@ -230,7 +230,7 @@ impl TailDamage {
     /// Whether `open` cuts the damage: on its own for a torn tail (no valid record after it) and
     /// for `Evidence::Unacknowledged`; for `Evidence::Unproven` only with the operator's consent;
     /// never with proof.
-    pub fn is_cut(&self, cut_unproven_tail: bool) -> bool {
+    pub(crate) fn is_cut(&self, cut_unproven_tail: bool) -> bool {
         match self.evidence {
             None => true,
             Some(evidence) => {
@@ -241,7 +241,7 @@ impl TailDamage {
 }
 
 /// Verifies the chain from op 1 (header, reserved bytes, op, parent, body) until it breaks.
-pub fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
+pub(crate) fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
     let mut walk = Walk {
         op_last: 0,
         checksum_last: genesis,
@@ -369,7 +369,7 @@ fn chunks_are_zero<S: AsRef<[u8]>>(log: Log<'_, S>, start: u64, end: u64) -> boo
 }
 
 /// Just past the last nonzero 128-byte block at or after `address_start`, or `None` if all zero.
-pub fn dirty_end<S: AsRef<[u8]>>(log: Log<'_, S>, address_start: u64) -> Option<u64> {
+pub(crate) fn dirty_end<S: AsRef<[u8]>>(log: Log<'_, S>, address_start: u64) -> Option<u64> {
     let mut found = None;
     let mut address = address_start;
     while let Some((start, end)) = log.data_run(address) {
@@ -470,14 +470,18 @@ fn evidence_find<S: AsRef<[u8]>>(
 /// and store: the ledger keeps these to read transfer bodies back out of the log.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct RecordPosition {
+    /// The record's op: 1 for the first record, each next one plus 1.
     pub op: u64,
+    /// The segment holding the record (a record never spans two).
     pub segment: u32,
     /// Offset of the record's header within its segment; the body follows the header.
     pub offset: u64,
+    /// The body's size in bytes.
     pub body_size: u32,
 }
 
 impl RecordPosition {
+    /// Offset of the record's body within its segment, just past the header.
     pub fn body_offset(&self) -> u64 {
         self.offset + HEADER_SIZE_BYTES
     }
@@ -486,16 +490,22 @@ impl RecordPosition {
 /// One verified record: its header fields and a slice of its body in the mapping.
 #[derive(Clone, Copy, Debug)]
 pub struct RecordView<'a> {
+    /// Where the record is.
     pub position: RecordPosition,
+    /// The header's checksum, which the next record carries as its `parent`.
     pub checksum: u128,
+    /// The previous record's checksum; for op 1, the format marker's.
     pub parent: u128,
+    /// As passed to `append` (the core's clock, in nanoseconds).
     pub timestamp: u64,
+    /// As passed to `append`: what the body holds, never 0.
     pub kind: u16,
+    /// The body, verified against the header's body checksum.
     pub body: &'a [u8],
 }
 
 /// Iterates over verified records in op order, up to the op that was last when it was created.
-pub struct Records<'a, S> {
+pub(crate) struct Records<'a, S> {
     log: Log<'a, S>,
     address: u64,
     op_next: u64,
@@ -503,7 +513,7 @@ pub struct Records<'a, S> {
 }
 
 /// Records `op_first..=op_last` of a log whose records were all verified (by recovery or append).
-pub fn records_from<'a, S: AsRef<[u8]>>(
+pub(crate) fn records_from<'a, S: AsRef<[u8]>>(
     log: Log<'a, S>,
     index: &[u64],
     op_first: u64,

@@ -20,7 +20,7 @@ pub const SEGMENT_COUNT_MAX: u32 = 32_768;
 const SEGMENT_PREFIX: &str = "segment-";
 const TEMPORARY_SUFFIX: &str = ".tmp";
 
-pub fn segment_name(index: u32) -> String {
+pub(crate) fn segment_name(index: u32) -> String {
     assert!(index < SEGMENT_COUNT_MAX);
     format!("{SEGMENT_PREFIX}{index:08}")
 }
@@ -44,7 +44,7 @@ const DATA_RUNS_MAX: usize = 1024;
 /// (dirty pages in the page cache count as data), so skipping holes is safe; without support the
 /// whole file is one run. Take the runs before reading the mapping: reading makes the kernel read
 /// ahead, which caches zero pages past the end, which the file system then reports as data.
-pub fn data_runs(file: &File, size_bytes: u64) -> DataRuns {
+pub(crate) fn data_runs(file: &File, size_bytes: u64) -> DataRuns {
     let alignment = crate::layout::RECORD_ALIGNMENT_BYTES;
     let seek = |from: u64, whence| {
         let from = libc::off_t::try_from(from).expect("segment offsets fit off_t");
@@ -82,6 +82,8 @@ pub fn data_runs(file: &File, size_bytes: u64) -> DataRuns {
 }
 
 impl FileSegment {
+    /// Makes every write to the segment so far durable before returning (`fdatasync`):
+    /// `FileStorage::sync_now`, the path that does not go through io_uring.
     pub fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
@@ -114,7 +116,7 @@ impl StorageSegment for FileSegment {
 
 /// Allocates segment `index` in full, or fails and leaves no file behind (so that the append that
 /// needed it fails cleanly and a later one can try again).
-pub fn segment_create(
+pub(crate) fn segment_create(
     directory_file: &File,
     directory: &Path,
     index: u32,
@@ -170,7 +172,10 @@ fn segment_allocate(path: &Path, segment_size_bytes: u64) -> io::Result<File> {
 }
 
 /// Opens and maps an existing segment for reading and writing.
-pub fn segment_open(path: &Path, segment_size_bytes: u64) -> Result<FileSegment, JournalError> {
+pub(crate) fn segment_open(
+    path: &Path,
+    segment_size_bytes: u64,
+) -> Result<FileSegment, JournalError> {
     let file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -186,7 +191,7 @@ pub fn segment_open(path: &Path, segment_size_bytes: u64) -> Result<FileSegment,
 }
 
 /// Opens and maps an existing segment read-only, for `inspect`, with its data runs.
-pub fn segment_open_read_only(
+pub(crate) fn segment_open_read_only(
     path: &Path,
     segment_size_bytes: u64,
 ) -> Result<(Mmap, DataRuns), JournalError> {
@@ -217,12 +222,12 @@ fn segment_size_verify(
 
 /// The segment files present: `count` of them, numbered 0..count without gaps, plus any temporary
 /// files an interrupted allocation left behind.
-pub struct SegmentListing {
+pub(crate) struct SegmentListing {
     pub count: u32,
     pub temporaries: Vec<PathBuf>,
 }
 
-pub fn segments_list(directory: &Path) -> Result<SegmentListing, JournalError> {
+pub(crate) fn segments_list(directory: &Path) -> Result<SegmentListing, JournalError> {
     let mut indexes = Vec::new();
     let mut temporaries = Vec::new();
     for entry in fs::read_dir(directory).map_err(io_error(directory))? {

@@ -201,6 +201,6 @@ impl Storage for FileStorage {
 }
 
 /// The segment directory of a data directory.
-pub fn segments_directory(directory: &Path) -> PathBuf {
+pub(crate) fn segments_directory(directory: &Path) -> PathBuf {
     directory.join(crate::directory::SEGMENTS_DIRECTORY)
 }

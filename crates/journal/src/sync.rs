@@ -58,7 +58,7 @@ struct Pending {
 /// The ticket bookkeeping of group commit, whatever storage performs the fsyncs: tickets complete
 /// in order, at most `SYNCS_IN_FLIGHT_MAX` are in flight, and one failed fsync fails every later
 /// call.
-pub struct Syncer {
+pub(crate) struct Syncer {
     pending: VecDeque<Pending>,
     sequence_next: u64,
     /// Every ticket up to this one has completed without error.
@@ -69,7 +69,7 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(op_synced: u64) -> Syncer {
+    pub(crate) fn new(op_synced: u64) -> Syncer {
         Syncer {
             pending: VecDeque::with_capacity(SYNCS_IN_FLIGHT_MAX),
             sequence_next: 1,
@@ -80,12 +80,12 @@ impl Syncer {
     }
 
     /// The highest op whose sync has completed (as far as this syncer has seen).
-    pub fn op_synced(&self) -> u64 {
+    pub(crate) fn op_synced(&self) -> u64 {
         self.op_synced
     }
 
     /// Starts a sync of `segments` covering ops up to `op`. An error here is an fsync error: fatal.
-    pub fn begin<S: Storage>(
+    pub(crate) fn begin<S: Storage>(
         &mut self,
         storage: &mut S,
         op: u64,
@@ -145,7 +145,7 @@ impl Syncer {
     }
 
     /// Waits until `ticket` and every ticket before it have completed.
-    pub fn wait_ticket<S: Storage>(
+    pub(crate) fn wait_ticket<S: Storage>(
         &mut self,
         storage: &mut S,
         ticket: SyncTicket,
@@ -157,7 +157,7 @@ impl Syncer {
     }
 
     /// Reaps every completion still outstanding, whatever its result: before the segments close.
-    pub fn drain<S: Storage>(&mut self, storage: &mut S) {
+    pub(crate) fn drain<S: Storage>(&mut self, storage: &mut S) {
         for _ in 0..=RING_ENTRIES {
             if self
                 .pending
@@ -230,7 +230,7 @@ impl Syncer {
 
 /// How `FileStorage` reaches the disk: an io_uring, or plain `fdatasync` where the kernel refuses
 /// io_uring or the options ask for blocking syncs.
-pub enum SyncBackend {
+pub(crate) enum SyncBackend {
     // Boxed: the ring is large and there is one per journal.
     Ring(Box<IoUring>),
     Blocking,
@@ -239,7 +239,7 @@ pub enum SyncBackend {
 static FALLBACK_LOGGED: Once = Once::new();
 
 impl SyncBackend {
-    pub fn new(mode: SyncMode) -> SyncBackend {
+    pub(crate) fn new(mode: SyncMode) -> SyncBackend {
         match mode {
             SyncMode::Blocking => SyncBackend::Blocking,
             SyncMode::IoUring => match IoUring::new(RING_ENTRIES) {
@@ -256,7 +256,7 @@ impl SyncBackend {
         }
     }
 
-    pub fn is_io_uring(&self) -> bool {
+    pub(crate) fn is_io_uring(&self) -> bool {
         match self {
             SyncBackend::Ring(_) => true,
             SyncBackend::Blocking => false,
@@ -265,7 +265,7 @@ impl SyncBackend {
 
     /// Submits `IORING_OP_FSYNC` (datasync) for every descriptor, tagged with `sequence`, and
     /// returns how many completions will follow; without a ring, syncs at once and returns 0.
-    pub fn submit(&mut self, sequence: u64, fds: &[RawFd]) -> io::Result<u32> {
+    pub(crate) fn submit(&mut self, sequence: u64, fds: &[RawFd]) -> io::Result<u32> {
         match self {
             SyncBackend::Ring(ring) => {
                 ring_push(ring, sequence, fds);
@@ -282,7 +282,7 @@ impl SyncBackend {
     }
 
     /// Blocks for at least one completion and reports each as (sequence, result).
-    pub fn reap(&mut self, completion: impl FnMut(u64, i32)) -> io::Result<()> {
+    pub(crate) fn reap(&mut self, completion: impl FnMut(u64, i32)) -> io::Result<()> {
         match self {
             SyncBackend::Ring(ring) => ring_reap(ring, completion),
             SyncBackend::Blocking => unreachable!("blocking syncs complete inside submit"),
@@ -290,7 +290,7 @@ impl SyncBackend {
     }
 }
 
-pub fn fdatasync(fd: RawFd) -> io::Result<()> {
+pub(crate) fn fdatasync(fd: RawFd) -> io::Result<()> {
     // SAFETY: fdatasync reads no memory; `fd` belongs to a segment the journal keeps open.
     let result = unsafe { libc::fdatasync(fd) };
     if result == 0 {

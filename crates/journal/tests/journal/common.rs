@@ -6,18 +6,18 @@ use std::path::{Path, PathBuf};
 
 use tally_journal::{Journal, Options, RecordPosition, SyncMode};
 
-pub const SEGMENT_SIZE_BYTES: u64 = 1024 * 1024;
-pub const CLUSTER: u128 = 0x7a11_7a11_7a11_7a11_0000_0000_0000_0001;
+pub(crate) const SEGMENT_SIZE_BYTES: u64 = 1024 * 1024;
+pub(crate) const CLUSTER: u128 = 0x7a11_7a11_7a11_7a11_0000_0000_0000_0001;
 
 /// SplitMix64: small, seedable, good enough to pick sizes and offsets reproducibly.
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Rng {
+    pub(crate) fn new(seed: u64) -> Rng {
         Rng(seed)
     }
 
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -26,13 +26,13 @@ impl Rng {
     }
 
     /// Uniform in [low, high).
-    pub fn range(&mut self, low: u64, high: u64) -> u64 {
+    pub(crate) fn range(&mut self, low: u64, high: u64) -> u64 {
         assert!(low < high);
         low + self.next_u64() % (high - low)
     }
 }
 
-pub fn options() -> Options {
+pub(crate) fn options() -> Options {
     Options {
         segment_size_bytes: SEGMENT_SIZE_BYTES,
         body_size_bytes_max: 256 * 1024,
@@ -43,7 +43,7 @@ pub fn options() -> Options {
 }
 
 /// A fresh formatted data directory (the `TempDir` removes it when dropped).
-pub fn formatted() -> (tempfile::TempDir, PathBuf) {
+pub(crate) fn formatted() -> (tempfile::TempDir, PathBuf) {
     let temporary = tempfile::tempdir().expect("temporary directory");
     let directory = temporary.path().join("data");
     Journal::format(&directory, &options(), CLUSTER).expect("format");
@@ -54,7 +54,7 @@ pub fn formatted() -> (tempfile::TempDir, PathBuf) {
 /// can check any record without knowing how it was written. One random 4 KiB block per op, repeated,
 /// with each chunk stamped with (op, chunk index): cheap to build in a debug build, and a read from
 /// the wrong op or the wrong offset still differs.
-pub fn body_for(op: u64, size_bytes_max: u64) -> Vec<u8> {
+pub(crate) fn body_for(op: u64, size_bytes_max: u64) -> Vec<u8> {
     const CHUNK_SIZE_BYTES: usize = 4096;
     let mut rng = Rng::new(op.wrapping_mul(0x2545_F491_4F6C_DD1D));
     let size = rng.range(0, size_bytes_max + 1) as usize;
@@ -73,16 +73,16 @@ pub fn body_for(op: u64, size_bytes_max: u64) -> Vec<u8> {
     body
 }
 
-pub fn kind_for(op: u64) -> u16 {
+pub(crate) fn kind_for(op: u64) -> u16 {
     1 + (op % 7) as u16
 }
 
-pub fn timestamp_for(op: u64) -> u64 {
+pub(crate) fn timestamp_for(op: u64) -> u64 {
     1_000_000 + op * 1_000
 }
 
 /// Appends the standard record for the next op and returns its position.
-pub fn append_standard(journal: &mut Journal, size_bytes_max: u64) -> RecordPosition {
+pub(crate) fn append_standard(journal: &mut Journal, size_bytes_max: u64) -> RecordPosition {
     let op = journal.op_last() + 1;
     let position = journal
         .append(
@@ -96,7 +96,7 @@ pub fn append_standard(journal: &mut Journal, size_bytes_max: u64) -> RecordPosi
 }
 
 /// Checks every record is the standard one, the chain links up, and returns the positions.
-pub fn verify_standard(journal: &Journal, size_bytes_max: u64) -> Vec<RecordPosition> {
+pub(crate) fn verify_standard(journal: &Journal, size_bytes_max: u64) -> Vec<RecordPosition> {
     let mut positions = Vec::new();
     let mut checksum_previous = None;
     for record in journal.records_from(1) {
@@ -119,14 +119,14 @@ pub fn verify_standard(journal: &Journal, size_bytes_max: u64) -> Vec<RecordPosi
     positions
 }
 
-pub fn segment_path(directory: &Path, segment: u32) -> PathBuf {
+pub(crate) fn segment_path(directory: &Path, segment: u32) -> PathBuf {
     directory
         .join("journal")
         .join(format!("segment-{segment:08}"))
 }
 
 /// Every file under `directory` with its bytes: compared before and after to prove nothing wrote.
-pub fn snapshot(directory: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+pub(crate) fn snapshot(directory: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();
     let mut pending = vec![directory.to_path_buf()];
     while let Some(path) = pending.pop() {
@@ -142,7 +142,7 @@ pub fn snapshot(directory: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 }
 
 /// Copies a data directory (one level of subdirectories, as the journal has).
-pub fn copy_directory(source: &Path, target: &Path) {
+pub(crate) fn copy_directory(source: &Path, target: &Path) {
     fs::create_dir_all(target).expect("create target");
     for entry in fs::read_dir(source).expect("read_dir") {
         let path = entry.expect("entry").path();
@@ -156,7 +156,7 @@ pub fn copy_directory(source: &Path, target: &Path) {
 }
 
 /// Applies `edit` to the bytes of one segment file in place.
-pub fn segment_edit(directory: &Path, segment: u32, edit: impl FnOnce(&mut Vec<u8>)) {
+pub(crate) fn segment_edit(directory: &Path, segment: u32, edit: impl FnOnce(&mut Vec<u8>)) {
     let path = segment_path(directory, segment);
     let mut bytes = fs::read(&path).expect("read segment");
     edit(&mut bytes);
