@@ -133,7 +133,7 @@ const _: () = assert!(
 );
 
 /// What replaying one admin command costs, in events (see `Request::replay_cost`).
-pub const ADMIN_REPLAY_COST: u64 = 64;
+pub(crate) const ADMIN_REPLAY_COST: u64 = 64;
 
 /// The most results one filter returns (a reply body of 128-byte results).
 const RESULTS_PER_FILTER_MAX: u32 =

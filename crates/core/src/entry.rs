@@ -13,9 +13,9 @@
 pub const RECORD_KIND_BATCH: u16 = 1;
 
 /// Bytes of an entry header.
-pub const ENTRY_HEADER_SIZE: usize = 32;
+pub(crate) const ENTRY_HEADER_SIZE: usize = 32;
 /// Entries start at multiples of this, so that logged events stay aligned for in-place reads.
-pub const ENTRY_ALIGNMENT: usize = 16;
+pub(crate) const ENTRY_ALIGNMENT: usize = 16;
 
 /// What an entry holds. Values are on disk: never reuse one.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -31,7 +31,7 @@ pub enum EntryKind {
 
 /// The fixed part of an entry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EntryHeader {
+pub(crate) struct EntryHeader {
     /// What follows.
     pub kind: EntryKind,
     /// `T_base` (wire spec §6): `max(last timestamp + 1, wall clock)` when the core took it.
@@ -69,7 +69,7 @@ pub enum EntryError {
 
 impl EntryHeader {
     /// Appends the header's 32 bytes.
-    pub fn encode(&self, out: &mut Vec<u8>) {
+    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
         let start = out.len();
         out.push(self.kind as u8);
         out.extend_from_slice(&[0; 7]);
@@ -81,7 +81,7 @@ impl EntryHeader {
     }
 
     /// Reads the header at `offset` of a record body.
-    pub fn decode(bytes: &[u8], offset: usize) -> Result<EntryHeader, EntryError> {
+    pub(crate) fn decode(bytes: &[u8], offset: usize) -> Result<EntryHeader, EntryError> {
         let header = bytes
             .get(offset..offset + ENTRY_HEADER_SIZE)
             .ok_or(EntryError::Truncated { offset })?;
@@ -110,13 +110,13 @@ impl EntryHeader {
     }
 
     /// Bytes from this entry's header to the next entry's.
-    pub fn entry_size(&self) -> usize {
+    pub(crate) fn entry_size(&self) -> usize {
         (ENTRY_HEADER_SIZE + self.message_size as usize).next_multiple_of(ENTRY_ALIGNMENT)
     }
 }
 
 /// Appends one entry (header, message, padding) to a record body.
-pub fn entry_append(out: &mut Vec<u8>, header: &EntryHeader, message: &[u8]) {
+pub(crate) fn entry_append(out: &mut Vec<u8>, header: &EntryHeader, message: &[u8]) {
     assert_eq!(header.message_size as usize, message.len());
     assert_eq!(out.len() % ENTRY_ALIGNMENT, 0);
     header.encode(out);
@@ -125,7 +125,7 @@ pub fn entry_append(out: &mut Vec<u8>, header: &EntryHeader, message: &[u8]) {
 }
 
 /// The offsets of the entries of a record body, checked for shape.
-pub fn entry_offsets(body: &[u8]) -> Result<Vec<(usize, EntryHeader)>, EntryError> {
+pub(crate) fn entry_offsets(body: &[u8]) -> Result<Vec<(usize, EntryHeader)>, EntryError> {
     let mut entries = Vec::new();
     let mut offset = 0;
     while offset < body.len() {

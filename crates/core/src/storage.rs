@@ -24,6 +24,6 @@ impl LogBytes for JournalBytes<'_> {
 }
 
 /// The global position of a record's body.
-pub fn body_position(journal: &Journal, position: &RecordPosition) -> u64 {
+pub(crate) fn body_position(journal: &Journal, position: &RecordPosition) -> u64 {
     u64::from(position.segment) * journal.segment_size_bytes() + position.body_offset()
 }

@@ -14,7 +14,7 @@ use crate::port::LedgerPort;
 use crate::state::Payments;
 
 /// Rafiki's largest ledger number (`smallserial`).
-pub const LEDGER_MAX: u32 = 32767;
+pub(crate) const LEDGER_MAX: u32 = 32767;
 
 /// An asset as Rafiki has it. Its liquidity is not here: it is the ledger balance of the
 /// account whose id is the asset's id.
@@ -183,6 +183,11 @@ impl Payments {
         self.assets
             .get(&id)
             .filter(|asset| asset.deleted_at.is_none())
+    }
+
+    /// The asset whose accounts are on `ledger`, deleted or not.
+    pub fn asset_by_ledger(&self, ledger: u32) -> Option<&Asset> {
+        self.assets.values().find(|asset| asset.ledger == ledger)
     }
 
     /// The asset with this code and scale, deleted or not (as Rafiki's `assetByCodeAndScale`).
