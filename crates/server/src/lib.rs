@@ -1,5 +1,9 @@
 //! The `tally` server: the TigerBeetle protocol listener, and `tally start`, which wires the
 //! fronts to the core (`tally-core`).
 
-pub mod net;
+//!
+//! The library exists for the `tally` binary alone: `run` is what `main.rs` calls, everything
+//! else is private to the crate.
+
+mod net;
 pub mod run;

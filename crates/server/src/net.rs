@@ -14,11 +14,15 @@ use tokio::sync::mpsc;
 use tally_core::{Connection, Submission};
 
 /// Most connections served at once; beyond, new connections are closed at once.
-pub const CONNECTIONS_MAX: usize = 1024;
+pub(crate) const CONNECTIONS_MAX: usize = 1024;
 /// Most messages waiting to be written to one connection.
-pub const OUTBOX_MAX: usize = 64;
+pub(crate) const OUTBOX_MAX: usize = 64;
 
-pub async fn serve(listener: TcpListener, cluster: u128, core: mpsc::Sender<Submission>) {
+/// Accepts connections on `listener` until the future is dropped, one task each (beyond
+/// `CONNECTIONS_MAX` a new connection is closed at once), and forwards their requests and pings
+/// to the core through `core`, the submit queue. A frame error (checksum, size, a `cluster` other
+/// than this one) closes its connection; a failed accept is logged and skipped.
+pub(crate) async fn serve(listener: TcpListener, cluster: u128, core: mpsc::Sender<Submission>) {
     let connection_ids = AtomicU64::new(1);
     let open = Arc::new(AtomicUsize::new(0));
     loop {

@@ -13,7 +13,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::net;
 
 /// Commands waiting for the core; a full queue makes connections wait (backpressure).
-pub const SUBMIT_QUEUE_MAX: usize = 4096;
+pub(crate) const SUBMIT_QUEUE_MAX: usize = 4096;
 
 /// What `tally start` was asked for.
 #[derive(Clone, Debug)]

@@ -6,16 +6,16 @@ use std::process::Command;
 use std::sync::OnceLock;
 
 /// The official TigerBeetle client release the tests drive.
-pub const CLIENT_VERSION: &str = "0.17.9";
+pub(crate) const CLIENT_VERSION: &str = "0.17.9";
 
 /// The Python scripts the tests run.
-pub fn python_dir() -> PathBuf {
+pub(crate) fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/python")
 }
 
 /// Makes sure `python3` imports the official client at `CLIENT_VERSION`, installing it with pip
 /// if not (once per test binary). Panics (fails the test) if that is impossible.
-pub fn ensure_official_client() {
+pub(crate) fn ensure_official_client() {
     static READY: OnceLock<Result<(), String>> = OnceLock::new();
     if let Err(error) = READY.get_or_init(install_official_client) {
         panic!("the official TigerBeetle Python client {CLIENT_VERSION} is unavailable: {error}");
@@ -78,7 +78,7 @@ fn client_version() -> Result<String, String> {
 }
 
 /// A log line without its ANSI colour sequences.
-pub fn strip_ansi(line: &str) -> String {
+pub(crate) fn strip_ansi(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
     let mut chars = line.chars();
     while let Some(c) = chars.next() {
