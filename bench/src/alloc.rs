@@ -12,7 +12,7 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering::Relaxed};
 
 /// The system allocator, counting live bytes and their peak.
-pub struct Counting;
+pub(crate) struct Counting;
 
 static LIVE: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
@@ -20,7 +20,7 @@ static HUGE_PAGES: AtomicBool = AtomicBool::new(false);
 const HUGE_PAGE: usize = 2 << 20;
 
 /// Advises `MADV_HUGEPAGE` for allocations of `HUGE_PAGE` bytes or more from now on.
-pub fn set_huge_pages(on: bool) {
+pub(crate) fn set_huge_pages(on: bool) {
     HUGE_PAGES.store(on, Relaxed);
 }
 
@@ -95,16 +95,16 @@ unsafe impl GlobalAlloc for Counting {
 }
 
 /// Bytes currently allocated through the global allocator.
-pub fn live_bytes() -> usize {
+pub(crate) fn live_bytes() -> usize {
     LIVE.load(Relaxed)
 }
 
 /// The highest `live_bytes` since the last `reset_peak`.
-pub fn peak_bytes() -> usize {
+pub(crate) fn peak_bytes() -> usize {
     PEAK.load(Relaxed)
 }
 
 /// Starts a new peak window at the current live bytes.
-pub fn reset_peak() {
+pub(crate) fn reset_peak() {
     PEAK.store(LIVE.load(Relaxed), Relaxed);
 }

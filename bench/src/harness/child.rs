@@ -20,7 +20,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 /// What to run and when it is ready.
-pub struct Spawn<'a> {
+pub(crate) struct Spawn<'a> {
     /// The executable.
     pub program: &'a Path,
     /// Its arguments.
@@ -39,7 +39,7 @@ pub struct Spawn<'a> {
 
 /// One of the child's output streams.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stream {
+pub(crate) enum Stream {
     /// Standard output.
     Stdout,
     /// Standard error (where `tally` logs).
@@ -47,7 +47,7 @@ pub enum Stream {
 }
 
 /// A running child. Dropping it kills the process (SIGKILL) if it still runs.
-pub struct Child {
+pub(crate) struct Child {
     process: Option<std::process::Child>,
     pid: u32,
     startup: Duration,
@@ -60,7 +60,7 @@ pub struct Child {
 impl Child {
     /// Spawns `spawn.program` and waits for its ready line; panics (showing the child's output)
     /// if it exits first or the timeout passes.
-    pub fn spawn(spawn: &Spawn) -> Child {
+    pub(crate) fn spawn(spawn: &Spawn) -> Child {
         let started = Instant::now();
         let mut process = Command::new(spawn.program)
             .args(&spawn.args)
@@ -123,24 +123,28 @@ impl Child {
     }
 
     /// From spawn to the ready line.
-    pub fn startup(&self) -> Duration {
+    pub(crate) fn startup(&self) -> Duration {
         self.startup
     }
 
     /// The text after the ready marker on the ready line, trimmed.
-    pub fn ready(&self) -> &str {
+    pub(crate) fn ready(&self) -> &str {
         &self.ready
     }
 
     /// The stderr lines so far.
-    pub fn stderr_lines(&self) -> Vec<String> {
+    pub(crate) fn stderr_lines(&self) -> Vec<String> {
         self.stderr.lock().unwrap().clone()
     }
 
     /// The last stderr line that `find` picks, waiting up to `timeout` for it: the two pipes
     /// are read by two threads, so a line logged before the ready line may arrive after it.
     /// Panics (showing stderr) if none comes.
-    pub fn wait_for_line<T>(&self, timeout: Duration, find: impl Fn(&[String]) -> Option<T>) -> T {
+    pub(crate) fn wait_for_line<T>(
+        &self,
+        timeout: Duration,
+        find: impl Fn(&[String]) -> Option<T>,
+    ) -> T {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(found) = find(&self.stderr.lock().unwrap()) {
@@ -156,7 +160,7 @@ impl Child {
     }
 
     /// `VmRSS`, `VmHWM`, `RssAnon`, `RssFile` of the process, in bytes.
-    pub fn memory(&self) -> Memory {
+    pub(crate) fn memory(&self) -> Memory {
         let status = proc_status(self.pid);
         let kib = |key: &str| {
             status
@@ -186,7 +190,7 @@ impl Child {
     /// A process that prints its ready line before it installs its SIGTERM handler would die
     /// by the signal's default action in that window, so this first waits (up to 10 s) until
     /// the process catches SIGTERM (`SigCgt` in `/proc/PID/status`).
-    pub fn terminate(mut self) -> (Duration, Vec<String>) {
+    pub(crate) fn terminate(mut self) -> (Duration, Vec<String>) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while !self.catches(libc::SIGTERM) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(1));
@@ -204,7 +208,7 @@ impl Child {
     }
 
     /// SIGKILL and wait: a crash. Returns the stderr lines.
-    pub fn kill(mut self) -> Vec<String> {
+    pub(crate) fn kill(mut self) -> Vec<String> {
         let _ = self.signal_and_wait(libc::SIGKILL);
         self.stderr_lines()
     }
@@ -244,7 +248,7 @@ impl Drop for Child {
 
 /// Resident memory of a process, from `/proc/PID/status`.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct Memory {
+pub(crate) struct Memory {
     /// VmRSS: resident now.
     pub rss_bytes: u64,
     /// VmHWM: the peak of VmRSS.

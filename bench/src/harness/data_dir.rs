@@ -7,7 +7,7 @@ use crate::harness::options::ServerArgs;
 use crate::harness::report;
 
 /// The data directory: `PARENT/SCENARIO-data-XXXX` (a temp dir, removed on drop unless kept).
-pub struct DataDir {
+pub(crate) struct DataDir {
     /// Its path.
     pub path: PathBuf,
     _temp: Option<tempfile::TempDir>,
@@ -16,7 +16,7 @@ pub struct DataDir {
 impl DataDir {
     /// A fresh, empty directory under `--data-dir` (default: the target directory); `tally
     /// start` formats it on first start.
-    pub fn new(server: &ServerArgs, scenario: &str) -> DataDir {
+    pub(crate) fn new(server: &ServerArgs, scenario: &str) -> DataDir {
         let parent = match &server.data_dir {
             Some(parent) => parent.clone(),
             None => report::out_dir()
@@ -42,7 +42,7 @@ impl DataDir {
     }
 
     /// The filesystem type it is on.
-    pub fn filesystem(&self) -> String {
+    pub(crate) fn filesystem(&self) -> String {
         filesystem_type(&self.path)
     }
 }

@@ -14,10 +14,10 @@
 //! * `workload`: accounts, random transfers with sequential ids, clients and their one-thread
 //!   runtime, failed events.
 
-pub mod child;
-pub mod data_dir;
-pub mod options;
-pub mod report;
-pub mod rng;
-pub mod tally;
-pub mod workload;
+pub(crate) mod child;
+pub(crate) mod data_dir;
+pub(crate) mod options;
+pub(crate) mod report;
+pub(crate) mod rng;
+pub(crate) mod tally;
+pub(crate) mod workload;

@@ -11,7 +11,7 @@ const SMOKE_SEGMENT_MIB: u64 = 8;
 
 /// Where the server's data goes and which `tally` runs.
 #[derive(clap::Args, Debug)]
-pub struct ServerArgs {
+pub(crate) struct ServerArgs {
     /// Parent directory of the data directory [default: a temp dir under the target directory;
     /// it must be on the real disk, not tmpfs, for fsync to cost what it costs]
     #[arg(long)]
@@ -32,7 +32,7 @@ pub struct ServerArgs {
 
 impl ServerArgs {
     /// `--segment-mib`, else the default for a smoke run or a real one.
-    pub fn segment_mib(&self) -> u64 {
+    pub(crate) fn segment_mib(&self) -> u64 {
         self.segment_mib.unwrap_or(if self.smoke {
             SMOKE_SEGMENT_MIB
         } else {

@@ -15,7 +15,7 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Map, Value};
 
 /// `$CARGO_TARGET_DIR/bench` if set, else the workspace root's `target/bench`.
-pub fn out_dir() -> PathBuf {
+pub(crate) fn out_dir() -> PathBuf {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
         _ => PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -28,7 +28,12 @@ pub fn out_dir() -> PathBuf {
 
 /// Writes `{scenario, date, machine, params, ...results}` to `out_dir()/SCENARIO.json` and returns
 /// its path. `results` must be a JSON object.
-pub fn write_json(scenario: &str, started: &Stamp, params: Value, results: Value) -> PathBuf {
+pub(crate) fn write_json(
+    scenario: &str,
+    started: &Stamp,
+    params: Value,
+    results: Value,
+) -> PathBuf {
     let mut object = Map::new();
     object.insert("scenario".into(), json!(scenario));
     object.insert("date".into(), json!(started.date));
@@ -51,7 +56,7 @@ pub fn write_json(scenario: &str, started: &Stamp, params: Value, results: Value
 }
 
 /// The date and machine, taken when a scenario starts.
-pub struct Stamp {
+pub(crate) struct Stamp {
     /// UTC, ISO-8601, seconds.
     pub date: String,
     /// `machine()` at the start.
@@ -60,7 +65,7 @@ pub struct Stamp {
 
 impl Stamp {
     /// The stamp of now.
-    pub fn now() -> Self {
+    pub(crate) fn now() -> Self {
         Self {
             date: utc_now_iso8601(),
             machine: machine(),
@@ -69,7 +74,7 @@ impl Stamp {
 }
 
 /// Cores, kernel, CPU model, memory and the load average at the start.
-pub fn machine() -> Value {
+pub(crate) fn machine() -> Value {
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let read = |path: &str| std::fs::read_to_string(path).unwrap_or_default();
     let kernel = read("/proc/sys/kernel/osrelease").trim().to_string();
@@ -98,7 +103,7 @@ fn proc_field(text: &str, key: &str) -> Option<String> {
 }
 
 /// The 1, 5 and 15 minute load averages.
-pub fn loadavg() -> Vec<f64> {
+pub(crate) fn loadavg() -> Vec<f64> {
     std::fs::read_to_string("/proc/loadavg")
         .unwrap_or_default()
         .split_whitespace()
@@ -108,7 +113,7 @@ pub fn loadavg() -> Vec<f64> {
 }
 
 /// Resident set size of this process (VmRSS), in bytes.
-pub fn rss_bytes() -> Option<u64> {
+pub(crate) fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let kb = proc_field(&status, "VmRSS")?;
     kb.trim_end_matches(" kB")
@@ -119,7 +124,7 @@ pub fn rss_bytes() -> Option<u64> {
 }
 
 /// Now, as UTC ISO-8601 with seconds (`2025-01-31T12:34:56Z`), from `SystemTime` alone.
-pub fn utc_now_iso8601() -> String {
+pub(crate) fn utc_now_iso8601() -> String {
     let seconds = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -149,18 +154,18 @@ fn iso8601(unix_seconds: u64) -> String {
 }
 
 /// A latency histogram in nanoseconds, 3 significant figures, 1 ns to 1 hour.
-pub fn latency_histogram() -> Histogram<u64> {
+pub(crate) fn latency_histogram() -> Histogram<u64> {
     Histogram::new_with_bounds(1, 3_600_000_000_000, 3).expect("valid histogram bounds")
 }
 
 /// Records one latency in a `latency_histogram` (at least 1 ns; beyond an hour, an hour).
-pub fn record_latency(histogram: &mut Histogram<u64>, elapsed: Duration) {
+pub(crate) fn record_latency(histogram: &mut Histogram<u64>, elapsed: Duration) {
     histogram.saturating_record(elapsed.as_nanos().max(1) as u64);
 }
 
 /// The usual quantiles of a nanosecond histogram, in milliseconds.
 #[derive(Clone, Copy, Debug)]
-pub struct LatencySummary {
+pub(crate) struct LatencySummary {
     /// Samples.
     pub count: u64,
     /// Mean.
@@ -177,7 +182,7 @@ pub struct LatencySummary {
 
 impl LatencySummary {
     /// The summary of a `latency_histogram`.
-    pub fn of(histogram: &Histogram<u64>) -> Self {
+    pub(crate) fn of(histogram: &Histogram<u64>) -> Self {
         let ms = |ns: u64| ns as f64 / 1e6;
         Self {
             count: histogram.len(),
@@ -191,7 +196,7 @@ impl LatencySummary {
 
     /// Adds `p50_ms`, `p99_ms`, `p999_ms`, `p100_ms`, `mean_ms` (and the sample count under
     /// `count_key`) to a JSON object.
-    pub fn insert_into(&self, object: &mut Map<String, Value>, count_key: &str) {
+    pub(crate) fn insert_into(&self, object: &mut Map<String, Value>, count_key: &str) {
         object.insert(count_key.into(), json!(self.count));
         object.insert("mean_ms".into(), json!(round(self.mean_ms, 4)));
         object.insert("p50_ms".into(), json!(round(self.p50_ms, 4)));
@@ -202,7 +207,7 @@ impl LatencySummary {
 }
 
 /// The median of `values` (sorted in place); 0 for none.
-pub fn median(values: &mut [f64]) -> f64 {
+pub(crate) fn median(values: &mut [f64]) -> f64 {
     if values.is_empty() {
         return 0.0;
     }
@@ -216,13 +221,13 @@ pub fn median(values: &mut [f64]) -> f64 {
 }
 
 /// Rounds to `digits` decimals, for JSON that reads well.
-pub fn round(value: f64, digits: i32) -> f64 {
+pub(crate) fn round(value: f64, digits: i32) -> f64 {
     let scale = 10f64.powi(digits);
     (value * scale).round() / scale
 }
 
 /// `12345678` → `12,345,678`.
-pub fn thousands(n: u64) -> String {
+pub(crate) fn thousands(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::with_capacity(digits.len() + digits.len() / 3);
     for (i, c) in digits.chars().enumerate() {
@@ -235,14 +240,14 @@ pub fn thousands(n: u64) -> String {
 }
 
 /// A plain text table: a header row, a rule, right-aligned cells (the first column left-aligned).
-pub struct Table {
+pub(crate) struct Table {
     headers: Vec<String>,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
     /// A table with these column headers and no rows.
-    pub fn new(headers: &[&str]) -> Self {
+    pub(crate) fn new(headers: &[&str]) -> Self {
         Self {
             headers: headers.iter().map(|h| h.to_string()).collect(),
             rows: Vec::new(),
@@ -250,13 +255,13 @@ impl Table {
     }
 
     /// Adds a row: one cell per column.
-    pub fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         assert_eq!(cells.len(), self.headers.len(), "one cell per column");
         self.rows.push(cells);
     }
 
     /// The table as text, one line per row.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let columns = self.headers.len();
         let widths: Vec<usize> = (0..columns)
             .map(|c| {
@@ -298,7 +303,7 @@ impl Table {
 
 /// A progress line on stderr: rewritten in place on a terminal (at most 5 times a second), a
 /// fresh line every 5 s otherwise (CI logs).
-pub struct Progress {
+pub(crate) struct Progress {
     label: String,
     last: Instant,
     terminal: bool,
@@ -307,7 +312,7 @@ pub struct Progress {
 
 impl Progress {
     /// A progress line labelled `[label]`; nothing shows until the first `update`.
-    pub fn new(label: impl Into<String>) -> Self {
+    pub(crate) fn new(label: impl Into<String>) -> Self {
         let terminal = std::io::stderr().is_terminal();
         Self {
             label: label.into(),
@@ -318,7 +323,7 @@ impl Progress {
     }
 
     /// Shows `done` of `total` and a free-form note if enough time has passed. Cheap otherwise.
-    pub fn update(&mut self, done: u64, total: u64, note: impl FnOnce() -> String) {
+    pub(crate) fn update(&mut self, done: u64, total: u64, note: impl FnOnce() -> String) {
         let every = if self.terminal {
             Duration::from_millis(200)
         } else {
@@ -351,7 +356,7 @@ impl Progress {
     }
 
     /// Ends the line with a closing note.
-    pub fn finish(&mut self, note: &str) {
+    pub(crate) fn finish(&mut self, note: &str) {
         let mut stderr = std::io::stderr().lock();
         if self.terminal {
             let _ = writeln!(stderr, "\r\x1b[2K[{}] {note}", self.label);

@@ -4,37 +4,37 @@
 /// splitmix64 (Steele, Lea, Flood 2014): tiny, fast, passes BigCrush, and its finaliser is a
 /// bijection on u64 (used by `mix64` to scramble ids without collisions).
 #[derive(Clone)]
-pub struct SplitMix64 {
+pub(crate) struct SplitMix64 {
     state: u64,
 }
 
 impl SplitMix64 {
     /// A stream starting at `seed`.
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         Self { state: seed }
     }
 
     /// The next 64 random bits.
     #[inline]
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         self.state = self.state.wrapping_add(0x9E37_79B9_7F4A_7C15);
         mix64(self.state)
     }
 
     /// Uniform in `0..n` (Lemire's multiply-shift; the bias is below 2^-40 for the sizes here).
     #[inline]
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((u128::from(self.next_u64()) * u128::from(n)) >> 64) as u64
     }
 
     /// Uniform in `[0, 1)` with 53 bits.
     #[inline]
-    pub fn unit(&mut self) -> f64 {
+    pub(crate) fn unit(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
     }
 
     /// A uniformly random permutation of `0..n` (Fisher–Yates).
-    pub fn permutation(&mut self, n: usize) -> Vec<u32> {
+    pub(crate) fn permutation(&mut self, n: usize) -> Vec<u32> {
         let mut items: Vec<u32> = (0..n as u32).collect();
         for i in (1..n).rev() {
             let j = self.below(i as u64 + 1) as usize;
@@ -46,7 +46,7 @@ impl SplitMix64 {
 
 /// splitmix64's finaliser: a bijection on u64 with full avalanche.
 #[inline]
-pub fn mix64(mut x: u64) -> u64 {
+pub(crate) fn mix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
@@ -55,13 +55,13 @@ pub fn mix64(mut x: u64) -> u64 {
 /// Zipf over ranks `0..n`: P(rank k) ∝ 1 / (k + 1)^s. Inverse-CDF by binary search over a
 /// precomputed table (n f64s), which is exact and fast enough for event generation (which is not
 /// timed).
-pub struct Zipf {
+pub(crate) struct Zipf {
     cdf: Vec<f64>,
 }
 
 impl Zipf {
     /// Zipf over `n` ranks with exponent `s`.
-    pub fn new(n: usize, s: f64) -> Self {
+    pub(crate) fn new(n: usize, s: f64) -> Self {
         assert!(n > 0);
         let mut cdf = Vec::with_capacity(n);
         let mut sum = 0.0;
@@ -77,7 +77,7 @@ impl Zipf {
 
     #[inline]
     /// A rank drawn from `rng`.
-    pub fn sample(&self, rng: &mut SplitMix64) -> usize {
+    pub(crate) fn sample(&self, rng: &mut SplitMix64) -> usize {
         let u = rng.unit();
         self.cdf
             .partition_point(|&c| c <= u)
@@ -85,7 +85,7 @@ impl Zipf {
     }
 
     /// The probability of the hottest rank.
-    pub fn top_probability(&self) -> f64 {
+    pub(crate) fn top_probability(&self) -> f64 {
         self.cdf[0]
     }
 }

@@ -27,7 +27,7 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// How to run `tally start` in a scenario: the binary, the segment size of a fresh data
 /// directory, and more arguments and environment for the child.
-pub struct Tally {
+pub(crate) struct Tally {
     /// The `tally` binary.
     pub binary: PathBuf,
     /// `--segment-mib`: the journal segment size when `tally start` formats the directory.
@@ -41,7 +41,7 @@ pub struct Tally {
 impl Tally {
     /// The binary (found or built) and segment size the shared options ask for; no extra
     /// arguments or environment.
-    pub fn new(server: &ServerArgs) -> Tally {
+    pub(crate) fn new(server: &ServerArgs) -> Tally {
         Tally {
             binary: binary(server.tally.as_deref()),
             segment_mib: server.segment_mib(),
@@ -52,7 +52,7 @@ impl Tally {
 
     /// Starts `tally start --data-dir DIR --addresses 127.0.0.1:0 --segment-mib N ARGS...` and
     /// waits (up to 10 minutes) for `listening on ADDR` on stdout.
-    pub fn start(&self, data_dir: &Path) -> Server {
+    pub(crate) fn start(&self, data_dir: &Path) -> Server {
         let mut args: Vec<OsString> = vec!["start".into(), "--data-dir".into()];
         args.push(data_dir.into());
         args.extend(["--addresses", "127.0.0.1:0", "--segment-mib"].map(OsString::from));
@@ -88,7 +88,7 @@ impl Tally {
 
     /// `tally inspect DIR`: the journal's records and bytes. The server must be stopped
     /// (inspect takes a shared lock and refuses while the server holds it).
-    pub fn inspect(&self, data_dir: &Path) -> Inspection {
+    pub(crate) fn inspect(&self, data_dir: &Path) -> Inspection {
         let output = Command::new(&self.binary)
             .arg("inspect")
             .arg(data_dir)
@@ -157,7 +157,7 @@ fn binary(explicit: Option<&Path>) -> PathBuf {
 }
 
 /// A running `tally start`.
-pub struct Server {
+pub(crate) struct Server {
     /// The child process: start-up time, memory, SIGTERM and SIGKILL, log lines.
     pub process: Child,
     /// The native protocol's address (`listening on ADDR`).
@@ -167,7 +167,7 @@ pub struct Server {
 impl Server {
     /// The `recovered` line of this start-up. The server logs it (stderr) before it prints
     /// `listening on` (stdout); the two pipes are read by two threads, so this waits for it.
-    pub fn recovered(&self) -> Recovered {
+    pub(crate) fn recovered(&self) -> Recovered {
         self.process
             .wait_for_line(Duration::from_secs(10), recovered)
     }
@@ -175,7 +175,7 @@ impl Server {
 
 /// What `tally inspect DIR` says about the journal.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Inspection {
+pub(crate) struct Inspection {
     /// Journal records: one per core turn, each one write and one fsync (group commit).
     pub records: u64,
     /// Bytes of log (record headers and bodies).
@@ -235,7 +235,7 @@ fn is_message(line: &str, message: &str) -> bool {
 
 /// The `recovered op=... checkpoint_op=... records=...` line of a start-up.
 #[derive(Clone, Debug, Default)]
-pub struct Recovered {
+pub(crate) struct Recovered {
     /// Protocol op of the state after recovery.
     pub op: u64,
     /// Journal record the checkpoint named (0: none, replay from record 1).
@@ -248,7 +248,7 @@ pub struct Recovered {
 }
 
 /// The last `recovered` line of `lines`.
-pub fn recovered(lines: &[String]) -> Option<Recovered> {
+pub(crate) fn recovered(lines: &[String]) -> Option<Recovered> {
     let line = find_line(lines, "recovered")?;
     let checkpoint_record = field(line, "checkpoint_record").or(field(line, "checkpoint_op"))?;
     Some(Recovered {
@@ -268,7 +268,7 @@ pub fn recovered(lines: &[String]) -> Option<Recovered> {
 
 /// A `checkpoint record=R op=Y bytes=B` line: a checkpoint the server wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Checkpoint {
+pub(crate) struct Checkpoint {
     /// The journal record the checkpoint covers.
     pub record: u64,
     /// The protocol op of the state it holds.
@@ -278,7 +278,7 @@ pub struct Checkpoint {
 }
 
 /// Every `checkpoint` line of `lines`, in order.
-pub fn checkpoints(lines: &[String]) -> Vec<Checkpoint> {
+pub(crate) fn checkpoints(lines: &[String]) -> Vec<Checkpoint> {
     lines
         .iter()
         .filter(|line| is_message(line, "checkpoint"))
@@ -293,7 +293,7 @@ pub fn checkpoints(lines: &[String]) -> Vec<Checkpoint> {
 }
 
 /// WARN and ERROR lines of the server's log.
-pub fn warnings(lines: &[String]) -> Vec<String> {
+pub(crate) fn warnings(lines: &[String]) -> Vec<String> {
     lines
         .iter()
         .filter(|line| line.contains(" WARN ") || line.contains(" ERROR "))
@@ -302,7 +302,7 @@ pub fn warnings(lines: &[String]) -> Vec<String> {
 }
 
 /// Prints the server's WARN and ERROR lines (the first 10), or that there were none.
-pub fn print_warnings(warnings: &[String]) {
+pub(crate) fn print_warnings(warnings: &[String]) {
     if warnings.is_empty() {
         println!("server: no WARN or ERROR lines");
     } else {

@@ -12,21 +12,21 @@ use crate::harness::rng::SplitMix64;
 
 /// Events (transfers to create, or ids to look up) in one full request: the server's
 /// `batch_size_limit` (1 MiB of body) less the multi-batch trailer.
-pub const REQUEST_EVENTS_MAX: usize = 8_189;
+pub(crate) const REQUEST_EVENTS_MAX: usize = 8_189;
 /// Accounts created first, unless a scenario is told otherwise.
 const ACCOUNTS: u64 = 10_000;
 /// Accounts with `--smoke`.
 const SMOKE_ACCOUNTS: u64 = 1_000;
 /// Amounts are uniform in `1..=AMOUNT_RANGE`.
-pub const AMOUNT_RANGE: u64 = 1_000;
+pub(crate) const AMOUNT_RANGE: u64 = 1_000;
 
 /// `--accounts` if given, else 10,000 (1,000 with `--smoke`).
-pub fn accounts_or_default(accounts: Option<u64>, smoke: bool) -> u64 {
+pub(crate) fn accounts_or_default(accounts: Option<u64>, smoke: bool) -> u64 {
     accounts.unwrap_or(if smoke { SMOKE_ACCOUNTS } else { ACCOUNTS })
 }
 
 /// The client side's one thread: the server gets the rest of the machine.
-pub fn client_runtime() -> tokio::runtime::Runtime {
+pub(crate) fn client_runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -34,7 +34,7 @@ pub fn client_runtime() -> tokio::runtime::Runtime {
 }
 
 /// `count` separate clients (each its own session and connection), connected and registered.
-pub async fn connect(address: SocketAddr, count: usize) -> Vec<Client> {
+pub(crate) async fn connect(address: SocketAddr, count: usize) -> Vec<Client> {
     let mut clients = Vec::with_capacity(count);
     for _ in 0..count {
         clients.push(Client::connect(address, 0).await.expect("connect"));
@@ -43,7 +43,7 @@ pub async fn connect(address: SocketAddr, count: usize) -> Vec<Client> {
 }
 
 /// The clients' counters added up.
-pub fn stats_sum(clients: &[Client]) -> ClientStats {
+pub(crate) fn stats_sum(clients: &[Client]) -> ClientStats {
     let mut sum = ClientStats::default();
     for client in clients {
         let stats = client.stats();
@@ -56,7 +56,7 @@ pub fn stats_sum(clients: &[Client]) -> ClientStats {
 }
 
 /// Accounts `1..=count`, ledger 1, code 1, in full requests; panics if any is not created.
-pub async fn create_accounts(client: &Client, count: u64) {
+pub(crate) async fn create_accounts(client: &Client, count: u64) {
     let mut id = 1u64;
     while id <= count {
         let end = (id + REQUEST_EVENTS_MAX as u64).min(count + 1);
@@ -82,7 +82,7 @@ pub async fn create_accounts(client: &Client, count: u64) {
 }
 
 /// The events of a `create_transfers` reply that did not create their transfer.
-pub fn count_failed(results: &[CreateTransferResult]) -> u64 {
+pub(crate) fn count_failed(results: &[CreateTransferResult]) -> u64 {
     results
         .iter()
         .filter(|r| r.status != CreateTransferStatus::Created)
@@ -91,7 +91,7 @@ pub fn count_failed(results: &[CreateTransferResult]) -> u64 {
 
 /// Where a `TransferGen` starts.
 #[derive(Clone, Copy, Debug)]
-pub struct TransferGenOptions {
+pub(crate) struct TransferGenOptions {
     /// Accounts `1..=accounts` (created by `create_accounts`) to pick from.
     pub accounts: u64,
     /// Seed of the generator's random stream.
@@ -102,7 +102,7 @@ pub struct TransferGenOptions {
 
 /// Transfers between uniformly random distinct accounts, amounts uniform in
 /// `1..=AMOUNT_RANGE`, ledger 1, code 1: the same seed gives the same transfers.
-pub struct TransferGen {
+pub(crate) struct TransferGen {
     /// The id `fill` gives its next transfer.
     pub next_id: u64,
     accounts: u64,
@@ -111,7 +111,7 @@ pub struct TransferGen {
 
 impl TransferGen {
     /// A generator at `options.first_id`.
-    pub fn new(options: TransferGenOptions) -> Self {
+    pub(crate) fn new(options: TransferGenOptions) -> Self {
         assert!(
             options.accounts >= 2,
             "transfers need two distinct accounts"
@@ -124,7 +124,7 @@ impl TransferGen {
     }
 
     /// Appends `count` transfers with ids `next_id..`, and moves `next_id` past them.
-    pub fn fill(&mut self, events: &mut Vec<Transfer>, count: usize) {
+    pub(crate) fn fill(&mut self, events: &mut Vec<Transfer>, count: usize) {
         for _ in 0..count {
             let id = self.next_id;
             self.next_id += 1;
@@ -133,7 +133,7 @@ impl TransferGen {
     }
 
     /// One transfer with this `id` (for ids handed out elsewhere; `next_id` stays).
-    pub fn transfer(&mut self, id: u64) -> Transfer {
+    pub(crate) fn transfer(&mut self, id: u64) -> Transfer {
         let debit = self.rng.below(self.accounts);
         let mut credit = self.rng.below(self.accounts);
         while credit == debit {
@@ -151,7 +151,7 @@ impl TransferGen {
     }
 
     /// Uniform in `0..n`, from the same stream (request sizes, say).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         self.rng.below(n)
     }
 }

@@ -28,7 +28,7 @@ use crate::harness::rng::{mix64, SplitMix64, Zipf};
 
 /// Transfers per workload when `--transfers` is not given: all five workloads together take
 /// about a minute on the 2-core reference machine (`docs/benchmarks.md`).
-pub const DEFAULT_TRANSFERS: u64 = 10_000_000;
+pub(crate) const DEFAULT_TRANSFERS: u64 = 10_000_000;
 const SMOKE_TRANSFERS: u64 = 8_000;
 const SMOKE_BATCH: usize = 1_000;
 /// Virtual nanoseconds per event: the clock `T` moves as if 1 M events/s arrived.
@@ -44,7 +44,7 @@ const SLOW_BATCH_FACTOR: u32 = 4;
 
 /// `core`'s command line.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Transfers per workload [default: 10,000,000 (all five workloads: about 35 s on 2 cores);
     /// 8,000 with --smoke]
     #[arg(long)]
@@ -74,7 +74,7 @@ pub struct Args {
 
 /// A workload (`--workload`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Workload {
+pub(crate) enum Workload {
     /// 10,000 accounts, uniformly random distinct pairs, sequential transfer ids
     #[value(name = "uniform")]
     Uniform,
@@ -160,7 +160,7 @@ struct Params {
 }
 
 /// Runs the scenario: prints the table, writes `core.json`.
-pub fn run(args: Args) {
+pub(crate) fn run(args: Args) {
     let params = Params {
         transfers: args.transfers.unwrap_or(if args.smoke {
             SMOKE_TRANSFERS

@@ -53,7 +53,7 @@ const TARGET_DISK_BYTES: f64 = 160.0;
 
 /// `durable`'s command line.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Transfers of `batch_8189`, in full requests of 8,189 [default: 2,000,000; 24,567 with
     /// --smoke]
     #[arg(long)]
@@ -85,7 +85,7 @@ pub struct Args {
 
 /// A sub-workload (`--workload`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Workload {
+pub(crate) enum Workload {
     /// 1 client, sequential full requests of 8,189 transfers
     #[value(name = "batch_8189")]
     Batch8189,
@@ -139,7 +139,7 @@ struct Params {
 }
 
 /// Runs the scenario: prints the table, writes `durable.json`.
-pub fn run(args: Args) {
+pub(crate) fn run(args: Args) {
     let smoke = args.server.smoke;
     let mut params = Params {
         batch_transfers: args.batch_transfers.unwrap_or(if smoke {

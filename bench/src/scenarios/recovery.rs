@@ -59,7 +59,7 @@ const TARGET_RESTART_SECONDS: f64 = 5.0;
 
 /// `recovery`'s command line.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Transfers loaded before the restarts, in full requests of 8,189 (rounded up)
     /// [default: 10,000,000; 40,945 with --smoke]
     #[arg(long)]
@@ -114,7 +114,7 @@ impl Restart {
 }
 
 /// Runs the scenario: prints the table, writes `recovery.json`.
-pub fn run(args: Args) {
+pub(crate) fn run(args: Args) {
     let smoke = args.server.smoke;
     let requested = args.transfers.unwrap_or(if smoke {
         SMOKE_TRANSFERS

@@ -56,7 +56,7 @@ const TARGET_RESTART_SECONDS: f64 = 2.0;
 
 /// `recovery-mixed`'s command line.
 #[derive(clap::Args, Debug)]
-pub struct Args {
+pub(crate) struct Args {
     /// Cycles of writes, read-back, SIGKILL and restart [default: 40; 3 with --smoke]
     #[arg(long)]
     cycles: Option<u64>,
@@ -159,7 +159,7 @@ impl Cycle {
 }
 
 /// Runs the scenario: prints the table, writes `recovery-mixed.json`.
-pub fn run(args: Args) {
+pub(crate) fn run(args: Args) {
     let smoke = args.server.smoke;
     let params = Params {
         cycles: args
