@@ -2,7 +2,7 @@
 //! change anything and never block; the front copies out what it needs.
 
 use tally_journal::Journal;
-use tally_ledger::{Account, Ledger, Transfer};
+use tally_ledger::{Account, AccountFilter, AccountFilterFlags, Transfer};
 use tally_payments::Payments;
 
 use crate::state::State;
@@ -27,35 +27,23 @@ impl<'a> StateView<'a> {
         &self.state.payments
     }
 
-    /// The ledger.
-    pub fn ledger(&self) -> &Ledger {
-        &self.state.ledger
-    }
-
     /// The account with this id.
     pub fn account(&self, id: u128) -> Option<&Account> {
         self.state.ledger.account(id)
     }
 
-    /// The transfer with this id.
-    pub fn transfer(&self, id: u128) -> Option<Transfer> {
-        let store = self.state.transfers(&self.log);
-        self.state
-            .ledger
-            .transfer_handle(&store, id)
-            .map(|handle| self.state.ledger.transfer_at(&store, handle))
-    }
-
-    /// Up to `limit` transfers of an account, debits and credits, oldest first.
-    pub fn account_transfers(&self, account: u128, limit: u32) -> Vec<Transfer> {
-        let filter = tally_ledger::AccountFilter {
+    /// Up to `limit` transfers that debit (`debits`) or credit `account`, oldest first.
+    pub fn account_transfers(&self, account: u128, debits: bool, limit: u32) -> Vec<Transfer> {
+        let side = if debits {
+            AccountFilterFlags::DEBITS
+        } else {
+            AccountFilterFlags::CREDITS
+        };
+        let filter = AccountFilter {
             account_id: account,
             limit,
-            flags: tally_ledger::AccountFilterFlags(
-                tally_ledger::AccountFilterFlags::DEBITS
-                    | tally_ledger::AccountFilterFlags::CREDITS,
-            ),
-            ..tally_ledger::AccountFilter::zeroed()
+            flags: AccountFilterFlags(side),
+            ..AccountFilter::zeroed()
         };
         let mut found = Vec::new();
         self.state.ledger.get_account_transfers(
@@ -65,10 +53,5 @@ impl<'a> StateView<'a> {
             &mut found,
         );
         found
-    }
-
-    /// The core timestamp of the last applied entry (ns since the Unix epoch).
-    pub fn timestamp(&self) -> u64 {
-        self.state.timestamp
     }
 }

@@ -4,6 +4,7 @@
 //! core), awaits the core's durable outcome and maps it to Rafiki's payload or error. Reads run
 //! on the core thread through `CoreHandle::read`.
 
+mod accounting;
 mod assets;
 mod common;
 mod core_handle;

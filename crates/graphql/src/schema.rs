@@ -2,6 +2,7 @@
 
 use async_graphql::{EmptySubscription, MergedObject, Schema};
 
+use crate::accounting::AccountingQuery;
 use crate::assets::{AssetMutation, AssetQuery};
 use crate::liquidity::LiquidityMutation;
 use crate::peers::{PeerMutation, PeerQuery};
@@ -9,7 +10,7 @@ use crate::wallet_addresses::{WalletAddressMutation, WalletAddressQuery};
 
 /// Every query field.
 #[derive(MergedObject, Default)]
-pub struct Query(AssetQuery, PeerQuery, WalletAddressQuery);
+pub struct Query(AssetQuery, PeerQuery, WalletAddressQuery, AccountingQuery);
 
 /// Every mutation field.
 #[derive(MergedObject, Default)]

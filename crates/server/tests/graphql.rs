@@ -621,3 +621,45 @@ fn wallet_addresses_and_keys_with_rafiki_errors() {
     );
     tally.stop();
 }
+
+#[test]
+fn accounting_transfers_show_the_ledger() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let tally = Tally::start(directory.path());
+    let usd = create_asset(&tally, "USD", 2);
+    let deposit_id = uuid();
+    tally.post(DEPOSIT, json!({ "input": { "assetId": usd, "amount": "100", "id": deposit_id, "idempotencyKey": uuid() } }));
+    let pending_id = uuid();
+    tally.post(WITHDRAW, json!({ "input": { "assetId": usd, "amount": "40", "id": pending_id, "idempotencyKey": uuid(), "timeoutSeconds": "3600" } }));
+    let query = "query($id: String!) { accountingTransfers(id: $id) { debits { id amount transferType state ledger expiresAt creditAccountId } credits { id amount transferType state debitAccountId } } }";
+    let response = tally.post(query, json!({ "id": usd }));
+    let transfers = &response["data"]["accountingTransfers"];
+    assert_eq!(
+        transfers["credits"][0]["id"],
+        deposit_id.as_str(),
+        "{response}"
+    );
+    assert_eq!(transfers["credits"][0]["transferType"], "DEPOSIT");
+    assert_eq!(transfers["credits"][0]["state"], "POSTED");
+    let pending = &transfers["debits"][0];
+    assert_eq!(pending["id"], pending_id.as_str());
+    assert_eq!(pending["transferType"], "WITHDRAWAL");
+    assert_eq!(pending["state"], "PENDING");
+    assert_eq!(pending["amount"], "40");
+    assert_eq!(pending["ledger"], 1);
+    assert!(pending["expiresAt"]
+        .as_str()
+        .is_some_and(|at| at.ends_with('Z')));
+    // The settlement account, named by the asset's ledger number, sees the other sides.
+    let settlement = tally.post(query, json!({ "id": "1" }));
+    let transfers = &settlement["data"]["accountingTransfers"];
+    assert_eq!(
+        transfers["debits"][0]["id"],
+        deposit_id.as_str(),
+        "{settlement}"
+    );
+    assert_eq!(transfers["credits"][0]["id"], pending_id.as_str());
+    let nothing = tally.post(query, json!({ "id": uuid() }));
+    assert_eq!(nothing["data"]["accountingTransfers"]["debits"], json!([]));
+    tally.stop();
+}
