@@ -13,6 +13,7 @@ mod liquidity;
 mod peers;
 mod scalars;
 mod schema;
+mod signature;
 mod wallet_addresses;
 
 use async_graphql::http::GraphiQLSource;
@@ -24,15 +25,29 @@ use axum::Router;
 
 pub use crate::core_handle::{CoreHandle, CoreUnavailable};
 pub use crate::schema::{sdl, AdminSchema, COMPLEXITY_MAX, DEPTH_MAX};
+pub use crate::signature::{
+    SignatureOptions, FUTURE_SKEW_MS_MAX, SEEN_MAX, SIGNATURE_BYTES_MAX, SIGNATURE_HEADER,
+};
 
 /// Largest request body accepted (bytes).
 pub const REQUEST_BODY_BYTES_MAX: usize = 1 << 20;
 
+/// How the Admin API is served, beyond the core it fronts.
+#[derive(Clone, Debug, Default)]
+pub struct AppOptions {
+    /// Require Rafiki's `signature` header on `POST /graphql` (docs/graphql.md, "Signing");
+    /// `None` serves unsigned requests.
+    pub signature: Option<SignatureOptions>,
+}
+
 /// The Admin API's routes over `core`.
-pub fn app(core: CoreHandle) -> Router {
+pub fn app(core: CoreHandle, options: AppOptions) -> Router {
     let schema = schema::schema_builder().data(core).finish();
-    Router::new()
-        .route("/graphql", get(graphiql).post(graphql))
+    let mut router = Router::new().route("/graphql", get(graphiql).post(graphql));
+    if let Some(signature) = &options.signature {
+        router = signature::protect(router, signature);
+    }
+    router
         .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
         .with_state(schema)
 }

@@ -44,6 +44,20 @@ enum Command {
         /// Serve Rafiki's Admin API (GraphQL) here; `off` serves none.
         #[arg(long, env = "TALLY_GRAPHQL_ADDRESS", default_value = "127.0.0.1:3001")]
         graphql_address: String,
+        /// Require Rafiki's `signature` header (HMAC-SHA256 with this secret) on every
+        /// `POST /graphql`; unset or empty serves unsigned requests, as Rafiki's `API_SECRET`.
+        #[arg(long, env = "TALLY_ADMIN_API_SECRET", hide_env_values = true)]
+        admin_api_secret: Option<String>,
+        /// The signature version required, `v<N>=` (Rafiki's `API_SIGNATURE_VERSION`).
+        #[arg(long, env = "TALLY_ADMIN_API_SIGNATURE_VERSION", default_value_t = 1)]
+        admin_api_signature_version: u32,
+        /// How old a signature may be, in seconds (Rafiki's `ADMIN_API_SIGNATURE_TTL_SECONDS`).
+        #[arg(
+            long,
+            env = "TALLY_ADMIN_API_SIGNATURE_TTL_SECONDS",
+            default_value_t = 30
+        )]
+        admin_api_signature_ttl_seconds: u64,
     },
     /// Create and format a data directory.
     Format {
@@ -86,6 +100,9 @@ fn main() -> ExitCode {
             transfers_max,
             cut_unproven_tail,
             graphql_address,
+            admin_api_secret,
+            admin_api_signature_version,
+            admin_api_signature_ttl_seconds,
         } => graphql_address_parse(&graphql_address).and_then(|graphql_address| {
             run::start(&StartOptions {
                 directory: data_dir,
@@ -95,6 +112,13 @@ fn main() -> ExitCode {
                 transfers_max,
                 cut_unproven_tail,
                 graphql_address,
+                graphql_signature: admin_api_secret.filter(|secret| !secret.is_empty()).map(
+                    |secret| tally_graphql::SignatureOptions {
+                        secret,
+                        version: admin_api_signature_version,
+                        ttl: std::time::Duration::from_secs(admin_api_signature_ttl_seconds),
+                    },
+                ),
             })
         }),
         Command::Format {

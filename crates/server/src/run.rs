@@ -32,6 +32,8 @@ pub struct StartOptions {
     pub cut_unproven_tail: bool,
     /// The Admin API's address (`None`: not served).
     pub graphql_address: Option<SocketAddr>,
+    /// Require Rafiki's request signature on the Admin API (`None`: unsigned requests served).
+    pub graphql_signature: Option<tally_graphql::SignatureOptions>,
 }
 
 /// Why `tally start` stopped with an error.
@@ -175,7 +177,7 @@ async fn serve_until_stopped(
     // Tests and scripts wait for this line (the port may have been 0).
     announce(&format!("listening on {local}"));
     let serving = net::serve(listener, options.cluster, submit.clone());
-    let graphql = graphql_serve(options.graphql_address, submit.clone()).await?;
+    let graphql = graphql_serve(options, submit.clone()).await?;
     tokio::select! {
         () = serving => {}
         () = graphql => {}
@@ -210,14 +212,19 @@ async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StartErr
 /// Binds the Admin API's listener and returns the future that serves it (pending forever when
 /// the API is off).
 async fn graphql_serve(
-    address: Option<SocketAddr>,
+    options: &StartOptions,
     submit: mpsc::Sender<Submission>,
 ) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>, StartError> {
-    let Some(address) = address else {
+    let Some(address) = options.graphql_address else {
         return Ok(Box::pin(std::future::pending()));
     };
     let (listener, local) = bind(address).await?;
-    let app = tally_graphql::app(tally_graphql::CoreHandle::new(submit));
+    let app_options = tally_graphql::AppOptions {
+        signature: options.graphql_signature.clone(),
+    };
+    // Built after the core has recovered and just before serving: signatures timestamped
+    // before this moment (plus the allowance for clocks ahead) are refused (docs/graphql.md).
+    let app = tally_graphql::app(tally_graphql::CoreHandle::new(submit), app_options);
     announce(&format!("graphql listening on {local}"));
     Ok(Box::pin(async move {
         if let Err(error) = axum::serve(listener, app).await {
