@@ -9,7 +9,8 @@
 //! `harness::report`: `{scenario, date, machine, params, ...figures}` in plain units.
 //! `durable`, `recovery` and `recovery-mixed` run a real `tally start` child; what they share
 //! (options, data directory, child process, accounts and transfers) is in `harness/`.
-//! To add a scenario (`graphql`, ...): a module under `scenarios/` with an `Args` struct
+//! `graphql` runs one too, with its Admin API on, and drives it over HTTP.
+//! To add a scenario (`payments`, ...): a module under `scenarios/` with an `Args` struct
 //! (flattening `harness::options::ServerArgs` if it runs a server) and a `run(args)` function,
 //! and one variant in `Scenario` below.
 
@@ -29,7 +30,7 @@ static ALLOCATOR: alloc::Counting = alloc::Counting;
     version,
     about = "Tally's benchmark harness: runs one scenario, prints a table, writes target/bench/SCENARIO.json",
     after_help = "Results go to $CARGO_TARGET_DIR/bench/SCENARIO.json, else <workspace>/target/bench/. \
-                  Scenarios still to come: graphql."
+                  Scenarios still to come: payments."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -51,6 +52,10 @@ enum Scenario {
     /// Restart time after SIGKILL as a mixed history grows: cycles of small writes from several
     /// clients, a read-back of every transfer in large lookups, SIGKILL and a timed restart.
     RecoveryMixed(scenarios::recovery_mixed::Args),
+    /// Rafiki's Admin API over HTTP against a real `tally start`: liquidity deposits,
+    /// two-phase withdrawals and liquidity queries from 1, 16, 64 keep-alive clients;
+    /// throughput and latency, optionally after preloading the ledger with N transfers.
+    Graphql(scenarios::graphql::Args),
 }
 
 fn main() {
@@ -60,5 +65,6 @@ fn main() {
         Scenario::Durable(args) => scenarios::durable::run(args),
         Scenario::Recovery(args) => scenarios::recovery::run(args),
         Scenario::RecoveryMixed(args) => scenarios::recovery_mixed::run(args),
+        Scenario::Graphql(args) => scenarios::graphql::run(args),
     }
 }

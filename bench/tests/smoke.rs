@@ -1,5 +1,6 @@
 //! Keeps the harness compiling and working: `core --smoke`, `durable --smoke`,
-//! `recovery --smoke` and `recovery-mixed --smoke` must exit 0 and write well-formed JSON.
+//! `recovery --smoke`, `recovery-mixed --smoke` and `graphql --smoke` must exit 0 and write
+//! well-formed JSON.
 //! Nothing here looks at speed (CI machines vary, and benchmarks never gate CI). The server
 //! scenarios run the real `tally` binary (built with `cargo build --release -p tally-server` if
 //! it is not in the target directory yet).
@@ -210,6 +211,28 @@ fn recovery_mixed_smoke_writes_json() {
 }
 
 #[test]
+fn graphql_smoke_writes_json() {
+    let json = smoke("graphql", "workload");
+    let runs = json["runs"].as_object().expect("runs object");
+    for workload in ["deposit", "withdrawal", "query"] {
+        for clients in [1, 4] {
+            let name = format!("{workload}_{clients}");
+            let r = &runs[&name];
+            assert!(r.is_object(), "run {name} missing");
+            for key in ["ops_per_second", "p50_ms", "p99_ms", "p999_ms", "p100_ms"] {
+                non_negative(r, key);
+            }
+            assert_eq!(r["errors"], 0, "{name}: {r}");
+            assert_eq!(r["requests"], 40, "{name}: {r}");
+        }
+    }
+    assert_eq!(runs["withdrawal_4"]["mutations"], 40);
+    assert_eq!(runs["query_1"]["queries"], 40);
+    assert!(runs["withdrawal_1"]["post_latency"].is_object());
+    assert_eq!(json["server_warnings"], serde_json::json!([]));
+}
+
+#[test]
 fn help_lists_scenarios() {
     let output = Command::new(env!("CARGO_BIN_EXE_tally-bench"))
         .arg("--help")
@@ -217,7 +240,7 @@ fn help_lists_scenarios() {
         .expect("run tally-bench --help");
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for scenario in ["core", "durable", "recovery", "recovery-mixed"] {
+    for scenario in ["core", "durable", "recovery", "recovery-mixed", "graphql"] {
         assert!(
             help.contains(scenario),
             "{scenario} missing from --help:\n{help}"

@@ -145,18 +145,53 @@ impl Child {
         timeout: Duration,
         find: impl Fn(&[String]) -> Option<T>,
     ) -> T {
+        self.wait_for_line_on(Stream::Stderr, timeout, find)
+    }
+
+    /// As `wait_for_line`, on either stream (a second listener's address on stdout, say).
+    pub(crate) fn wait_for_line_on<T>(
+        &self,
+        stream: Stream,
+        timeout: Duration,
+        find: impl Fn(&[String]) -> Option<T>,
+    ) -> T {
+        let lines = match stream {
+            Stream::Stdout => &self.stdout,
+            Stream::Stderr => &self.stderr,
+        };
         let deadline = Instant::now() + timeout;
         loop {
-            if let Some(found) = find(&self.stderr.lock().unwrap()) {
+            if let Some(found) = find(&lines.lock().unwrap()) {
                 return found;
             }
             assert!(
                 Instant::now() < deadline,
-                "the line looked for never came; stderr:\n{}",
+                "the line looked for never came on {stream:?}; stdout:\n{}\nstderr:\n{}",
+                self.stdout.lock().unwrap().join("\n"),
                 self.stderr_lines().join("\n")
             );
             std::thread::sleep(Duration::from_millis(1));
         }
+    }
+
+    /// CPU time the process has used so far (user + system, all its threads), from
+    /// `/proc/PID/stat`; zero once it is gone.
+    pub(crate) fn cpu_time(&self) -> Duration {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid)).unwrap_or_default();
+        // The fields after the command name (which may hold spaces) start after the last ')'.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or("", |(_, rest)| rest)
+            .split_whitespace()
+            .collect();
+        // utime and stime are fields 14 and 15 of the line: 11 and 12 counting from 0 after the name.
+        let ticks: u64 = [11, 12]
+            .iter()
+            .filter_map(|&i| fields.get(i)?.parse::<u64>().ok())
+            .sum();
+        // SAFETY: sysconf has no preconditions.
+        let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+        Duration::from_nanos(ticks * 1_000_000_000 / per_second)
     }
 
     /// `VmRSS`, `VmHWM`, `RssAnon`, `RssFile` of the process, in bytes.

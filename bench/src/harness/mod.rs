@@ -1,5 +1,5 @@
 //! What the scenarios share (as redb's `redb-bench` keeps it in one place), so that a new
-//! scenario (`graphql`, `payments`, ...) is its workload and its figures, nothing else:
+//! scenario (`payments`, ...) is its workload and its figures, nothing else:
 //!
 //! * `report`: where results go, the date and machine stamp, latency summaries, the human table,
 //!   the progress line and the JSON envelope. Every scenario.
