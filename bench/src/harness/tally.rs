@@ -61,10 +61,11 @@ impl Tally {
         let mut env: Vec<(OsString, OsString)> = vec![
             ("TALLY_LOG".into(), "info".into()),
             ("NO_COLOR".into(), "1".into()),
-            // Native scenarios serve no Admin API (so that parallel runs never contend for its
+            // Native scenarios serve no Admin API nor auto-peering (so that parallel runs never contend for its
             // port); an environment variable, which older binaries ignore, not a flag. A
             // scenario that wants it overrides this through `env`.
             ("TALLY_GRAPHQL_ADDRESS".into(), "off".into()),
+            ("TALLY_AUTO_PEERING_ADDRESS".into(), "off".into()),
         ];
         env.extend(
             self.env

@@ -89,7 +89,9 @@ pub fn open(directory: &Path, options: OpenOptions) -> Result<Recovered, Recover
     let (journal, recovery) =
         Journal::open(directory, journal_options).map_err(journal_error(directory))?;
     if let Some(cut) = &recovery.cut {
-        tracing::warn!(op = cut.op, segment = cut.segment, offset = cut.offset, bytes = cut.bytes, damage = ?cut.damage, "cut a torn tail (never acknowledged)");
+        // The evidence says why the cut was allowed: no proof of acknowledgement and a
+        // power-loss shape, or the operator's --cut-unproven-tail.
+        tracing::warn!(op = cut.op, segment = cut.segment, offset = cut.offset, bytes = cut.bytes, damage = ?cut.damage, evidence = ?cut.evidence, "cut a torn tail");
     }
     for rejected in &recovery.checkpoints_rejected {
         tracing::warn!(?rejected, "checkpoint passed over");

@@ -12,11 +12,11 @@ use crate::errors::{error_plain, unavailable};
 use crate::scalars::{UInt64, UInt8};
 
 /// Rafiki's default `limit`.
-pub const ACCOUNTING_TRANSFERS_DEFAULT: i32 = 20;
+pub(crate) const ACCOUNTING_TRANSFERS_DEFAULT: i32 = 20;
 
 /// Rafiki's `TransferType`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransferType {
+pub(crate) enum TransferType {
     /// Settlement → liquidity.
     #[graphql(name = "DEPOSIT")]
     Deposit,
@@ -30,7 +30,7 @@ pub enum TransferType {
 
 /// Rafiki's `TransferState`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TransferState {
+pub(crate) enum TransferState {
     /// Pending (two-phase, not yet posted or voided).
     #[graphql(name = "PENDING")]
     Pending,
@@ -44,7 +44,7 @@ pub enum TransferState {
 
 /// One ledger transfer.
 #[derive(SimpleObject)]
-pub struct AccountingTransfer {
+pub(crate) struct AccountingTransfer {
     id: ID,
     debit_account_id: ID,
     credit_account_id: ID,
@@ -91,14 +91,14 @@ impl AccountingTransfer {
 
 /// The transfers of one account, by side.
 #[derive(SimpleObject)]
-pub struct AccountingTransferConnection {
+pub(crate) struct AccountingTransferConnection {
     debits: Vec<AccountingTransfer>,
     credits: Vec<AccountingTransfer>,
 }
 
 /// The accounting query.
 #[derive(Default)]
-pub struct AccountingQuery;
+pub(crate) struct AccountingQuery;
 
 #[Object]
 impl AccountingQuery {

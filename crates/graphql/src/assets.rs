@@ -14,7 +14,7 @@ use crate::scalars::{UInt64, UInt8};
 
 /// An asset, as it was when read; liquidity and fees are read when asked for.
 #[derive(Clone, Debug)]
-pub struct Asset(pub tally_payments::Asset);
+pub(crate) struct Asset(pub tally_payments::Asset);
 
 #[Object]
 impl Asset {
@@ -108,7 +108,7 @@ async fn fee_latest(
 
 /// Rafiki's `FeeType`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum FeeType {
+pub(crate) enum FeeType {
     /// Charged to the sender.
     #[graphql(name = "SENDING")]
     Sending,
@@ -119,7 +119,7 @@ pub enum FeeType {
 
 /// A fee row.
 #[derive(Clone, Debug)]
-pub struct Fee(pub tally_payments::Fee);
+pub(crate) struct Fee(pub tally_payments::Fee);
 
 #[Object]
 impl Fee {
@@ -155,35 +155,35 @@ impl Fee {
 
 /// An edge of `AssetsConnection`.
 #[derive(SimpleObject)]
-pub struct AssetEdge {
+pub(crate) struct AssetEdge {
     node: Asset,
     cursor: String,
 }
 
 /// A page of assets.
 #[derive(SimpleObject)]
-pub struct AssetsConnection {
+pub(crate) struct AssetsConnection {
     page_info: PageInfo,
     edges: Vec<AssetEdge>,
 }
 
 /// An edge of `FeesConnection`.
 #[derive(SimpleObject)]
-pub struct FeeEdge {
+pub(crate) struct FeeEdge {
     node: Fee,
     cursor: String,
 }
 
 /// A page of fees.
 #[derive(SimpleObject)]
-pub struct FeesConnection {
+pub(crate) struct FeesConnection {
     page_info: PageInfo,
     edges: Vec<FeeEdge>,
 }
 
 /// `createAsset`'s input.
 #[derive(InputObject, Debug)]
-pub struct CreateAssetInput {
+pub(crate) struct CreateAssetInput {
     code: String,
     scale: UInt8,
     withdrawal_threshold: Option<UInt64>,
@@ -193,7 +193,7 @@ pub struct CreateAssetInput {
 
 /// `updateAsset`'s input.
 #[derive(InputObject, Debug)]
-pub struct UpdateAssetInput {
+pub(crate) struct UpdateAssetInput {
     id: String,
     withdrawal_threshold: Option<UInt64>,
     liquidity_threshold: Option<UInt64>,
@@ -202,21 +202,21 @@ pub struct UpdateAssetInput {
 
 /// `deleteAsset`'s input.
 #[derive(InputObject, Debug)]
-pub struct DeleteAssetInput {
+pub(crate) struct DeleteAssetInput {
     id: ID,
     idempotency_key: Option<String>,
 }
 
 /// `setFee`'s fee.
 #[derive(InputObject, Debug)]
-pub struct FeeDetails {
+pub(crate) struct FeeDetails {
     fixed: UInt64,
     basis_points: i32,
 }
 
 /// `setFee`'s input.
 #[derive(InputObject, Debug)]
-pub struct SetFeeInput {
+pub(crate) struct SetFeeInput {
     asset_id: ID,
     #[graphql(name = "type")]
     fee_type: FeeType,
@@ -226,25 +226,25 @@ pub struct SetFeeInput {
 
 /// What asset mutations return.
 #[derive(SimpleObject)]
-pub struct AssetMutationResponse {
+pub(crate) struct AssetMutationResponse {
     asset: Option<Asset>,
 }
 
 /// What `deleteAsset` returns.
 #[derive(SimpleObject)]
-pub struct DeleteAssetMutationResponse {
+pub(crate) struct DeleteAssetMutationResponse {
     asset: Option<Asset>,
 }
 
 /// What `setFee` returns.
 #[derive(SimpleObject)]
-pub struct SetFeeResponse {
+pub(crate) struct SetFeeResponse {
     fee: Option<Fee>,
 }
 
 /// The asset queries.
 #[derive(Default)]
-pub struct AssetQuery;
+pub(crate) struct AssetQuery;
 
 #[Object]
 impl AssetQuery {
@@ -312,7 +312,7 @@ impl AssetQuery {
 
 /// The asset and fee mutations.
 #[derive(Default)]
-pub struct AssetMutation;
+pub(crate) struct AssetMutation;
 
 #[Object]
 impl AssetMutation {

@@ -12,13 +12,13 @@ use crate::core_handle::CoreHandle;
 use crate::errors::{error, payments_error, unavailable, Code};
 
 /// Rafiki's page size default and maximum.
-pub const PAGE_SIZE_DEFAULT: i32 = 20;
+pub(crate) const PAGE_SIZE_DEFAULT: i32 = 20;
 /// Largest `first` or `last`.
-pub const PAGE_SIZE_MAX: i32 = 100;
+pub(crate) const PAGE_SIZE_MAX: i32 = 100;
 
 /// Rafiki's `SortOrder`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SortOrder {
+pub(crate) enum SortOrder {
     /// Oldest first.
     #[graphql(name = "ASC")]
     Asc,
@@ -30,7 +30,7 @@ pub enum SortOrder {
 /// Relay's `PageInfo`.
 #[derive(SimpleObject, Clone, Debug, Default)]
 #[graphql(name = "PageInfo")]
-pub struct PageInfo {
+pub(crate) struct PageInfo {
     /// Cursor of the last edge.
     pub end_cursor: Option<String>,
     /// More rows after the last edge.
@@ -43,7 +43,7 @@ pub struct PageInfo {
 
 impl PageInfo {
     /// The page info of a domain page.
-    pub fn of(page: &tally_payments::Page) -> PageInfo {
+    pub(crate) fn of(page: &tally_payments::Page) -> PageInfo {
         PageInfo {
             end_cursor: page.ids.last().map(Uuid::to_string),
             has_next_page: page.has_next,
@@ -54,7 +54,7 @@ impl PageInfo {
 }
 
 /// Checks Rafiki's pagination arguments (§3.4) and builds the domain's request.
-pub fn page_request(
+pub(crate) fn page_request(
     after: Option<String>,
     before: Option<String>,
     first: Option<i32>,
@@ -97,17 +97,17 @@ pub fn page_request(
 }
 
 /// A client-supplied id: `None` unless it is a UUID.
-pub fn uuid(text: &str) -> Option<Uuid> {
+pub(crate) fn uuid(text: &str) -> Option<Uuid> {
     Uuid::parse_str(text).ok()
 }
 
 /// A client-supplied transfer id: `None` unless it is a UUID v4 (Rafiki's `InvalidId` rule).
-pub fn uuid_v4(text: &str) -> Option<Uuid> {
+pub(crate) fn uuid_v4(text: &str) -> Option<Uuid> {
     uuid(text).filter(|id| id.get_version_num() == 4)
 }
 
 /// A core timestamp (ns since the Unix epoch) as Rafiki prints dates: ISO 8601, UTC, ms.
-pub fn iso8601(timestamp_ns: u64) -> String {
+pub(crate) fn iso8601(timestamp_ns: u64) -> String {
     let ms = timestamp_ns / 1_000_000;
     let (days, ms_of_day) = ((ms / 86_400_000) as i64, ms % 86_400_000);
     // Howard Hinnant's days-to-civil.
@@ -131,7 +131,7 @@ pub fn iso8601(timestamp_ns: u64) -> String {
 
 /// The idempotency key of a mutation, fingerprinted by the mutation's name and its parsed
 /// arguments (so that `"5"` and `5` for a `UInt64` are the same request).
-pub fn idempotency(
+pub(crate) fn idempotency(
     key: Option<&str>,
     mutation_name: &str,
     arguments: &impl std::fmt::Debug,
@@ -148,7 +148,7 @@ pub fn idempotency(
 }
 
 /// Runs a mutation in the core; returns its outcome (a domain error is still a value).
-pub async fn outcome(
+pub(crate) async fn outcome(
     context: &Context<'_>,
     idempotency: Option<IdempotencyKey>,
     mutation: Mutation,
@@ -161,7 +161,7 @@ pub async fn outcome(
 }
 
 /// Runs a mutation in the core; a domain error becomes Rafiki's GraphQL error.
-pub async fn execute(
+pub(crate) async fn execute(
     context: &Context<'_>,
     idempotency: Option<IdempotencyKey>,
     mutation: Mutation,
@@ -172,7 +172,7 @@ pub async fn execute(
 }
 
 /// The liquidity of a ledger account (`None`: no such account yet).
-pub async fn account_liquidity(
+pub(crate) async fn account_liquidity(
     context: &Context<'_>,
     account: u128,
 ) -> Result<Option<u128>, Error> {
@@ -183,7 +183,7 @@ pub async fn account_liquidity(
 }
 
 /// The core handle of a request.
-pub fn core<'a>(context: &Context<'a>) -> &'a CoreHandle {
+pub(crate) fn core<'a>(context: &Context<'a>) -> &'a CoreHandle {
     context.data_unchecked::<CoreHandle>()
 }
 

@@ -11,7 +11,7 @@ use crate::core_handle::CoreUnavailable;
 
 /// Rafiki's `GraphQLErrorCode` values that Tally uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Code {
+pub(crate) enum Code {
     /// `BAD_USER_INPUT`.
     BadUserInput,
     /// `DUPLICATE`.
@@ -40,12 +40,12 @@ impl Code {
 }
 
 /// A GraphQL error with `extensions.code`.
-pub fn error(code: Code, message: impl Into<String>) -> Error {
+pub(crate) fn error(code: Code, message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, extensions| extensions.set("code", code.as_str()))
 }
 
 /// Rafiki's code and message for a domain error.
-pub fn payments_error(error: &PaymentsError) -> Error {
+pub(crate) fn payments_error(error: &PaymentsError) -> Error {
     match error {
         PaymentsError::Asset(error) => asset_error(*error),
         PaymentsError::Liquidity(error) => liquidity_error(*error),
@@ -61,7 +61,7 @@ pub fn payments_error(error: &PaymentsError) -> Error {
 }
 
 /// An error without a code; Rafiki's clients see `INTERNAL_SERVER_ERROR`.
-pub fn error_plain(message: String) -> Error {
+pub(crate) fn error_plain(message: String) -> Error {
     error(Code::InternalServerError, message)
 }
 
@@ -205,14 +205,14 @@ fn wallet_address_key_error(error: WalletAddressKeyError) -> Error {
 }
 
 /// The core did not answer.
-pub fn unavailable(error: CoreUnavailable) -> Error {
+pub(crate) fn unavailable(error: CoreUnavailable) -> Error {
     error_plain(error.to_string())
 }
 
 /// Gives every error of a response an `extensions.code`, as Apollo does: argument and
 /// variable coercion failures are `BAD_USER_INPUT`; other errors without a code are
 /// `GRAPHQL_VALIDATION_FAILED` when nothing ran, else `INTERNAL_SERVER_ERROR`.
-pub fn codes_complete(response: &mut async_graphql::Response) {
+pub(crate) fn codes_complete(response: &mut async_graphql::Response) {
     let nothing_ran = response.data == async_graphql::Value::Null;
     for error in &mut response.errors {
         let has_code = error

@@ -6,6 +6,7 @@
 
 mod accounting;
 mod assets;
+mod auto_peering;
 mod common;
 mod core_handle;
 mod errors;
@@ -23,8 +24,10 @@ use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
 
+pub use crate::auto_peering::{auto_peering_app, AutoPeeringOptions, PEERING_REQUEST_TIMEOUT};
 pub use crate::core_handle::{CoreHandle, CoreUnavailable};
-pub use crate::schema::{sdl, AdminSchema, COMPLEXITY_MAX, DEPTH_MAX};
+use crate::schema::AdminSchema;
+pub use crate::schema::{sdl, COMPLEXITY_MAX, DEPTH_MAX};
 pub use crate::signature::{
     SignatureOptions, FUTURE_SKEW_MS_MAX, SEEN_MAX, SIGNATURE_BYTES_MAX, SIGNATURE_HEADER,
 };
@@ -38,11 +41,16 @@ pub struct AppOptions {
     /// Require Rafiki's `signature` header on `POST /graphql` (docs/graphql.md, "Signing");
     /// `None` serves unsigned requests.
     pub signature: Option<SignatureOptions>,
+    /// What `createOrUpdatePeerByUrl` tells the other instance about this one.
+    pub auto_peering: AutoPeeringOptions,
 }
 
 /// The Admin API's routes over `core`.
 pub fn app(core: CoreHandle, options: AppOptions) -> Router {
-    let schema = schema::schema_builder().data(core).finish();
+    let schema = schema::schema_builder()
+        .data(core)
+        .data(options.auto_peering.clone())
+        .finish();
     let mut router = Router::new().route("/graphql", get(graphiql).post(graphql));
     if let Some(signature) = &options.signature {
         router = signature::protect(router, signature);

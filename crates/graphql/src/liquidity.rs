@@ -14,13 +14,13 @@ use crate::scalars::UInt64;
 
 /// What a liquidity mutation returns (`success` is true whenever no error is thrown).
 #[derive(SimpleObject)]
-pub struct LiquidityMutationResponse {
+pub(crate) struct LiquidityMutationResponse {
     success: bool,
 }
 
 /// `depositAssetLiquidity`'s input.
 #[derive(InputObject, Debug)]
-pub struct DepositAssetLiquidityInput {
+pub(crate) struct DepositAssetLiquidityInput {
     asset_id: String,
     amount: UInt64,
     id: String,
@@ -29,7 +29,7 @@ pub struct DepositAssetLiquidityInput {
 
 /// `depositPeerLiquidity`'s input.
 #[derive(InputObject, Debug)]
-pub struct DepositPeerLiquidityInput {
+pub(crate) struct DepositPeerLiquidityInput {
     peer_id: String,
     amount: UInt64,
     id: String,
@@ -38,7 +38,7 @@ pub struct DepositPeerLiquidityInput {
 
 /// `createAssetLiquidityWithdrawal`'s input.
 #[derive(InputObject, Debug)]
-pub struct CreateAssetLiquidityWithdrawalInput {
+pub(crate) struct CreateAssetLiquidityWithdrawalInput {
     asset_id: String,
     amount: UInt64,
     id: String,
@@ -48,7 +48,7 @@ pub struct CreateAssetLiquidityWithdrawalInput {
 
 /// `createPeerLiquidityWithdrawal`'s input.
 #[derive(InputObject, Debug)]
-pub struct CreatePeerLiquidityWithdrawalInput {
+pub(crate) struct CreatePeerLiquidityWithdrawalInput {
     peer_id: String,
     amount: UInt64,
     id: String,
@@ -58,21 +58,21 @@ pub struct CreatePeerLiquidityWithdrawalInput {
 
 /// `postLiquidityWithdrawal`'s input.
 #[derive(InputObject, Debug)]
-pub struct PostLiquidityWithdrawalInput {
+pub(crate) struct PostLiquidityWithdrawalInput {
     withdrawal_id: String,
     idempotency_key: String,
 }
 
 /// `voidLiquidityWithdrawal`'s input.
 #[derive(InputObject, Debug)]
-pub struct VoidLiquidityWithdrawalInput {
+pub(crate) struct VoidLiquidityWithdrawalInput {
     withdrawal_id: String,
     idempotency_key: String,
 }
 
 /// The liquidity mutations.
 #[derive(Default)]
-pub struct LiquidityMutation;
+pub(crate) struct LiquidityMutation;
 
 #[Object]
 impl LiquidityMutation {

@@ -16,7 +16,7 @@ use crate::scalars::UInt64;
 
 /// A peer, as it was when read.
 #[derive(Clone, Debug)]
-pub struct Peer(pub tally_payments::Peer);
+pub(crate) struct Peer(pub tally_payments::Peer);
 
 #[Object]
 impl Peer {
@@ -67,47 +67,47 @@ impl Peer {
 
 /// The peer's HTTP settings (incoming tokens are write-only).
 #[derive(SimpleObject)]
-pub struct Http {
+pub(crate) struct Http {
     outgoing: HttpOutgoing,
 }
 
 /// How this instance calls the peer.
 #[derive(SimpleObject)]
-pub struct HttpOutgoing {
+pub(crate) struct HttpOutgoing {
     auth_token: String,
     endpoint: String,
 }
 
 /// An edge of `PeersConnection`.
 #[derive(SimpleObject)]
-pub struct PeerEdge {
+pub(crate) struct PeerEdge {
     node: Peer,
     cursor: String,
 }
 
 /// A page of peers.
 #[derive(SimpleObject)]
-pub struct PeersConnection {
+pub(crate) struct PeersConnection {
     page_info: PageInfo,
     edges: Vec<PeerEdge>,
 }
 
 /// Tokens this instance accepts from the peer.
 #[derive(InputObject, Debug)]
-pub struct HttpIncomingInput {
+pub(crate) struct HttpIncomingInput {
     auth_tokens: Vec<String>,
 }
 
 /// How this instance calls the peer.
 #[derive(InputObject, Debug)]
-pub struct HttpOutgoingInput {
+pub(crate) struct HttpOutgoingInput {
     auth_token: String,
     endpoint: String,
 }
 
 /// The peer's HTTP settings.
 #[derive(InputObject, Debug)]
-pub struct HttpInput {
+pub(crate) struct HttpInput {
     incoming: Option<HttpIncomingInput>,
     outgoing: HttpOutgoingInput,
 }
@@ -126,7 +126,7 @@ impl HttpInput {
 
 /// `createPeer`'s input.
 #[derive(InputObject, Debug)]
-pub struct CreatePeerInput {
+pub(crate) struct CreatePeerInput {
     max_packet_amount: Option<UInt64>,
     http: HttpInput,
     asset_id: String,
@@ -139,7 +139,7 @@ pub struct CreatePeerInput {
 
 /// `updatePeer`'s input: only the fields given change (`null` clears).
 #[derive(InputObject, Debug)]
-pub struct UpdatePeerInput {
+pub(crate) struct UpdatePeerInput {
     id: String,
     max_packet_amount: MaybeUndefined<UInt64>,
     http: Option<HttpInput>,
@@ -151,32 +151,32 @@ pub struct UpdatePeerInput {
 
 /// `deletePeer`'s input.
 #[derive(InputObject, Debug)]
-pub struct DeletePeerInput {
+pub(crate) struct DeletePeerInput {
     id: ID,
     idempotency_key: Option<String>,
 }
 
 /// What `createPeer` returns.
 #[derive(SimpleObject)]
-pub struct CreatePeerMutationResponse {
+pub(crate) struct CreatePeerMutationResponse {
     peer: Option<Peer>,
 }
 
 /// What `updatePeer` returns.
 #[derive(SimpleObject)]
-pub struct UpdatePeerMutationResponse {
+pub(crate) struct UpdatePeerMutationResponse {
     peer: Option<Peer>,
 }
 
 /// What `deletePeer` returns.
 #[derive(SimpleObject)]
-pub struct DeletePeerMutationResponse {
+pub(crate) struct DeletePeerMutationResponse {
     success: bool,
 }
 
 /// The peer queries.
 #[derive(Default)]
-pub struct PeerQuery;
+pub(crate) struct PeerQuery;
 
 #[Object]
 impl PeerQuery {
@@ -246,7 +246,7 @@ impl PeerQuery {
 
 /// The peer mutations.
 #[derive(Default)]
-pub struct PeerMutation;
+pub(crate) struct PeerMutation;
 
 #[Object]
 impl PeerMutation {

@@ -6,7 +6,7 @@ use async_graphql::{InputValueError, InputValueResult, Number, Scalar, ScalarTyp
 /// `UInt64`: amounts. Carried as `u128` because the ledger's amounts are (Rafiki sets no upper
 /// bound below that either).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UInt64(pub u128);
+pub(crate) struct UInt64(pub u128);
 
 #[Scalar(name = "UInt64")]
 impl ScalarType for UInt64 {
@@ -39,7 +39,7 @@ impl ScalarType for UInt64 {
 
 /// `UInt8`: scales.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct UInt8(pub u8);
+pub(crate) struct UInt8(pub u8);
 
 #[Scalar(name = "UInt8")]
 impl ScalarType for UInt8 {
@@ -62,7 +62,7 @@ impl ScalarType for UInt8 {
 
 /// `JSONObject`: any JSON object.
 #[derive(Clone, Debug, PartialEq)]
-pub struct JsonObject(pub serde_json::Map<String, serde_json::Value>);
+pub(crate) struct JsonObject(pub serde_json::Map<String, serde_json::Value>);
 
 #[Scalar(name = "JSONObject")]
 impl ScalarType for JsonObject {

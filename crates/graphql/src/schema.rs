@@ -4,25 +4,27 @@ use async_graphql::{EmptySubscription, MergedObject, Schema};
 
 use crate::accounting::AccountingQuery;
 use crate::assets::{AssetMutation, AssetQuery};
+use crate::auto_peering::AutoPeeringMutation;
 use crate::liquidity::LiquidityMutation;
 use crate::peers::{PeerMutation, PeerQuery};
 use crate::wallet_addresses::{WalletAddressMutation, WalletAddressQuery};
 
 /// Every query field.
 #[derive(MergedObject, Default)]
-pub struct Query(AssetQuery, PeerQuery, WalletAddressQuery, AccountingQuery);
+pub(crate) struct Query(AssetQuery, PeerQuery, WalletAddressQuery, AccountingQuery);
 
 /// Every mutation field.
 #[derive(MergedObject, Default)]
-pub struct Mutation(
+pub(crate) struct Mutation(
     AssetMutation,
     LiquidityMutation,
     PeerMutation,
+    AutoPeeringMutation,
     WalletAddressMutation,
 );
 
 /// The Admin API schema.
-pub type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
+pub(crate) type AdminSchema = Schema<Query, Mutation, EmptySubscription>;
 
 /// Rafiki's GraphQL Armor limits (§1).
 pub const DEPTH_MAX: usize = 10;
@@ -30,7 +32,7 @@ pub const DEPTH_MAX: usize = 10;
 pub const COMPLEXITY_MAX: usize = 5000;
 
 /// Builds the schema; `data` is what resolvers reach through the context.
-pub fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
+pub(crate) fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, EmptySubscription> {
     Schema::build(Query::default(), Mutation::default(), EmptySubscription)
         .limit_depth(DEPTH_MAX)
         .limit_complexity(COMPLEXITY_MAX)

@@ -20,7 +20,7 @@ use crate::scalars::{JsonObject, UInt64};
 
 /// A wallet address, as it was when read.
 #[derive(Clone, Debug)]
-pub struct WalletAddress(pub tally_payments::WalletAddress);
+pub(crate) struct WalletAddress(pub tally_payments::WalletAddress);
 
 #[Object]
 impl WalletAddress {
@@ -104,7 +104,7 @@ impl WalletAddress {
 
 /// Rafiki's `WalletAddressStatus`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WalletAddressStatus {
+pub(crate) enum WalletAddressStatus {
     /// Deactivated.
     #[graphql(name = "INACTIVE")]
     Inactive,
@@ -124,7 +124,7 @@ impl WalletAddressStatus {
 
 /// A key-value pair of a wallet address.
 #[derive(SimpleObject)]
-pub struct AdditionalProperty {
+pub(crate) struct AdditionalProperty {
     key: String,
     value: String,
     visible_in_open_payments: bool,
@@ -132,7 +132,7 @@ pub struct AdditionalProperty {
 
 /// A key-value pair of a wallet address.
 #[derive(InputObject, Debug)]
-pub struct AdditionalPropertyInput {
+pub(crate) struct AdditionalPropertyInput {
     key: String,
     value: String,
     visible_in_open_payments: bool,
@@ -151,7 +151,7 @@ fn properties(input: Vec<AdditionalPropertyInput>) -> Vec<DomainAdditionalProper
 
 /// Rafiki's `Alg`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Alg {
+pub(crate) enum Alg {
     /// Ed25519 signatures.
     #[graphql(name = "EdDSA")]
     EdDsa,
@@ -159,7 +159,7 @@ pub enum Alg {
 
 /// Rafiki's `Kty`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Kty {
+pub(crate) enum Kty {
     /// Octet key pair.
     #[graphql(name = "OKP")]
     Okp,
@@ -167,7 +167,7 @@ pub enum Kty {
 
 /// Rafiki's `Crv`.
 #[derive(Enum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Crv {
+pub(crate) enum Crv {
     /// Curve25519 for signatures.
     #[graphql(name = "Ed25519")]
     Ed25519,
@@ -175,7 +175,7 @@ pub enum Crv {
 
 /// A public key (output always names EdDSA, OKP, Ed25519).
 #[derive(SimpleObject)]
-pub struct Jwk {
+pub(crate) struct Jwk {
     kid: String,
     x: String,
     alg: Alg,
@@ -185,7 +185,7 @@ pub struct Jwk {
 
 /// A public key.
 #[derive(InputObject, Debug)]
-pub struct JwkInput {
+pub(crate) struct JwkInput {
     kid: String,
     x: String,
     alg: Alg,
@@ -195,7 +195,7 @@ pub struct JwkInput {
 
 /// A wallet address key.
 #[derive(Clone, Debug)]
-pub struct WalletAddressKey(pub tally_payments::WalletAddressKey);
+pub(crate) struct WalletAddressKey(pub tally_payments::WalletAddressKey);
 
 #[Object]
 impl WalletAddressKey {
@@ -229,35 +229,35 @@ impl WalletAddressKey {
 
 /// An edge of `WalletAddressesConnection`.
 #[derive(SimpleObject)]
-pub struct WalletAddressEdge {
+pub(crate) struct WalletAddressEdge {
     node: WalletAddress,
     cursor: String,
 }
 
 /// A page of wallet addresses.
 #[derive(SimpleObject)]
-pub struct WalletAddressesConnection {
+pub(crate) struct WalletAddressesConnection {
     page_info: PageInfo,
     edges: Vec<WalletAddressEdge>,
 }
 
 /// An edge of `WalletAddressKeyConnection`.
 #[derive(SimpleObject)]
-pub struct WalletAddressKeyEdge {
+pub(crate) struct WalletAddressKeyEdge {
     node: WalletAddressKey,
     cursor: String,
 }
 
 /// A page of wallet address keys.
 #[derive(SimpleObject)]
-pub struct WalletAddressKeyConnection {
+pub(crate) struct WalletAddressKeyConnection {
     page_info: PageInfo,
     edges: Vec<WalletAddressKeyEdge>,
 }
 
 /// A webhook event.
 #[derive(Clone, Debug)]
-pub struct WebhookEvent(pub tally_payments::WebhookEvent);
+pub(crate) struct WebhookEvent(pub tally_payments::WebhookEvent);
 
 #[Object]
 impl WebhookEvent {
@@ -288,35 +288,35 @@ impl WebhookEvent {
 
 /// An edge of `WebhookEventsConnection`.
 #[derive(SimpleObject)]
-pub struct WebhookEventsEdge {
+pub(crate) struct WebhookEventsEdge {
     node: WebhookEvent,
     cursor: String,
 }
 
 /// A page of webhook events.
 #[derive(SimpleObject)]
-pub struct WebhookEventsConnection {
+pub(crate) struct WebhookEventsConnection {
     page_info: PageInfo,
     edges: Vec<WebhookEventsEdge>,
 }
 
 /// A filter on a string field (v1: `in` only).
 #[derive(InputObject, Debug)]
-pub struct FilterString {
+pub(crate) struct FilterString {
     #[graphql(name = "in")]
     values: Vec<String>,
 }
 
 /// `webhookEvents`'s filter.
 #[derive(InputObject, Debug)]
-pub struct WebhookEventFilter {
+pub(crate) struct WebhookEventFilter {
     #[graphql(name = "type")]
     event_type: Option<FilterString>,
 }
 
 /// `createWalletAddress`'s input.
 #[derive(InputObject, Debug)]
-pub struct CreateWalletAddressInput {
+pub(crate) struct CreateWalletAddressInput {
     asset_id: String,
     url: String,
     public_name: Option<String>,
@@ -326,7 +326,7 @@ pub struct CreateWalletAddressInput {
 
 /// `updateWalletAddress`'s input.
 #[derive(InputObject, Debug)]
-pub struct UpdateWalletAddressInput {
+pub(crate) struct UpdateWalletAddressInput {
     id: ID,
     public_name: async_graphql::MaybeUndefined<String>,
     status: Option<WalletAddressStatus>,
@@ -336,7 +336,7 @@ pub struct UpdateWalletAddressInput {
 
 /// `createWalletAddressKey`'s input.
 #[derive(InputObject, Debug)]
-pub struct CreateWalletAddressKeyInput {
+pub(crate) struct CreateWalletAddressKeyInput {
     wallet_address_id: String,
     jwk: JwkInput,
     idempotency_key: Option<String>,
@@ -344,14 +344,14 @@ pub struct CreateWalletAddressKeyInput {
 
 /// `revokeWalletAddressKey`'s input.
 #[derive(InputObject, Debug)]
-pub struct RevokeWalletAddressKeyInput {
+pub(crate) struct RevokeWalletAddressKeyInput {
     id: String,
     idempotency_key: Option<String>,
 }
 
 /// `createWalletAddressWithdrawal`'s input.
 #[derive(InputObject, Debug)]
-pub struct CreateWalletAddressWithdrawalInput {
+pub(crate) struct CreateWalletAddressWithdrawalInput {
     wallet_address_id: String,
     id: String,
     idempotency_key: String,
@@ -360,38 +360,38 @@ pub struct CreateWalletAddressWithdrawalInput {
 
 /// `triggerWalletAddressEvents`'s input.
 #[derive(InputObject, Debug)]
-pub struct TriggerWalletAddressEventsInput {
+pub(crate) struct TriggerWalletAddressEventsInput {
     limit: i32,
     idempotency_key: Option<String>,
 }
 
 /// What `createWalletAddress` returns.
 #[derive(SimpleObject)]
-pub struct CreateWalletAddressMutationResponse {
+pub(crate) struct CreateWalletAddressMutationResponse {
     wallet_address: Option<WalletAddress>,
 }
 
 /// What `updateWalletAddress` returns.
 #[derive(SimpleObject)]
-pub struct UpdateWalletAddressMutationResponse {
+pub(crate) struct UpdateWalletAddressMutationResponse {
     wallet_address: Option<WalletAddress>,
 }
 
 /// What the key mutations return.
 #[derive(SimpleObject)]
-pub struct CreateWalletAddressKeyMutationResponse {
+pub(crate) struct CreateWalletAddressKeyMutationResponse {
     wallet_address_key: Option<WalletAddressKey>,
 }
 
 /// What `revokeWalletAddressKey` returns.
 #[derive(SimpleObject)]
-pub struct RevokeWalletAddressKeyMutationResponse {
+pub(crate) struct RevokeWalletAddressKeyMutationResponse {
     wallet_address_key: Option<WalletAddressKey>,
 }
 
 /// A withdrawal of a wallet address's whole Web Monetization balance.
 #[derive(SimpleObject)]
-pub struct WalletAddressWithdrawal {
+pub(crate) struct WalletAddressWithdrawal {
     id: ID,
     amount: UInt64,
     wallet_address: WalletAddress,
@@ -399,19 +399,19 @@ pub struct WalletAddressWithdrawal {
 
 /// What `createWalletAddressWithdrawal` returns.
 #[derive(SimpleObject)]
-pub struct WalletAddressWithdrawalMutationResponse {
+pub(crate) struct WalletAddressWithdrawalMutationResponse {
     withdrawal: Option<WalletAddressWithdrawal>,
 }
 
 /// What `triggerWalletAddressEvents` returns.
 #[derive(SimpleObject)]
-pub struct TriggerWalletAddressEventsMutationResponse {
+pub(crate) struct TriggerWalletAddressEventsMutationResponse {
     count: Option<i32>,
 }
 
 /// The wallet address queries.
 #[derive(Default)]
-pub struct WalletAddressQuery;
+pub(crate) struct WalletAddressQuery;
 
 #[Object]
 impl WalletAddressQuery {
@@ -513,7 +513,7 @@ impl WalletAddressQuery {
 
 /// The wallet address mutations.
 #[derive(Default)]
-pub struct WalletAddressMutation;
+pub(crate) struct WalletAddressMutation;
 
 #[Object]
 impl WalletAddressMutation {

@@ -58,6 +58,27 @@ enum Command {
             default_value_t = 30
         )]
         admin_api_signature_ttl_seconds: u64,
+        /// Answer other instances' peering requests here (Rafiki's auto-peering server);
+        /// `off` serves none.
+        #[arg(
+            long,
+            env = "TALLY_AUTO_PEERING_ADDRESS",
+            default_value = "127.0.0.1:3005"
+        )]
+        auto_peering_address: String,
+        /// This instance's ILP address, told to peers (Rafiki's `ILP_ADDRESS`).
+        #[arg(long, env = "TALLY_ILP_ADDRESS", default_value = "test.tally")]
+        ilp_address: String,
+        /// Where peers send this instance ILP packets (Rafiki's `ILP_CONNECTOR_URL`).
+        #[arg(
+            long,
+            env = "TALLY_ILP_CONNECTOR_URL",
+            default_value = "http://127.0.0.1:3002"
+        )]
+        ilp_connector_url: String,
+        /// This instance's name, told to peers (Rafiki's `INSTANCE_NAME`).
+        #[arg(long, env = "TALLY_INSTANCE_NAME", default_value = "Tally")]
+        instance_name: String,
     },
     /// Create and format a data directory.
     Format {
@@ -103,7 +124,12 @@ fn main() -> ExitCode {
             admin_api_secret,
             admin_api_signature_version,
             admin_api_signature_ttl_seconds,
-        } => graphql_address_parse(&graphql_address).and_then(|graphql_address| {
+            auto_peering_address,
+            ilp_address,
+            ilp_connector_url,
+            instance_name,
+        } => address_or_off(&graphql_address).and_then(|graphql_address| {
+            let auto_peering_address = address_or_off(&auto_peering_address)?;
             run::start(&StartOptions {
                 directory: data_dir,
                 addresses,
@@ -119,6 +145,12 @@ fn main() -> ExitCode {
                         ttl: std::time::Duration::from_secs(admin_api_signature_ttl_seconds),
                     },
                 ),
+                auto_peering_address,
+                auto_peering: tally_graphql::AutoPeeringOptions {
+                    ilp_address,
+                    ilp_connector_url,
+                    instance_name,
+                },
             })
         }),
         Command::Format {
@@ -156,8 +188,8 @@ fn main() -> ExitCode {
     }
 }
 
-/// `--graphql-address`: an address, or `off`.
-fn graphql_address_parse(text: &str) -> Result<Option<SocketAddr>, StartError> {
+/// `--graphql-address`, `--auto-peering-address`: an address, or `off`.
+fn address_or_off(text: &str) -> Result<Option<SocketAddr>, StartError> {
     if text == "off" {
         return Ok(None);
     }

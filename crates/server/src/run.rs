@@ -34,6 +34,10 @@ pub struct StartOptions {
     pub graphql_address: Option<SocketAddr>,
     /// Require Rafiki's request signature on the Admin API (`None`: unsigned requests served).
     pub graphql_signature: Option<tally_graphql::SignatureOptions>,
+    /// The auto-peering endpoint's address (`None`: not served).
+    pub auto_peering_address: Option<SocketAddr>,
+    /// This instance's ILP address, connector URL and name, for peering.
+    pub auto_peering: tally_graphql::AutoPeeringOptions,
 }
 
 /// Why `tally start` stopped with an error.
@@ -71,8 +75,8 @@ pub enum StartError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// `--graphql-address` is neither an address nor `off`.
-    #[error("--graphql-address {0}: not HOST:PORT or off")]
+    /// A listener address is neither an address nor `off`.
+    #[error("listener address {0}: not HOST:PORT or off")]
     Address(String),
     /// A signal handler could not be installed.
     #[error("signal handler: {0}")]
@@ -178,9 +182,11 @@ async fn serve_until_stopped(
     announce(&format!("listening on {local}"));
     let serving = net::serve(listener, options.cluster, submit.clone());
     let graphql = graphql_serve(options, submit.clone()).await?;
+    let auto_peering = auto_peering_serve(options, submit.clone()).await?;
     tokio::select! {
         () = serving => {}
         () = graphql => {}
+        () = auto_peering => {}
         _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
         _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
         _ = core_stopped => return Err(StartError::CoreStopped),
@@ -214,13 +220,14 @@ async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StartErr
 async fn graphql_serve(
     options: &StartOptions,
     submit: mpsc::Sender<Submission>,
-) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>, StartError> {
+) -> Result<Serving, StartError> {
     let Some(address) = options.graphql_address else {
         return Ok(Box::pin(std::future::pending()));
     };
     let (listener, local) = bind(address).await?;
     let app_options = tally_graphql::AppOptions {
         signature: options.graphql_signature.clone(),
+        auto_peering: options.auto_peering.clone(),
     };
     // Built after the core has recovered and just before serving: signatures timestamped
     // before this moment (plus the allowance for clocks ahead) are refused (docs/graphql.md).
@@ -232,6 +239,31 @@ async fn graphql_serve(
         }
     }))
 }
+
+/// Binds the auto-peering endpoint and returns the future that serves it (pending forever when
+/// it is off).
+async fn auto_peering_serve(
+    options: &StartOptions,
+    submit: mpsc::Sender<Submission>,
+) -> Result<Serving, StartError> {
+    let Some(address) = options.auto_peering_address else {
+        return Ok(Box::pin(std::future::pending()));
+    };
+    let (listener, local) = bind(address).await?;
+    let app = tally_graphql::auto_peering_app(
+        tally_graphql::CoreHandle::new(submit),
+        options.auto_peering.clone(),
+    );
+    announce(&format!("auto-peering listening on {local}"));
+    Ok(Box::pin(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, "auto-peering listener stopped");
+        }
+    }))
+}
+
+/// A listener's serving future.
+type Serving = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// `tally format`: creates and formats a data directory.
 pub fn format(directory: &Path, cluster: u128, segment_size_bytes: u64) -> Result<(), StartError> {

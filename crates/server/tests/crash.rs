@@ -259,7 +259,7 @@ impl Server {
         let mut command = Command::new(TALLY);
         command
             .arg("start")
-            .args(["--graphql-address", "off"])
+            .args(["--graphql-address", "off", "--auto-peering-address", "off"])
             .arg("--data-dir")
             .arg(data)
             .args(["--addresses", "127.0.0.1:0", "--segment-mib"])
@@ -347,7 +347,7 @@ fn start_refused(data: &Path, timeout: Duration, extra: &[&str]) -> (ExitStatus,
     let output = run(
         Command::new(TALLY)
             .arg("start")
-            .args(["--graphql-address", "off"])
+            .args(["--graphql-address", "off", "--auto-peering-address", "off"])
             .arg("--data-dir")
             .arg(data)
             .args(["--addresses", "127.0.0.1:0"])

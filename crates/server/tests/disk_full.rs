@@ -61,6 +61,8 @@ impl Server {
                 "127.0.0.1:0",
                 "--graphql-address",
                 "off",
+                "--auto-peering-address",
+                "off",
                 "--segment-mib",
                 "2",
                 "--data-dir",

@@ -17,6 +17,11 @@ struct Tally {
 
 impl Tally {
     fn start(data_dir: &Path) -> Tally {
+        Tally::start_with(data_dir, &["--auto-peering-address", "off"]).0
+    }
+
+    /// Starts with `extra` flags; returns the auto-peering URL too when it is served.
+    fn start_with(data_dir: &Path, extra: &[&str]) -> (Tally, Option<String>) {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .args([
                 "start",
@@ -25,6 +30,7 @@ impl Tally {
                 "--graphql-address",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--segment-mib")
@@ -35,16 +41,27 @@ impl Tally {
             .expect("spawn tally");
         let stdout = child.stdout.take().expect("piped");
         let mut lines = BufReader::new(stdout).lines();
+        let mut auto_peering = None;
         let graphql = loop {
             let line = lines
                 .next()
                 .expect("tally printed its listeners")
                 .expect("stdout is text");
+            if let Some(address) = line.strip_prefix("auto-peering listening on ") {
+                auto_peering = Some(format!("http://{address}/"));
+            }
             if let Some(address) = line.strip_prefix("graphql listening on ") {
                 break format!("http://{address}/graphql");
             }
         };
-        Tally { child, graphql }
+        // The auto-peering line comes after the GraphQL one.
+        if !extra.contains(&"off") {
+            let line = lines.next().expect("auto-peering line").expect("text");
+            auto_peering = line
+                .strip_prefix("auto-peering listening on ")
+                .map(|address| format!("http://{address}/"));
+        }
+        (Tally { child, graphql }, auto_peering)
     }
 
     /// Posts a GraphQL request; returns the whole JSON response.
@@ -72,12 +89,12 @@ impl Tally {
 }
 
 /// Posts a GraphQL request to `url`; `Err` when no HTTP response came (the server is down).
-fn post(url: &str, query: &str, variables: Value) -> Result<Value, ureq::Error> {
+fn post(url: &str, query: &str, variables: Value) -> Result<Value, String> {
     let body = json!({ "query": query, "variables": variables });
     match ureq::post(url).send_json(body) {
         Ok(response) => Ok(response.into_json().expect("JSON body")),
         Err(ureq::Error::Status(_, response)) => Ok(response.into_json().expect("JSON body")),
-        Err(error) => Err(error),
+        Err(error) => Err(error.to_string()),
     }
 }
 
@@ -760,4 +777,90 @@ fn sigkill_under_graphql_load_loses_nothing() {
         "{}",
         String::from_utf8_lossy(&inspect.stderr)
     );
+}
+
+const PEER_BY_URL: &str = "mutation($input: CreateOrUpdatePeerByUrlInput!) { createOrUpdatePeerByUrl(input: $input) { peer { id name staticIlpAddress liquidity http { outgoing { endpoint authToken } } } } }";
+
+/// Two instances on loopback peer by URL, as Rafiki's auto-peering does.
+#[test]
+fn two_instances_peer_by_url() {
+    let (alice_dir, bob_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let identity = |name: &'static str, port: u16| {
+        let args: Vec<String> = vec![
+            "--auto-peering-address".into(),
+            "127.0.0.1:0".into(),
+            "--ilp-address".into(),
+            format!("test.{}", name.to_lowercase()),
+            "--ilp-connector-url".into(),
+            format!("http://127.0.0.1:{port}"),
+            "--instance-name".into(),
+            name.into(),
+        ];
+        args
+    };
+    let alice_args = identity("Alice", 4001);
+    let bob_args = identity("Bob", 4002);
+    let (alice, _) = Tally::start_with(alice_dir.path(), &strs(&alice_args));
+    let (bob, bob_url) = Tally::start_with(bob_dir.path(), &strs(&bob_args));
+    let bob_url = bob_url.expect("bob serves auto-peering");
+    let alice_usd = create_asset(&alice, "USD", 2);
+    create_asset(&bob, "USD", 2);
+    let alice_eur = create_asset(&alice, "EUR", 2);
+
+    let peer_by_url = |asset: &str, url: &str| {
+        alice.post(PEER_BY_URL, json!({ "input": { "assetId": asset, "peerUrl": url, "liquidityToDeposit": "1000", "maxPacketAmount": "500" } }))
+    };
+    let peered = peer_by_url(&alice_usd, &bob_url);
+    let peer = &peered["data"]["createOrUpdatePeerByUrl"]["peer"];
+    assert_eq!(peer["staticIlpAddress"], "test.bob", "{peered}");
+    assert_eq!(peer["name"], "Bob");
+    assert_eq!(peer["liquidity"], "1000");
+    assert_eq!(
+        peer["http"]["outgoing"]["endpoint"],
+        "http://127.0.0.1:4002"
+    );
+    let peer_id = peer["id"].as_str().unwrap().to_owned();
+
+    let bob_peers = bob.post("{ peers { edges { node { staticIlpAddress name liquidity http { outgoing { endpoint } } } } } }", json!({}));
+    let bob_peer = &bob_peers["data"]["peers"]["edges"][0]["node"];
+    assert_eq!(bob_peer["staticIlpAddress"], "test.alice", "{bob_peers}");
+    assert_eq!(bob_peer["name"], "Alice");
+    assert_eq!(bob_peer["liquidity"], ((1u64 << 53) - 1).to_string());
+    assert_eq!(
+        bob_peer["http"]["outgoing"]["endpoint"],
+        "http://127.0.0.1:4001"
+    );
+
+    // Peering again updates the same peer and deposits again.
+    let again = peer_by_url(&alice_usd, &bob_url);
+    let peer = &again["data"]["createOrUpdatePeerByUrl"]["peer"];
+    assert_eq!(peer["id"], peer_id.as_str(), "{again}");
+    assert_eq!(peer["liquidity"], "2000");
+
+    let cases = [
+        (
+            peer_by_url(&alice_eur, &bob_url),
+            "BAD_USER_INPUT",
+            "Peer does not support asset",
+        ),
+        (
+            peer_by_url(&alice_usd, "http://127.0.0.1:1/"),
+            "NOT_FOUND",
+            "Peer URL is invalid or peer does not support auto-peering",
+        ),
+        (peer_by_url(&uuid(), &bob_url), "NOT_FOUND", "Unknown asset"),
+    ];
+    for (response, code, message) in cases {
+        assert_eq!(
+            error_of(&response),
+            (code.to_owned(), message.to_owned()),
+            "{response}"
+        );
+    }
+    alice.stop();
+    bob.stop();
+}
+
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
 }

@@ -277,7 +277,7 @@ impl Server {
     fn try_start(data: &Path, port: u16) -> Result<Server, String> {
         let mut child = Command::new(TALLY)
             .arg("start")
-            .args(["--graphql-address", "off"])
+            .args(["--graphql-address", "off", "--auto-peering-address", "off"])
             .arg("--data-dir")
             .arg(data)
             .args(["--addresses", &format!("127.0.0.1:{port}")])

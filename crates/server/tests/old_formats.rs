@@ -374,7 +374,7 @@ impl Server {
     fn start(data: &Path) -> Server {
         let mut child = Command::new(TALLY)
             .arg("start")
-            .args(["--graphql-address", "off"])
+            .args(["--graphql-address", "off", "--auto-peering-address", "off"])
             .arg("--data-dir")
             .arg(data)
             .args(["--addresses", "127.0.0.1:0"])

@@ -29,6 +29,8 @@ impl Tally {
                 "127.0.0.1:0",
                 "--graphql-address",
                 "127.0.0.1:0",
+                "--auto-peering-address",
+                "off",
                 "--admin-api-secret",
                 SECRET,
             ])

@@ -72,7 +72,7 @@ impl Server {
     fn try_start(data_dir: &Path, address: SocketAddr) -> Option<Server> {
         let mut child = Command::new(tally_binary())
             .arg("start")
-            .args(["--graphql-address", "off"])
+            .args(["--graphql-address", "off", "--auto-peering-address", "off"])
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--addresses")
