@@ -34,11 +34,11 @@ pub const BATCH_ENTRIES_MAX: usize = 1024;
 pub const BATCH_BYTES_MAX: usize = 32 << 20;
 /// Log bytes between checkpoints.
 pub const CHECKPOINT_INTERVAL_BYTES: u64 = 1 << 30;
-/// Entries between checkpoints: bounds replay by work as well as bytes, since a small entry
-/// (a 1-transfer request, an admin command) costs replay about as much as a large one.
+/// Entries between checkpoints, at least: bounds replay by work as well as bytes, since a small
+/// entry (a 1-transfer request, an admin command) costs replay about as much as a large one.
 pub const CHECKPOINT_INTERVAL_ENTRIES: u64 = 1 << 18;
-/// Replay work between checkpoints, in events (each created transfer or account, each id
-/// looked up, each result a filter may return): about a second of replay on one core.
+/// Replay work between checkpoints, at least, in events (each created transfer or account, each
+/// id looked up, each result a filter may return): about a second of replay on one core.
 pub const CHECKPOINT_INTERVAL_WORK: u64 = 1 << 22;
 /// Most bytes of one admin command; the front refuses larger ones before submitting.
 pub const ADMIN_COMMAND_SIZE_MAX: usize = 256 << 10;
@@ -510,10 +510,15 @@ impl Core {
         }
     }
 
+    /// Whether replay since the last checkpoint has grown past its bounds. The entry and work
+    /// bounds grow with the state (a sixteenth and a half of the stored transfers), because a
+    /// checkpoint's own cost does: a large ledger then checkpoints as rarely as a small one in
+    /// proportion to what a checkpoint writes, and replay stays a fraction of a full rebuild.
     fn checkpoint_due(&self) -> bool {
+        let transfers = self.state.ledger.transfer_count();
         self.log_bytes_since_checkpoint >= CHECKPOINT_INTERVAL_BYTES
-            || self.entries_since_checkpoint >= CHECKPOINT_INTERVAL_ENTRIES
-            || self.work_since_checkpoint >= CHECKPOINT_INTERVAL_WORK
+            || self.entries_since_checkpoint >= CHECKPOINT_INTERVAL_ENTRIES.max(transfers / 16)
+            || self.work_since_checkpoint >= CHECKPOINT_INTERVAL_WORK.max(transfers / 2)
     }
 
     fn checkpoint(&mut self) -> Result<(), CoreError> {
