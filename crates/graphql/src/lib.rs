@@ -19,10 +19,12 @@ mod wallet_addresses;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
-use axum::extract::{DefaultBodyLimit, State};
+use axum::extract::State;
 use axum::response::{Html, IntoResponse};
 use axum::routing::get;
 use axum::Router;
+use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
+use tower_http::limit::RequestBodyLimitLayer;
 
 pub use crate::auto_peering::{auto_peering_app, AutoPeeringOptions, PEERING_REQUEST_TIMEOUT};
 pub use crate::core_handle::{CoreHandle, CoreUnavailable};
@@ -36,28 +38,54 @@ pub use crate::signature::{
 pub const REQUEST_BODY_BYTES_MAX: usize = 1 << 20;
 
 /// How the Admin API is served, beyond the core it fronts.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct AppOptions {
     /// Require Rafiki's `signature` header on `POST /graphql` (docs/graphql.md, "Signing");
     /// `None` serves unsigned requests.
     pub signature: Option<SignatureOptions>,
     /// What `createOrUpdatePeerByUrl` tells the other instance about this one.
     pub auto_peering: AutoPeeringOptions,
+    /// Answer introspection queries (GraphiQL and code generators need them; Rafiki turns them
+    /// off in production).
+    pub introspection: bool,
 }
 
 /// The Admin API's routes over `core`.
 pub fn app(core: CoreHandle, options: AppOptions) -> Router {
-    let schema = schema::schema_builder()
+    let mut schema = schema::schema_builder()
         .data(core)
-        .data(options.auto_peering.clone())
-        .finish();
+        .data(options.auto_peering.clone());
+    if !options.introspection {
+        schema = schema.disable_introspection();
+    }
+    let schema = schema.finish();
     let mut router = Router::new().route("/graphql", get(graphiql).post(graphql));
     if let Some(signature) = &options.signature {
         router = signature::protect(router, signature);
     }
     router
-        .layer(DefaultBodyLimit::max(REQUEST_BODY_BYTES_MAX))
+        // The GraphQL extractor reads the body stream itself, past axum's DefaultBodyLimit: the
+        // limit is enforced on the stream, with 413 as the answer.
+        .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
+        .layer(cors())
         .with_state(schema)
+}
+
+/// CORS as Rafiki's Koa `cors()` answers: the request's origin and requested headers mirrored,
+/// Koa's default methods, no credentials.
+fn cors() -> CorsLayer {
+    use axum::http::Method;
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::mirror_request())
+        .allow_headers(AllowHeaders::mirror_request())
+        .allow_methods([
+            Method::GET,
+            Method::HEAD,
+            Method::PUT,
+            Method::POST,
+            Method::DELETE,
+            Method::PATCH,
+        ])
 }
 
 async fn graphql(State(schema): State<AdminSchema>, request: GraphQLRequest) -> GraphQLResponse {

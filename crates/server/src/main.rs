@@ -44,6 +44,14 @@ enum Command {
         /// Serve Rafiki's Admin API (GraphQL) here; `off` serves none.
         #[arg(long, env = "TALLY_GRAPHQL_ADDRESS", default_value = "127.0.0.1:3001")]
         graphql_address: String,
+        /// Answer GraphQL introspection queries (GraphiQL and code generators need them).
+        #[arg(
+            long,
+            env = "TALLY_ADMIN_API_INTROSPECTION",
+            default_value_t = true,
+            action = clap::ArgAction::Set
+        )]
+        admin_api_introspection: bool,
         /// Require Rafiki's `signature` header (HMAC-SHA256 with this secret) on every
         /// `POST /graphql`; unset or empty serves unsigned requests, as Rafiki's `API_SECRET`.
         #[arg(long, env = "TALLY_ADMIN_API_SECRET", hide_env_values = true)]
@@ -121,6 +129,7 @@ fn main() -> ExitCode {
             transfers_max,
             cut_unproven_tail,
             graphql_address,
+            admin_api_introspection,
             admin_api_secret,
             admin_api_signature_version,
             admin_api_signature_ttl_seconds,
@@ -138,6 +147,7 @@ fn main() -> ExitCode {
                 transfers_max,
                 cut_unproven_tail,
                 graphql_address,
+                graphql_introspection: admin_api_introspection,
                 graphql_signature: admin_api_secret.filter(|secret| !secret.is_empty()).map(
                     |secret| tally_graphql::SignatureOptions {
                         secret,

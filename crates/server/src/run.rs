@@ -32,6 +32,8 @@ pub struct StartOptions {
     pub cut_unproven_tail: bool,
     /// The Admin API's address (`None`: not served).
     pub graphql_address: Option<SocketAddr>,
+    /// Answer GraphQL introspection queries.
+    pub graphql_introspection: bool,
     /// Require Rafiki's request signature on the Admin API (`None`: unsigned requests served).
     pub graphql_signature: Option<tally_graphql::SignatureOptions>,
     /// The auto-peering endpoint's address (`None`: not served).
@@ -228,6 +230,7 @@ async fn graphql_serve(
     let app_options = tally_graphql::AppOptions {
         signature: options.graphql_signature.clone(),
         auto_peering: options.auto_peering.clone(),
+        introspection: options.graphql_introspection,
     };
     // Built after the core has recovered and just before serving: signatures timestamped
     // before this moment (plus the allowance for clocks ahead) are refused (docs/graphql.md).

@@ -158,6 +158,11 @@ fn assets_and_liquidity_with_rafiki_errors() {
     assert!(asset["createdAt"].as_str().unwrap().ends_with('Z'));
     let usd = asset["id"].as_str().unwrap().to_owned();
 
+    let introspection = tally.post("{ __schema { queryType { name } } }", json!({}));
+    assert_eq!(
+        introspection["data"]["__schema"]["queryType"]["name"], "Query",
+        "introspection is on by default"
+    );
     let duplicate = tally.post(
         CREATE_ASSET,
         json!({ "input": { "code": "USD", "scale": 2 } }),
@@ -863,4 +868,94 @@ fn two_instances_peer_by_url() {
 
 fn strs(args: &[String]) -> Vec<&str> {
     args.iter().map(String::as_str).collect()
+}
+
+/// Bodies that are not GraphQL requests, requests past the limits, CORS, and introspection
+/// turned off: clean refusals, never a crash, and the server keeps serving.
+#[test]
+fn bad_bodies_limits_cors_and_introspection() {
+    let directory = tempfile::tempdir().expect("temp dir");
+    let (tally, _) = Tally::start_with(
+        directory.path(),
+        &[
+            "--auto-peering-address",
+            "off",
+            "--admin-api-introspection",
+            "false",
+        ],
+    );
+    let status = |result: Result<ureq::Response, ureq::Error>| match result {
+        Ok(response) => response.status(),
+        Err(ureq::Error::Status(status, _)) => status,
+        Err(error) => panic!("no HTTP answer: {error}"),
+    };
+    let raw = |body: &[u8]| {
+        status(
+            ureq::post(&tally.graphql)
+                .set("content-type", "application/json")
+                .send_bytes(body),
+        )
+    };
+    assert_eq!(raw(b"not json at all"), 400);
+    assert_eq!(raw(b"{\"query\": 5}"), 400);
+    // A body over the limit is refused from its Content-Length, before it is read: send the
+    // headers alone and read the answer.
+    let address = tally
+        .graphql
+        .trim_start_matches("http://")
+        .trim_end_matches("/graphql");
+    let mut stream = std::net::TcpStream::connect(address).expect("connect");
+    let request = format!(
+        "POST /graphql HTTP/1.1\r\nhost: {address}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        3 << 20
+    );
+    std::io::Write::write_all(&mut stream, request.as_bytes()).expect("send headers");
+    let mut status_line = String::new();
+    BufReader::new(stream)
+        .read_line(&mut status_line)
+        .expect("answer");
+    assert!(status_line.starts_with("HTTP/1.1 413"), "{status_line}");
+
+    // Depth 11 (Rafiki's limit is 10): refused before anything runs.
+    let too_deep = "{ __type(name: \"Asset\") { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } }";
+    let answer = tally.post(too_deep, json!({}));
+    assert_eq!(
+        answer["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{answer}"
+    );
+    assert!(
+        answer["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nested too deep"),
+        "{answer}"
+    );
+    let syntax = tally.post("{ assets {", json!({}));
+    assert_eq!(
+        syntax["errors"][0]["extensions"]["code"], "GRAPHQL_VALIDATION_FAILED",
+        "{syntax}"
+    );
+
+    let introspection = tally.post("{ __schema { types { name } } }", json!({}));
+    assert!(
+        introspection["data"]["__schema"].is_null(),
+        "introspection is off: {introspection}"
+    );
+
+    let preflight = ureq::request("OPTIONS", &tally.graphql)
+        .set("origin", "http://admin.example")
+        .set("access-control-request-method", "POST")
+        .set("access-control-request-headers", "content-type, signature")
+        .call()
+        .expect("preflight answered");
+    assert_eq!(
+        preflight.header("access-control-allow-origin"),
+        Some("http://admin.example")
+    );
+    assert!(preflight
+        .header("access-control-allow-headers")
+        .is_some_and(|headers| headers.contains("signature")));
+    // Still serving.
+    create_asset(&tally, "USD", 2);
+    tally.stop();
 }
