@@ -522,8 +522,10 @@ impl Core {
     }
 
     fn checkpoint(&mut self) -> Result<(), CoreError> {
+        let started = std::time::Instant::now();
         let mut blob = Vec::new();
         self.state.encode_checkpoint(&mut blob);
+        let encoded = started.elapsed();
         // A checkpoint names the journal record the state reflects (every appended record has
         // been applied), not the state's op: one record holds many entries, each an op.
         let record = self.journal.op_last();
@@ -533,7 +535,15 @@ impl Core {
         self.log_bytes_since_checkpoint = 0;
         self.entries_since_checkpoint = 0;
         self.work_since_checkpoint = 0;
-        tracing::info!(record, op = self.state.op, bytes = blob.len(), "checkpoint");
+        // The core stops serving while this runs: operators see what it cost.
+        tracing::info!(
+            record,
+            op = self.state.op,
+            bytes = blob.len(),
+            encode_ms = encoded.as_millis(),
+            total_ms = started.elapsed().as_millis(),
+            "checkpoint"
+        );
         Ok(())
     }
 }

@@ -15,6 +15,14 @@ struct Tally {
     graphql: String,
 }
 
+/// A test that fails half-way must not leave its server running.
+impl Drop for Tally {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Tally {
     fn start(data_dir: &Path) -> Tally {
         Tally::start_with(data_dir, &["--auto-peering-address", "off"]).0

@@ -20,6 +20,14 @@ struct Tally {
     graphql: String,
 }
 
+/// A test that fails half-way must not leave its server running.
+impl Drop for Tally {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Tally {
     fn start(data_dir: &Path, ttl_seconds: u64) -> Tally {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
