@@ -9,6 +9,7 @@ mod assets;
 mod auto_peering;
 mod common;
 mod core_handle;
+mod document_cache;
 mod errors;
 mod liquidity;
 mod peers;
@@ -16,6 +17,8 @@ mod scalars;
 mod schema;
 mod signature;
 mod wallet_addresses;
+
+use std::sync::Arc;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
@@ -28,6 +31,7 @@ use tower_http::limit::RequestBodyLimitLayer;
 
 pub use crate::auto_peering::{auto_peering_app, AutoPeeringOptions, PEERING_REQUEST_TIMEOUT};
 pub use crate::core_handle::{CoreHandle, CoreUnavailable};
+use crate::document_cache::DocumentCache;
 use crate::schema::AdminSchema;
 pub use crate::schema::{sdl, COMPLEXITY_MAX, DEPTH_MAX};
 pub use crate::signature::{
@@ -68,7 +72,17 @@ pub fn app(core: CoreHandle, options: AppOptions) -> Router {
         // limit is enforced on the stream, with 413 as the answer.
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
         .layer(cors())
-        .with_state(schema)
+        .with_state(Front {
+            schema,
+            documents: Arc::default(),
+        })
+}
+
+/// What every `POST /graphql` uses.
+#[derive(Clone)]
+struct Front {
+    schema: AdminSchema,
+    documents: Arc<DocumentCache>,
 }
 
 /// CORS as Rafiki's Koa `cors()` answers: the request's origin and requested headers mirrored,
@@ -88,8 +102,10 @@ fn cors() -> CorsLayer {
         ])
 }
 
-async fn graphql(State(schema): State<AdminSchema>, request: GraphQLRequest) -> GraphQLResponse {
-    let mut response = schema.execute(request.into_inner()).await;
+async fn graphql(State(front): State<Front>, request: GraphQLRequest) -> GraphQLResponse {
+    let mut request = request.into_inner();
+    front.documents.prepare(&mut request);
+    let mut response = front.schema.execute(request).await;
     errors::codes_complete(&mut response);
     response.into()
 }

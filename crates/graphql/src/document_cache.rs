@@ -1,0 +1,101 @@
+//! Parsed GraphQL documents, kept by their query text.
+//!
+//! Clients send the same few documents over and over with new variables (the Admin UI, scripts,
+//! the bench), and parsing one is about a tenth of a mutation's CPU (pest, with its stack
+//! checks and allocations). A document that parsed once is handed to async-graphql already
+//! parsed; validation, the depth and complexity limits and execution still run for every
+//! request, so the answer is the same as without the cache.
+//!
+//! Bounded: at most `DOCUMENTS_MAX` documents of at most `QUERY_BYTES_MAX` bytes each, so a
+//! client sending ever new documents costs a bounded amount of memory. When full, the cache is
+//! emptied and refilled by what is sent next (simple, and a steady set of documents is back
+//! within one request each).
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_graphql::parser::types::ExecutableDocument;
+
+/// Documents kept at most.
+pub(crate) const DOCUMENTS_MAX: usize = 512;
+/// Longer query texts are parsed every time rather than kept.
+pub(crate) const QUERY_BYTES_MAX: usize = 16 * 1024;
+
+/// Query text → its parsed document.
+#[derive(Default)]
+pub(crate) struct DocumentCache {
+    documents: RwLock<HashMap<Box<str>, Arc<ExecutableDocument>>>,
+}
+
+impl DocumentCache {
+    /// Sets `request`'s parsed document from the cache, parsing and keeping it on a miss. A
+    /// query that does not parse is left for async-graphql to parse and report.
+    pub(crate) fn prepare(&self, request: &mut async_graphql::Request) {
+        if request.query.len() > QUERY_BYTES_MAX {
+            return;
+        }
+        if let Some(document) = self.get(&request.query) {
+            request.set_parsed_query(ExecutableDocument::clone(&document));
+            return;
+        }
+        let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
+            return;
+        };
+        self.insert(&request.query, Arc::new(document.clone()));
+        request.set_parsed_query(document);
+    }
+
+    fn get(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the map itself is
+        // always whole (insert and clear are single calls).
+        let documents = self.documents.read().unwrap_or_else(|p| p.into_inner());
+        documents.get(query).cloned()
+    }
+
+    fn insert(&self, query: &str, document: Arc<ExecutableDocument>) {
+        let mut documents = self.documents.write().unwrap_or_else(|p| p.into_inner());
+        if documents.len() >= DOCUMENTS_MAX {
+            documents.clear();
+        }
+        documents.insert(query.into(), document);
+        assert!(documents.len() <= DOCUMENTS_MAX);
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.documents.read().map(|d| d.len()).unwrap_or(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keeps_parsed_documents_and_stays_bounded() {
+        let cache = DocumentCache::default();
+        let mut request = async_graphql::Request::new("{ assets { edges { cursor } } }");
+        cache.prepare(&mut request);
+        assert!(request.parsed_query().is_ok());
+        assert_eq!(cache.len(), 1);
+
+        let mut bad = async_graphql::Request::new("{ assets {");
+        cache.prepare(&mut bad);
+        assert_eq!(cache.len(), 1, "a document that does not parse is not kept");
+
+        let mut long = async_graphql::Request::new(format!(
+            "{{ assets {{ edges {{ cursor }} }} }}{}",
+            " ".repeat(QUERY_BYTES_MAX)
+        ));
+        cache.prepare(&mut long);
+        assert_eq!(cache.len(), 1, "a long document is not kept");
+
+        for n in 0..DOCUMENTS_MAX + 10 {
+            let mut request = async_graphql::Request::new(format!(
+                "query Q{n} {{ assets {{ edges {{ cursor }} }} }}"
+            ));
+            cache.prepare(&mut request);
+            assert!(cache.len() <= DOCUMENTS_MAX);
+        }
+    }
+}
