@@ -348,10 +348,7 @@ impl Core {
     /// Stamps the entries, appends them as one record, applies it, and submits its fsync.
     fn batch_commit(&mut self, pending: Vec<Pending>) -> Result<Option<Unsynced>, CoreError> {
         let now = realtime_ns();
-        let pulse = self
-            .state
-            .ledger
-            .pulse_needed(now.max(self.state.timestamp));
+        let pulse = self.state.pulse_needed(now.max(self.state.timestamp));
         if pending.is_empty() && !pulse {
             return Ok(None);
         }

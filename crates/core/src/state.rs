@@ -259,6 +259,18 @@ impl State {
             locations: &self.locations,
         };
         self.ledger.expire_pending_transfers(&store, timestamp);
+        self.payments
+            .pulse(&LedgerAccounts(&self.ledger), timestamp);
+    }
+
+    /// Whether a pulse at core time `timestamp` has work: pending transfers or incoming
+    /// payments past their deadline.
+    pub fn pulse_needed(&self, timestamp: u64) -> bool {
+        self.ledger.pulse_needed(timestamp)
+            || self
+                .payments
+                .deadline()
+                .is_some_and(|deadline| deadline <= timestamp)
     }
 
     fn execute_admin<L: LogBytes>(
@@ -628,5 +640,14 @@ where
     match R::slice_from(batch) {
         Some(events) => std::borrow::Cow::Borrowed(events),
         None => std::borrow::Cow::Owned(batch.chunks_exact(R::SIZE).map(R::read_from).collect()),
+    }
+}
+
+/// The ledger's accounts, for the domain's time-driven work (which reads, never writes).
+struct LedgerAccounts<'a>(&'a tally_ledger::Ledger);
+
+impl tally_payments::LedgerRead for LedgerAccounts<'_> {
+    fn account(&self, id: u128) -> Option<tally_ledger::Account> {
+        self.0.account(id).copied()
     }
 }

@@ -7,7 +7,7 @@ use tally_ledger::{
     Account, CreateAccountResult, CreateTransferResult, Ledger, Record, StoredEvent, Transfer,
     TransferStore,
 };
-use tally_payments::LedgerPort;
+use tally_payments::{LedgerPort, LedgerRead};
 
 use crate::storage::LogBytes;
 
@@ -172,11 +172,13 @@ impl<L: LogBytes> DomainLedger<'_, L> {
     }
 }
 
-impl<L: LogBytes> LedgerPort for DomainLedger<'_, L> {
+impl<L: LogBytes> LedgerRead for DomainLedger<'_, L> {
     fn account(&self, id: u128) -> Option<Account> {
         self.ledger.account(id).copied()
     }
+}
 
+impl<L: LogBytes> LedgerPort for DomainLedger<'_, L> {
     fn transfer(&self, id: u128) -> Option<Transfer> {
         let store = LogTransfers {
             log: self.log,

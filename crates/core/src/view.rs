@@ -3,7 +3,7 @@
 
 use tally_journal::Journal;
 use tally_ledger::{Account, AccountFilter, AccountFilterFlags, Transfer};
-use tally_payments::Payments;
+use tally_payments::{LedgerRead, Payments};
 
 use crate::state::State;
 use crate::storage::JournalBytes;
@@ -53,5 +53,13 @@ impl<'a> StateView<'a> {
             &mut found,
         );
         found
+    }
+}
+
+// The domain's views (an incoming payment with its received amount, ...) read accounts
+// through this.
+impl LedgerRead for StateView<'_> {
+    fn account(&self, id: u128) -> Option<Account> {
+        self.state.ledger.account(id).copied()
     }
 }

@@ -8,12 +8,10 @@ use std::time::Duration;
 
 use async_graphql::{Context, Error, InputObject, Object, SimpleObject};
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use tally_payments::{
     AutoPeeringError, CreateOrUpdatePeerByUrl, Mutation, PaymentsError, PeerCommand, Success, Uuid,
@@ -23,6 +21,7 @@ use crate::assets::unexpected;
 use crate::common::{core, execute, idempotency, uuid};
 use crate::core_handle::CoreHandle;
 use crate::errors::{payments_error, unavailable};
+use crate::http::{self, HttpError};
 use crate::peers::Peer;
 use crate::scalars::UInt64;
 
@@ -178,7 +177,11 @@ async fn peering_request_send(
     request: &PeeringRequest,
 ) -> Result<PeeringDetails, AutoPeeringError> {
     let body = serde_json::to_vec(request).expect("a peering request encodes");
-    let answer = tokio::time::timeout(PEERING_REQUEST_TIMEOUT, http_post_json(url, body)).await;
+    let answer = tokio::time::timeout(
+        PEERING_REQUEST_TIMEOUT,
+        http::request(Method::POST, url, &[], body, PEERING_ANSWER_BYTES_MAX),
+    )
+    .await;
     match answer {
         Ok(Ok((StatusCode::OK, body))) => {
             serde_json::from_slice(&body).map_err(|_| AutoPeeringError::InvalidPeeringRequest)
@@ -193,56 +196,9 @@ async fn peering_request_send(
                 _ => AutoPeeringError::InvalidPeeringRequest,
             })
         }
-        Ok(Err(PostError::Unreachable)) => Err(AutoPeeringError::InvalidPeerUrl),
-        Ok(Err(PostError::Protocol)) | Err(_) => Err(AutoPeeringError::InvalidPeeringRequest),
+        Ok(Err(HttpError::Unreachable)) => Err(AutoPeeringError::InvalidPeerUrl),
+        Ok(Err(HttpError::Protocol)) | Err(_) => Err(AutoPeeringError::InvalidPeeringRequest),
     }
-}
-
-/// Why a POST got no HTTP answer.
-enum PostError {
-    /// Bad URL, unknown host or refused connection (Rafiki: `ENOTFOUND`, `ECONNREFUSED`).
-    Unreachable,
-    /// The connection broke or the answer was not HTTP.
-    Protocol,
-}
-
-/// POSTs JSON over plain HTTP/1.1 (peers on loopback and private networks; `https` URLs are
-/// refused as unreachable until TLS is needed).
-async fn http_post_json(url: &str, body: Vec<u8>) -> Result<(StatusCode, Vec<u8>), PostError> {
-    let uri: axum::http::Uri = url.parse().map_err(|_| PostError::Unreachable)?;
-    if uri.scheme_str() != Some("http") {
-        return Err(PostError::Unreachable);
-    }
-    let host = uri.host().ok_or(PostError::Unreachable)?.to_owned();
-    let port = uri.port_u16().unwrap_or(80);
-    let stream = tokio::net::TcpStream::connect((host.as_str(), port))
-        .await
-        .map_err(|_| PostError::Unreachable)?;
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .map_err(|_| PostError::Protocol)?;
-    tokio::spawn(connection);
-    let path = uri.path_and_query().map_or("/", |path| path.as_str());
-    let authority = uri
-        .authority()
-        .map_or(host.clone(), |authority| authority.to_string());
-    let request = hyper::Request::post(path)
-        .header(hyper::header::HOST, authority)
-        .header(hyper::header::CONTENT_TYPE, "application/json")
-        .body(Full::new(bytes::Bytes::from(body)))
-        .map_err(|_| PostError::Protocol)?;
-    let response = sender
-        .send_request(request)
-        .await
-        .map_err(|_| PostError::Protocol)?;
-    let status = response.status();
-    let body = Limited::new(response.into_body(), PEERING_ANSWER_BYTES_MAX)
-        .collect()
-        .await
-        .map_err(|_| PostError::Protocol)?
-        .to_bytes()
-        .to_vec();
-    Ok((status, body))
 }
 
 /// The accepting side: `POST /` with a peering request.

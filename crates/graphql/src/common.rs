@@ -129,6 +129,94 @@ pub(crate) fn iso8601(timestamp_ns: u64) -> String {
     )
 }
 
+/// Parses a date as JavaScript's `new Date(text)` reads an ISO 8601 string: `YYYY-MM-DD`,
+/// optionally `THH:MM`, `:SS`, `.fraction` (milliseconds kept), and `Z` or `±HH:MM`. A date
+/// without a zone is read as UTC (JavaScript does so for a bare date, and uses the server's
+/// zone for a date-time; Tally has no zone of its own). Returns ns since the Unix epoch; `None`
+/// for anything else or a date before 1970.
+pub(crate) fn parse_iso8601(text: &str) -> Option<u64> {
+    let number = |part: &str| -> Option<i64> {
+        if part.is_empty() || !part.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        part.parse().ok()
+    };
+    let (date, time) = match text.split_once('T') {
+        Some((date, time)) => (date, Some(time)),
+        None => (text, None),
+    };
+    let mut fields = date.split('-');
+    let (year, month, day) = match (fields.next(), fields.next(), fields.next(), fields.next()) {
+        (Some(y), Some(m), Some(d), None) if y.len() == 4 && m.len() == 2 && d.len() == 2 => {
+            (number(y)?, number(m)?, number(d)?)
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+        return None;
+    }
+    let (ms_of_day, offset_minutes) = match time {
+        None => (0, 0),
+        Some(time) => time_of_day(time, number)?,
+    };
+    // Howard Hinnant's days_from_civil.
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let year_of_era = y - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    let days = era * 146_097 + day_of_era - 719_468;
+    let ms = days * 86_400_000 + ms_of_day - offset_minutes * 60_000;
+    u64::try_from(ms).ok()?.checked_mul(1_000_000)
+}
+
+/// `HH:MM[:SS[.fff]][Z|±HH:MM]` → (ms of the day, zone offset in minutes).
+fn time_of_day(time: &str, number: impl Fn(&str) -> Option<i64>) -> Option<(i64, i64)> {
+    let zone_at = time.find(['Z', '+', '-']).unwrap_or(time.len());
+    let (clock, zone) = time.split_at(zone_at);
+    let (clock, fraction) = match clock.split_once('.') {
+        Some((clock, fraction)) => (clock, Some(fraction)),
+        None => (clock, None),
+    };
+    let mut parts = clock.split(':');
+    let (hour, minute, second) = match (parts.next(), parts.next(), parts.next(), parts.next()) {
+        (Some(h), Some(m), None, None) if h.len() == 2 && m.len() == 2 => {
+            (number(h)?, number(m)?, 0)
+        }
+        (Some(h), Some(m), Some(s), None) if h.len() == 2 && m.len() == 2 && s.len() == 2 => {
+            (number(h)?, number(m)?, number(s)?)
+        }
+        _ => return None,
+    };
+    if hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    let ms = match fraction {
+        None => 0,
+        Some(fraction) => {
+            number(fraction)?;
+            number(&format!("{:0<3}", &fraction[..fraction.len().min(3)]))?
+        }
+    };
+    let offset = match zone {
+        "" | "Z" => 0,
+        _ => {
+            let (sign, hours_minutes) = zone.split_at(1);
+            let (hours, minutes) = hours_minutes.split_once(':')?;
+            if hours.len() != 2 || minutes.len() != 2 {
+                return None;
+            }
+            let minutes = number(hours)? * 60 + number(minutes)?;
+            if sign == "+" {
+                minutes
+            } else {
+                -minutes
+            }
+        }
+    };
+    Some((((hour * 60 + minute) * 60 + second) * 1000 + ms, offset))
+}
+
 /// The idempotency key of a mutation, fingerprinted by the mutation's name and its parsed
 /// arguments (so that `"5"` and `5` for a `UInt64` are the same request).
 pub(crate) fn idempotency(
@@ -199,6 +287,35 @@ mod tests {
             "2024-12-06T07:30:45.123Z"
         );
         assert_eq!(iso8601(951_782_400_000_000_000), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn dates_parse_as_javascript() {
+        let ns = |ms: u64| Some(ms * 1_000_000);
+        // Date.parse("2024-12-06T07:30:45.123Z") = 1733470245123.
+        assert_eq!(
+            parse_iso8601("2024-12-06T07:30:45.123Z"),
+            ns(1_733_470_245_123)
+        );
+        assert_eq!(
+            parse_iso8601("2024-12-06T08:30:45.123+01:00"),
+            ns(1_733_470_245_123)
+        );
+        assert_eq!(parse_iso8601("2000-02-29"), ns(951_782_400_000));
+        assert_eq!(parse_iso8601("2024-12-06T07:30Z"), ns(1_733_470_200_000));
+        for bad in [
+            "",
+            "tomorrow",
+            "2024-13-01",
+            "2024-12-06T25:00Z",
+            "2024-12-06T07:30:45x",
+        ] {
+            assert_eq!(parse_iso8601(bad), None, "{bad}");
+        }
+        assert_eq!(
+            iso8601(parse_iso8601("2031-01-02T03:04:05.006Z").unwrap()),
+            "2031-01-02T03:04:05.006Z"
+        );
     }
 
     #[test]

@@ -3,8 +3,9 @@
 
 use async_graphql::{Error, ErrorExtensions};
 use tally_payments::{
-    AssetError, AutoPeeringError, FeeError, LiquidityError, PaymentsError, PeerError,
-    WalletAddressError, WalletAddressKeyError,
+    AssetError, AutoPeeringError, FeeError, IncomingPaymentError, LiquidityError,
+    OutgoingPaymentError, PaymentsError, PeerError, QuoteError, WalletAddressError,
+    WalletAddressKeyError,
 };
 
 use crate::core_handle::CoreUnavailable;
@@ -24,6 +25,8 @@ pub(crate) enum Code {
     NotFound,
     /// `CONFLICT`.
     Conflict,
+    /// `INACTIVE`.
+    Inactive,
 }
 
 impl Code {
@@ -35,6 +38,7 @@ impl Code {
             Code::InternalServerError => "INTERNAL_SERVER_ERROR",
             Code::NotFound => "NOT_FOUND",
             Code::Conflict => "CONFLICT",
+            Code::Inactive => "INACTIVE",
         }
     }
 }
@@ -57,6 +61,9 @@ pub(crate) fn payments_error(error: &PaymentsError) -> Error {
         PaymentsError::IdempotencyKeyReused { key } => error_plain(format!(
             "Incoming arguments are different than the original request for idempotencyKey: {key}"
         )),
+        PaymentsError::IncomingPayment(error) => incoming_payment_error(*error),
+        PaymentsError::Quote(error) => quote_error(error),
+        PaymentsError::OutgoingPayment(error) => outgoing_payment_error(*error),
     }
 }
 
@@ -200,6 +207,87 @@ fn wallet_address_key_error(error: WalletAddressKeyError) -> Error {
             (InternalServerError, "unknown wallet address")
         }
         WalletAddressKeyError::UnknownKey => (NotFound, "Wallet address key not found"),
+    };
+    self::error(code, message)
+}
+
+/// What Tally says where Rafiki would reach out to another instance (issue 8: receivers and
+/// payments on other instances wait for interledger between instances).
+pub(crate) const REMOTE_RECEIVERS_UNSUPPORTED: &str =
+    "receivers on other instances are not supported yet: Tally pays only incoming payments of wallet addresses on this instance";
+
+fn incoming_payment_error(error: IncomingPaymentError) -> Error {
+    use Code::*;
+    let (code, message) = match error {
+        IncomingPaymentError::UnknownWalletAddress => (NotFound, "unknown wallet address"),
+        IncomingPaymentError::InvalidAmount => (BadUserInput, "invalid amount"),
+        IncomingPaymentError::UnknownPayment => (NotFound, "unknown payment"),
+        IncomingPaymentError::InvalidExpiry => (BadUserInput, "invalid expiresAt"),
+        IncomingPaymentError::WrongState => (Conflict, "wrong state"),
+        IncomingPaymentError::InactiveWalletAddress => (Inactive, "inactive wallet address"),
+        IncomingPaymentError::AlreadyActioned => (Forbidden, "action already performed"),
+        IncomingPaymentError::RemoteWalletAddress => (
+            BadUserInput,
+            "unknown wallet address on this instance; receivers on other instances are not supported yet",
+        ),
+    };
+    self::error(code, message)
+}
+
+fn quote_error(error: &QuoteError) -> Error {
+    use Code::*;
+    let (code, message) = match error {
+        QuoteError::UnknownWalletAddress => (NotFound, "unknown wallet address"),
+        QuoteError::InvalidAmount => (BadUserInput, "invalid amount"),
+        QuoteError::InvalidReceiver => (BadUserInput, "invalid receiver"),
+        QuoteError::InactiveWalletAddress => (Inactive, "inactive wallet address"),
+        QuoteError::NonPositiveReceiveAmount { min_send_amount } => {
+            let error = self::error(BadUserInput, "non-positive receive amount");
+            return match min_send_amount {
+                None => error,
+                Some(amount) => error.extend_with(|_, extensions| {
+                    let mut min = async_graphql::indexmap::IndexMap::new();
+                    min.insert(
+                        async_graphql::Name::new("value"),
+                        async_graphql::Value::String(amount.value.to_string()),
+                    );
+                    min.insert(
+                        async_graphql::Name::new("assetCode"),
+                        async_graphql::Value::String(amount.asset_code.clone()),
+                    );
+                    min.insert(
+                        async_graphql::Name::new("assetScale"),
+                        async_graphql::Value::from(amount.asset_scale),
+                    );
+                    let mut details = async_graphql::indexmap::IndexMap::new();
+                    details.insert(
+                        async_graphql::Name::new("minSendAmount"),
+                        async_graphql::Value::Object(min),
+                    );
+                    extensions.set("details", async_graphql::Value::Object(details));
+                }),
+            };
+        }
+        QuoteError::CouldNotFetchRates => (InternalServerError, "could not convert between assets"),
+    };
+    self::error(code, message)
+}
+
+fn outgoing_payment_error(error: OutgoingPaymentError) -> Error {
+    use Code::*;
+    let (code, message) = match error {
+        OutgoingPaymentError::UnknownWalletAddress => (NotFound, "unknown wallet address"),
+        OutgoingPaymentError::UnknownPayment => (NotFound, "unknown payment"),
+        OutgoingPaymentError::UnknownQuote => (NotFound, "unknown quote"),
+        OutgoingPaymentError::WrongState => (Conflict, "wrong state"),
+        OutgoingPaymentError::InvalidQuote => (BadUserInput, "invalid quote"),
+        OutgoingPaymentError::InactiveWalletAddress => (Inactive, "inactive wallet address"),
+        OutgoingPaymentError::InvalidAmount => (BadUserInput, "invalid amount"),
+        OutgoingPaymentError::NegativeReceiveAmount => (BadUserInput, "negative receive amount"),
+        OutgoingPaymentError::InvalidReceiver => (BadUserInput, "invalid receiver"),
+        OutgoingPaymentError::CouldNotFetchRates => {
+            (InternalServerError, "could not convert between assets")
+        }
     };
     self::error(code, message)
 }

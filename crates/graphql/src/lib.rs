@@ -11,8 +11,11 @@ mod common;
 mod core_handle;
 mod document_cache;
 mod errors;
+mod http;
 mod liquidity;
+mod payments;
 mod peers;
+mod rates;
 mod scalars;
 mod schema;
 mod signature;
@@ -32,6 +35,8 @@ use tower_http::limit::RequestBodyLimitLayer;
 pub use crate::auto_peering::{auto_peering_app, AutoPeeringOptions, PEERING_REQUEST_TIMEOUT};
 pub use crate::core_handle::{CoreHandle, CoreUnavailable};
 use crate::document_cache::DocumentCache;
+pub use crate::payments::PaymentsOptions;
+pub use crate::rates::{load_rates_file, RatesOptions, RATES_LIFETIME, RATES_TIMEOUT};
 use crate::schema::AdminSchema;
 pub use crate::schema::{sdl, COMPLEXITY_MAX, DEPTH_MAX};
 pub use crate::signature::{
@@ -52,13 +57,16 @@ pub struct AppOptions {
     /// Answer introspection queries (GraphiQL and code generators need them; Rafiki turns them
     /// off in production).
     pub introspection: bool,
+    /// Open Payments URL, expiries and exchange rates for the payment mutations.
+    pub payments: PaymentsOptions,
 }
 
 /// The Admin API's routes over `core`.
 pub fn app(core: CoreHandle, options: AppOptions) -> Router {
     let mut schema = schema::schema_builder()
         .data(core)
-        .data(options.auto_peering.clone());
+        .data(options.auto_peering.clone())
+        .data(payments::PaymentsContext::new(&options.payments));
     if !options.introspection {
         schema = schema.disable_introspection();
     }

@@ -18,6 +18,13 @@ pub(crate) struct LiquidityMutationResponse {
     success: bool,
 }
 
+impl LiquidityMutationResponse {
+    /// What every liquidity mutation that throws no error returns.
+    pub(crate) fn succeeded() -> LiquidityMutationResponse {
+        LiquidityMutationResponse { success: true }
+    }
+}
+
 /// `depositAssetLiquidity`'s input.
 #[derive(InputObject, Debug)]
 pub(crate) struct DepositAssetLiquidityInput {

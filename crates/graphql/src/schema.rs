@@ -6,12 +6,19 @@ use crate::accounting::AccountingQuery;
 use crate::assets::{AssetMutation, AssetQuery};
 use crate::auto_peering::AutoPeeringMutation;
 use crate::liquidity::LiquidityMutation;
+use crate::payments::{PaymentMutation, PaymentQuery};
 use crate::peers::{PeerMutation, PeerQuery};
 use crate::wallet_addresses::{WalletAddressMutation, WalletAddressQuery};
 
 /// Every query field.
 #[derive(MergedObject, Default)]
-pub(crate) struct Query(AssetQuery, PeerQuery, WalletAddressQuery, AccountingQuery);
+pub(crate) struct Query(
+    AssetQuery,
+    PeerQuery,
+    WalletAddressQuery,
+    AccountingQuery,
+    PaymentQuery,
+);
 
 /// Every mutation field.
 #[derive(MergedObject, Default)]
@@ -21,6 +28,7 @@ pub(crate) struct Mutation(
     PeerMutation,
     AutoPeeringMutation,
     WalletAddressMutation,
+    PaymentMutation,
 );
 
 /// The Admin API schema.

@@ -1,6 +1,6 @@
 //! Wallet addresses, their keys and the webhook events list: types, queries and mutations
-//! (`rafiki-admin-api.md` §7.4, §8.4). The payment connections of `WalletAddress` come with the
-//! payments.
+//! (`rafiki-admin-api.md` §7.4, §8.4). The payment connections of `WalletAddress` are read by
+//! `payments.rs`.
 
 use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, ID};
 use tally_payments::{
@@ -16,6 +16,10 @@ use crate::common::{
     SortOrder,
 };
 use crate::errors::{error, error_plain, unavailable, Code};
+use crate::payments::{
+    wallet_address_incoming_payments, wallet_address_outgoing_payments, wallet_address_quotes,
+    IncomingPaymentConnection, OutgoingPaymentConnection, QuoteConnection,
+};
 use crate::scalars::{JsonObject, UInt64};
 
 /// A wallet address, as it was when read.
@@ -83,6 +87,51 @@ impl WalletAddress {
                 })
                 .collect(),
         }))
+    }
+    /// The address's incoming payments.
+    async fn incoming_payments(
+        &self,
+        context: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+        sort_order: Option<SortOrder>,
+    ) -> Result<Option<IncomingPaymentConnection>, Error> {
+        let request = page_request(after, before, first, last, sort_order)?;
+        Ok(Some(
+            wallet_address_incoming_payments(context, self.0.id, request).await?,
+        ))
+    }
+    /// The address's quotes.
+    async fn quotes(
+        &self,
+        context: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+        sort_order: Option<SortOrder>,
+    ) -> Result<Option<QuoteConnection>, Error> {
+        let request = page_request(after, before, first, last, sort_order)?;
+        Ok(Some(
+            wallet_address_quotes(context, self.0.id, request).await?,
+        ))
+    }
+    /// The address's outgoing payments.
+    async fn outgoing_payments(
+        &self,
+        context: &Context<'_>,
+        after: Option<String>,
+        before: Option<String>,
+        first: Option<i32>,
+        last: Option<i32>,
+        sort_order: Option<SortOrder>,
+    ) -> Result<Option<OutgoingPaymentConnection>, Error> {
+        let request = page_request(after, before, first, last, sort_order)?;
+        Ok(Some(
+            wallet_address_outgoing_payments(context, self.0.id, request).await?,
+        ))
     }
     /// Extra properties.
     async fn additional_properties(&self) -> Option<Vec<Option<AdditionalProperty>>> {
@@ -305,6 +354,13 @@ pub(crate) struct WebhookEventsConnection {
 pub(crate) struct FilterString {
     #[graphql(name = "in")]
     values: Vec<String>,
+}
+
+impl FilterString {
+    /// The strings to keep.
+    pub(crate) fn into_values(self) -> Vec<String> {
+        self.values
+    }
 }
 
 /// `webhookEvents`'s filter.

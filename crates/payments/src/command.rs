@@ -8,8 +8,11 @@ use crate::assets::{Asset, AssetCommand};
 use crate::error::PaymentsError;
 use crate::fees::{Fee, SetFee};
 use crate::idempotency::IdempotencyKey;
+use crate::incoming_payments::{IncomingPaymentCommand, IncomingPaymentView};
 use crate::liquidity::LiquidityCommand;
+use crate::outgoing_payments::{OutgoingPaymentCommand, OutgoingPaymentView};
 use crate::peers::{Peer, PeerCommand};
+use crate::quotes::{CreateQuote, QuoteView};
 use crate::wallet_address_keys::WalletAddressKey;
 use crate::wallet_addresses::{WalletAddress, WalletAddressCommand};
 
@@ -40,6 +43,13 @@ pub enum Mutation {
     Peer(PeerCommand),
     /// Wallet addresses and their keys.
     WalletAddress(WalletAddressCommand),
+    // New variants go last: logged commands name variants by position.
+    /// Incoming payments and receivers.
+    IncomingPayment(IncomingPaymentCommand),
+    /// `createQuote`.
+    Quote(CreateQuote),
+    /// Outgoing payments, their funding and withdrawals, and the deprecated event liquidity.
+    OutgoingPayment(OutgoingPaymentCommand),
 }
 
 /// What a successful command returns.
@@ -74,6 +84,15 @@ pub enum Success {
         /// Addresses processed, with or without an event.
         count: u32,
     },
+    // New variants go last: stored outcomes name variants by position.
+    /// The incoming payment created or changed.
+    IncomingPayment(Box<IncomingPaymentView>),
+    /// `createReceiver`: the incoming payment behind the receiver.
+    Receiver(Box<IncomingPaymentView>),
+    /// The quote created.
+    Quote(Box<QuoteView>),
+    /// The outgoing payment created or cancelled.
+    OutgoingPayment(Box<OutgoingPaymentView>),
 }
 
 /// A command's result, stored for idempotent retries.

@@ -35,6 +35,17 @@ pub enum PaymentsError {
         /// The key as the client sent it.
         key: String,
     },
+    // New variants go last: stored outcomes (idempotency keys in checkpoints) name variants
+    // by position.
+    /// Incoming payments and receivers.
+    #[error("incoming payment: {0:?}")]
+    IncomingPayment(IncomingPaymentError),
+    /// Quotes.
+    #[error("quote: {0:?}")]
+    Quote(QuoteError),
+    /// Outgoing payments.
+    #[error("outgoing payment: {0:?}")]
+    OutgoingPayment(OutgoingPaymentError),
 }
 
 /// Rafiki's `AssetError`.
@@ -224,5 +235,90 @@ impl From<LiquidityError> for PaymentsError {
 impl From<FeeError> for PaymentsError {
     fn from(error: FeeError) -> Self {
         PaymentsError::Fee(error)
+    }
+}
+
+/// Rafiki's `IncomingPaymentError`, and what Tally adds for receivers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum IncomingPaymentError {
+    /// No such wallet address.
+    UnknownWalletAddress,
+    /// `incomingAmount` zero or in another asset.
+    InvalidAmount,
+    /// No such incoming payment.
+    UnknownPayment,
+    /// `expiresAt` not in the future or beyond the maximum.
+    InvalidExpiry,
+    /// Not PENDING (approve, cancel).
+    WrongState,
+    /// The wallet address is deactivated.
+    InactiveWalletAddress,
+    /// Already approved or cancelled.
+    AlreadyActioned,
+    /// `createReceiver` for a wallet address URL this instance does not hold: Tally cannot
+    /// create incoming payments on other instances yet.
+    RemoteWalletAddress,
+}
+
+/// Rafiki's `QuoteErrorCode`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum QuoteError {
+    /// No such wallet address.
+    UnknownWalletAddress,
+    /// An amount is zero, in the wrong asset, both given, or more than the receiver takes.
+    InvalidAmount,
+    /// The receiver is unknown, closed, or needs an amount it lacks.
+    InvalidReceiver,
+    /// The wallet address is deactivated.
+    InactiveWalletAddress,
+    /// Nothing would arrive; the smallest debit that would deliver something.
+    NonPositiveReceiveAmount {
+        /// Rafiki's `extensions.details.minSendAmount`.
+        min_send_amount: Option<crate::amount::Amount>,
+    },
+    /// No rate between the two assets.
+    CouldNotFetchRates,
+}
+
+/// Rafiki's `OutgoingPaymentError` (the ledger's errors while funding are `LiquidityError`s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum OutgoingPaymentError {
+    /// No such wallet address.
+    UnknownWalletAddress,
+    /// No such payment.
+    UnknownPayment,
+    /// No such quote.
+    UnknownQuote,
+    /// Not in the state the mutation needs.
+    WrongState,
+    /// The quote is expired, used, another address's, or its receiver closed.
+    InvalidQuote,
+    /// The wallet address is deactivated.
+    InactiveWalletAddress,
+    /// From the quote: an amount is invalid.
+    InvalidAmount,
+    /// From the quote: nothing would arrive.
+    NegativeReceiveAmount,
+    /// From the quote: the receiver is invalid.
+    InvalidReceiver,
+    /// From the quote: no rate between the assets.
+    CouldNotFetchRates,
+}
+
+impl From<IncomingPaymentError> for PaymentsError {
+    fn from(error: IncomingPaymentError) -> Self {
+        PaymentsError::IncomingPayment(error)
+    }
+}
+
+impl From<QuoteError> for PaymentsError {
+    fn from(error: QuoteError) -> Self {
+        PaymentsError::Quote(error)
+    }
+}
+
+impl From<OutgoingPaymentError> for PaymentsError {
+    fn from(error: OutgoingPaymentError) -> Self {
+        PaymentsError::OutgoingPayment(error)
     }
 }

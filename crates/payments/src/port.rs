@@ -4,10 +4,15 @@
 
 use tally_ledger::{Account, CreateAccountResult, CreateTransferResult, Transfer};
 
-/// What the domain may ask of the ledger.
-pub trait LedgerPort {
+/// What the domain's reads need of the ledger: the front's queries run on the core thread
+/// through this, as commands do through `LedgerPort`.
+pub trait LedgerRead {
     /// The account with this id, if it exists.
     fn account(&self, id: u128) -> Option<Account>;
+}
+
+/// What the domain may ask of the ledger.
+pub trait LedgerPort: LedgerRead {
     /// The transfer with this id, if it exists.
     fn transfer(&self, id: u128) -> Option<Transfer>;
     /// Applies a `create_accounts` batch; appends one result per account, in order.

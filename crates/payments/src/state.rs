@@ -11,15 +11,30 @@ use crate::command::{Command, Mutation, Outcome};
 use crate::error::PaymentsError;
 use crate::fees::{Fee, FeeType};
 use crate::idempotency::{IdempotencyKeys, Recall};
+use crate::incoming_payments::IncomingPayments;
+use crate::outgoing_payments::OutgoingPayments;
 use crate::page::{page, Page, PageRequest};
 use crate::peers::Peer;
-use crate::port::LedgerPort;
+use crate::port::{LedgerPort, LedgerRead};
+use crate::quotes::Quotes;
 use crate::wallet_address_keys::WalletAddressKeys;
 use crate::wallet_addresses::WalletAddresses;
 use crate::webhook_events::WebhookEvents;
 
 /// Checkpoint format of the domain state; a newer binary names it when it cannot read one.
-const CHECKPOINT_VERSION: u32 = 1;
+/// Version 2 appends the payment flows (incoming payments, quotes, outgoing payments) after
+/// version 1's encoding, so that version 1 still decodes, with no flows.
+const CHECKPOINT_VERSION: u32 = 2;
+/// The oldest version this binary reads.
+const CHECKPOINT_VERSION_MIN: u32 = 1;
+
+/// Incoming payments, quotes and outgoing payments: encoded after the rest of the state.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct PaymentFlows {
+    pub(crate) incoming: IncomingPayments,
+    pub(crate) quotes: Quotes,
+    pub(crate) outgoing: OutgoingPayments,
+}
 
 /// The Rafiki objects and the idempotency keys. Ordered maps only: iteration order is part of
 /// the state's bytes (checkpoints, digests) and must not depend on hashing.
@@ -50,6 +65,9 @@ pub struct Payments {
     /// Webhook events, in creation order.
     pub(crate) webhook_events: WebhookEvents,
     pub(crate) idempotency: IdempotencyKeys,
+    /// Encoded separately (checkpoint version 2).
+    #[serde(skip)]
+    pub(crate) flows: PaymentFlows,
 }
 
 /// A checkpoint that this binary cannot read.
@@ -95,11 +113,30 @@ impl Payments {
             Mutation::WalletAddress(wallet_address) => {
                 self.execute_wallet_address(port, wallet_address, timestamp)
             }
+            Mutation::IncomingPayment(incoming) => {
+                self.execute_incoming_payment(port, incoming, timestamp)
+            }
+            Mutation::Quote(create) => self.execute_create_quote(port, create, timestamp),
+            Mutation::OutgoingPayment(outgoing) => {
+                self.execute_outgoing_payment(port, outgoing, timestamp)
+            }
         };
         if let Some(key) = &command.idempotency {
             self.idempotency.remember(key, &outcome, timestamp);
         }
         outcome
+    }
+
+    /// The earliest core time at which `pulse` has work: an open incoming payment's expiry.
+    pub fn deadline(&self) -> Option<u64> {
+        self.incoming_payment_deadline()
+    }
+
+    /// The time-driven work of the domain at core time `timestamp`: incoming payments whose
+    /// expiry passed become EXPIRED (bounded per pulse). Runs inside the core's pulse entry,
+    /// so that replay expires the same payments at the same point.
+    pub fn pulse<P: LedgerRead>(&mut self, port: &P, timestamp: u64) {
+        self.incoming_payments_expire(port, timestamp);
     }
 
     /// Whether a peer or wallet address refers to the asset.
@@ -152,12 +189,18 @@ impl Payments {
         *self == Payments::default()
     }
 
-    /// Appends the checkpoint encoding: a version, then the state.
+    /// Appends the checkpoint encoding: a version, then the state, then the payment flows,
+    /// each with its length.
     pub fn encode_checkpoint(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-        let encoded = postcard::to_allocvec(self).expect("the state encodes: no foreign types");
-        out.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
-        out.extend_from_slice(&encoded);
+        for encoded in [
+            postcard::to_allocvec(self),
+            postcard::to_allocvec(&self.flows),
+        ] {
+            let encoded = encoded.expect("the state encodes: no foreign types");
+            out.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
+            out.extend_from_slice(&encoded);
+        }
     }
 
     /// Decodes what `encode_checkpoint` wrote; returns the state and the bytes it took.
@@ -165,14 +208,24 @@ impl Payments {
         let truncated = || DecodeError::Malformed(postcard::Error::DeserializeUnexpectedEnd);
         let version = bytes.get(..4).ok_or_else(truncated)?;
         let found = u32::from_le_bytes(version.try_into().expect("4 bytes"));
-        if found != CHECKPOINT_VERSION {
+        if !(CHECKPOINT_VERSION_MIN..=CHECKPOINT_VERSION).contains(&found) {
             return Err(DecodeError::Version { found });
         }
-        let size = bytes.get(4..12).ok_or_else(truncated)?;
-        let size = usize::try_from(u64::from_le_bytes(size.try_into().expect("8 bytes")))
-            .map_err(|_| truncated())?;
-        let encoded = bytes.get(12..12 + size).ok_or_else(truncated)?;
-        let payments = postcard::from_bytes(encoded)?;
-        Ok((payments, 12 + size))
+        let section = |offset: usize| -> Result<(&[u8], usize), DecodeError> {
+            let size = bytes.get(offset..offset + 8).ok_or_else(truncated)?;
+            let size = usize::try_from(u64::from_le_bytes(size.try_into().expect("8 bytes")))
+                .map_err(|_| truncated())?;
+            let end = offset.checked_add(8 + size).ok_or_else(truncated)?;
+            let encoded = bytes.get(offset + 8..end).ok_or_else(truncated)?;
+            Ok((encoded, end))
+        };
+        let (encoded, mut end) = section(4)?;
+        let mut payments: Payments = postcard::from_bytes(encoded)?;
+        if found >= 2 {
+            let (encoded, flows_end) = section(end)?;
+            payments.flows = postcard::from_bytes(encoded)?;
+            end = flows_end;
+        }
+        Ok((payments, end))
     }
 }

@@ -7,10 +7,9 @@
 //! address's id, code `LiquidityWebMonetization`) is created lazily by the receive path on the
 //! first receipt, as Rafiki does, and every figure (liquidity, total received) is read from it.
 //!
-//! Not modelled yet, because incoming payments do not exist yet: deactivating an address in
-//! Rafiki also pulls the expiry of its PENDING and PROCESSING incoming payments in to
-//! `now + WALLET_ADDRESS_DEACTIVATION_PAYMENT_GRACE_PERIOD_MS` (24 h) where it is later. The
-//! incoming payment work must add that step to `updateWalletAddress`.
+//! Deactivating an address pulls the expiry of its PENDING and PROCESSING incoming payments in to
+//! `now + WALLET_ADDRESS_DEACTIVATION_PAYMENT_GRACE_PERIOD_MS` (24 h) where it is later, as
+//! Rafiki does (`incoming_payments.rs`).
 
 use std::collections::BTreeMap;
 
@@ -335,9 +334,11 @@ impl Payments {
         if let Some(public_name) = &update.public_name {
             address.public_name = public_name.clone();
         }
+        let mut deactivated = false;
         match (update.status, address.status()) {
             (Some(WalletAddressStatus::Inactive), WalletAddressStatus::Active) => {
                 address.deactivated_at = Some(timestamp);
+                deactivated = true;
             }
             (Some(WalletAddressStatus::Active), WalletAddressStatus::Inactive) => {
                 address.deactivated_at = None;
@@ -347,7 +348,11 @@ impl Payments {
         if let Some(properties) = &update.additional_properties {
             address.additional_properties = additional_properties_clean(properties);
         }
-        Ok(Success::WalletAddress(Box::new(address.clone())))
+        let address = address.clone();
+        if deactivated {
+            self.incoming_payments_deactivated(address.id, timestamp);
+        }
+        Ok(Success::WalletAddress(Box::new(address)))
     }
 
     /// Withdraws the whole balance of the address's Web Monetization account. Checks in

@@ -12,8 +12,8 @@ use tally_ledger::{CreateAccountStatus, CreateTransferStatus, Transfer, Transfer
 use tally_payments::{
     event_id, settlement_account_id, AdditionalProperty, AssetCommand, AssetError, Command,
     CreateWalletAddress, CreateWalletAddressKey, CreateWalletAddressWithdrawal, DeleteAsset,
-    Fingerprint, IdempotencyKey, Jwk, LedgerPort, LiquidityCommand, LiquidityError, Mutation,
-    PageRequest, Payments, PaymentsError, RevokeWalletAddressKey, SortOrder, Success,
+    Fingerprint, IdempotencyKey, Jwk, LedgerPort, LedgerRead, LiquidityCommand, LiquidityError,
+    Mutation, PageRequest, Payments, PaymentsError, RevokeWalletAddressKey, SortOrder, Success,
     TriggerWalletAddressEvents, UpdateAsset, UpdateWalletAddress, Uuid, WalletAddress,
     WalletAddressCommand, WalletAddressError, WalletAddressKey, WalletAddressKeyError,
     WalletAddressStatus, WithdrawalResolve, TIMESTAMPS_PER_COMMAND,

@@ -18,6 +18,8 @@ struct Cli {
     command: Command,
 }
 
+// Parsed once at start: the size of `Start` costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Command {
     /// Serve the TigerBeetle client protocol (formats the data directory if it is missing).
@@ -87,6 +89,34 @@ enum Command {
         /// This instance's name, told to peers (Rafiki's `INSTANCE_NAME`).
         #[arg(long, env = "TALLY_INSTANCE_NAME", default_value = "Tally")]
         instance_name: String,
+        /// This instance's Open Payments URL (Rafiki's `OPEN_PAYMENTS_URL`): incoming payment
+        /// URLs (receiver ids) are `<url>/incoming-payments/<id>`, and only receivers under it
+        /// can be quoted and paid.
+        #[arg(
+            long,
+            env = "TALLY_OPEN_PAYMENTS_URL",
+            default_value = "http://127.0.0.1:3003"
+        )]
+        open_payments_url: String,
+        /// Where exchange rates come from: `GET <url>?base=<CODE>` answering
+        /// `{"base": ..., "rates": {...}}` (Rafiki's `EXCHANGE_RATES_URL`).
+        #[arg(long, env = "TALLY_EXCHANGE_RATES_URL")]
+        exchange_rates_url: Option<String>,
+        /// Exchange rates from a file, `{"<BASE>": {"<CODE>": rate, ...}, ...}`, when no URL is
+        /// given (offline use, tests).
+        #[arg(long, env = "TALLY_EXCHANGE_RATES_FILE")]
+        exchange_rates_file: Option<PathBuf>,
+        /// How long a quote can be paid, in ms (Rafiki's `QUOTE_LIFESPAN`).
+        #[arg(long, env = "TALLY_QUOTE_LIFESPAN", default_value_t = 300_000)]
+        quote_lifespan: u64,
+        /// The default and longest expiry of an incoming payment, in ms (Rafiki's
+        /// `INCOMING_PAYMENT_EXPIRY_MAX_MS`, 30 days).
+        #[arg(
+            long,
+            env = "TALLY_INCOMING_PAYMENT_EXPIRY_MAX",
+            default_value_t = 2_592_000_000
+        )]
+        incoming_payment_expiry_max: u64,
     },
     /// Create and format a data directory.
     Format {
@@ -137,8 +167,17 @@ fn main() -> ExitCode {
             ilp_address,
             ilp_connector_url,
             instance_name,
+            open_payments_url,
+            exchange_rates_url,
+            exchange_rates_file,
+            quote_lifespan,
+            incoming_payment_expiry_max,
         } => address_or_off(&graphql_address).and_then(|graphql_address| {
             let auto_peering_address = address_or_off(&auto_peering_address)?;
+            let rates_table = match &exchange_rates_file {
+                Some(path) => tally_graphql::load_rates_file(path).map_err(StartError::Config)?,
+                None => Default::default(),
+            };
             run::start(&StartOptions {
                 directory: data_dir,
                 addresses,
@@ -160,6 +199,17 @@ fn main() -> ExitCode {
                     ilp_address,
                     ilp_connector_url,
                     instance_name,
+                },
+                payments: tally_graphql::PaymentsOptions {
+                    open_payments_url,
+                    incoming_payment_expiry_max: std::time::Duration::from_millis(
+                        incoming_payment_expiry_max,
+                    ),
+                    quote_lifespan: std::time::Duration::from_millis(quote_lifespan),
+                    rates: tally_graphql::RatesOptions {
+                        url: exchange_rates_url,
+                        table: rates_table,
+                    },
                 },
             })
         }),

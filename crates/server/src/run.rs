@@ -40,6 +40,8 @@ pub struct StartOptions {
     pub auto_peering_address: Option<SocketAddr>,
     /// This instance's ILP address, connector URL and name, for peering.
     pub auto_peering: tally_graphql::AutoPeeringOptions,
+    /// Open Payments URL, expiries and exchange rates for the payment mutations.
+    pub payments: tally_graphql::PaymentsOptions,
 }
 
 /// Why `tally start` stopped with an error.
@@ -58,6 +60,9 @@ pub enum StartError {
         /// The cluster asked for.
         cluster: u128,
     },
+    /// A flag's value cannot be used (a rates file that does not read, ...).
+    #[error("{0}")]
+    Config(String),
     /// `--transfers-max` does not fit this machine's memory addressing.
     #[error("--transfers-max {0} is too large")]
     TransfersMax(u64),
@@ -231,6 +236,7 @@ async fn graphql_serve(
         signature: options.graphql_signature.clone(),
         auto_peering: options.auto_peering.clone(),
         introspection: options.graphql_introspection,
+        payments: options.payments.clone(),
     };
     // Built after the core has recovered and just before serving: signatures timestamped
     // before this moment (plus the allowance for clocks ahead) are refused (docs/graphql.md).

@@ -8,8 +8,8 @@ use tally_ledger::{
     Account, CreateAccountResult, CreateTransferResult, Ledger, MemoryStore, Transfer,
 };
 use tally_payments::{
-    Asset, AssetCommand, Command, CreateAsset, LedgerPort, Mutation, Outcome, Payments, Success,
-    Uuid, TIMESTAMPS_PER_COMMAND,
+    Asset, AssetCommand, Command, CreateAsset, LedgerPort, LedgerRead, Mutation, Outcome, Payments,
+    Success, Uuid, TIMESTAMPS_PER_COMMAND,
 };
 
 /// A UUID v4 made from a small number (`n < 2^60`), so that tests name their ids.
@@ -75,11 +75,13 @@ impl MemoryPort {
     }
 }
 
-impl LedgerPort for MemoryPort {
+impl LedgerRead for MemoryPort {
     fn account(&self, id: u128) -> Option<Account> {
         self.ledger.account(id).copied()
     }
+}
 
+impl LedgerPort for MemoryPort {
     fn transfer(&self, id: u128) -> Option<Transfer> {
         self.ledger.transfer(&self.store, id)
     }
