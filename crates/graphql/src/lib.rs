@@ -20,6 +20,7 @@ mod scalars;
 mod schema;
 mod signature;
 mod wallet_addresses;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub use crate::schema::{sdl, COMPLEXITY_MAX, DEPTH_MAX};
 pub use crate::signature::{
     SignatureOptions, FUTURE_SKEW_MS_MAX, SEEN_MAX, SIGNATURE_BYTES_MAX, SIGNATURE_HEADER,
 };
+pub use crate::webhooks::{deliver as webhooks_deliver, WebhookOptions, DELIVERIES_IN_FLIGHT_MAX};
 
 /// Largest request body accepted (bytes).
 pub const REQUEST_BODY_BYTES_MAX: usize = 1 << 20;

@@ -15,6 +15,7 @@ use crate::peers::{Peer, PeerCommand};
 use crate::quotes::{CreateQuote, QuoteView};
 use crate::wallet_address_keys::WalletAddressKey;
 use crate::wallet_addresses::{WalletAddress, WalletAddressCommand};
+use crate::webhook_events::WebhookDeliveryResult;
 
 /// Timestamps one command reserves: the ledger events it may create (each takes one), with
 /// room to spare. The core reserves exactly this many whatever the command does, so that the
@@ -50,6 +51,8 @@ pub enum Mutation {
     Quote(CreateQuote),
     /// Outgoing payments, their funding and withdrawals, and the deprecated event liquidity.
     OutgoingPayment(OutgoingPaymentCommand),
+    /// The delivery worker's report of one webhook POST.
+    WebhookDelivery(WebhookDeliveryResult),
 }
 
 /// What a successful command returns.
@@ -93,6 +96,8 @@ pub enum Success {
     Quote(Box<QuoteView>),
     /// The outgoing payment created or cancelled.
     OutgoingPayment(Box<OutgoingPaymentView>),
+    /// A webhook delivery was recorded.
+    WebhookDelivery,
 }
 
 /// A command's result, stored for idempotent retries.

@@ -352,7 +352,7 @@ impl Payments {
         let view = self
             .incoming_payment_view(port, payment.id)
             .expect("inserted");
-        self.webhook_events.insert(WebhookEvent {
+        self.event_emit(WebhookEvent {
             id: event_id(payment.id, EVENT_CREATED),
             event_type: INCOMING_PAYMENT_CREATED.to_owned(),
             data: incoming_payment_data(&view),
@@ -476,7 +476,7 @@ impl Payments {
             }
         };
         let event = event_id(id, index);
-        self.webhook_events.insert(WebhookEvent {
+        self.event_emit(WebhookEvent {
             id: event,
             event_type: event_type.to_owned(),
             data: incoming_payment_data(&view),

@@ -72,6 +72,7 @@ pub use crate::wallet_addresses::{
     WalletAddressCommand, WalletAddressStatus, FORBIDDEN_PATHS,
 };
 pub use crate::webhook_events::{
-    event_id, WebhookEvent, WebhookWithdrawal, WALLET_ADDRESS_WEB_MONETIZATION,
+    event_id, WebhookDeliveryResult, WebhookEvent, WebhookWithdrawal,
+    WALLET_ADDRESS_WEB_MONETIZATION,
 };
 pub use uuid::Uuid;

@@ -299,7 +299,7 @@ impl Payments {
         let view = self
             .outgoing_payment_view(port, payment.id)
             .expect("inserted");
-        self.webhook_events.insert(WebhookEvent {
+        self.event_emit(WebhookEvent {
             id: created_event,
             event_type: OUTGOING_PAYMENT_CREATED.to_owned(),
             data: outgoing_payment_data(&view),
@@ -514,7 +514,7 @@ impl Payments {
             "liquidityThreshold": threshold.to_string(),
             "balance": balance.to_string(),
         });
-        self.webhook_events.insert(WebhookEvent {
+        self.event_emit(WebhookEvent {
             id: event_id(payment, EVENT_LIQUIDITY_LOW),
             event_type: ASSET_LIQUIDITY_LOW.to_owned(),
             data: data.to_string(),
@@ -548,7 +548,7 @@ impl Payments {
         payment.finished_event = Some(event);
         let view = self.outgoing_payment_view(port, id).expect("known");
         let balance = view.liquidity.unwrap_or(0);
-        self.webhook_events.insert(WebhookEvent {
+        self.event_emit(WebhookEvent {
             id: event,
             event_type: event_type.to_owned(),
             data: outgoing_payment_data(&view),

@@ -19,6 +19,7 @@ use crate::port::{LedgerPort, LedgerRead};
 use crate::quotes::Quotes;
 use crate::wallet_address_keys::WalletAddressKeys;
 use crate::wallet_addresses::WalletAddresses;
+use crate::webhook_events::WebhookDeliveries;
 use crate::webhook_events::WebhookEvents;
 
 /// Checkpoint format of the domain state; a newer binary names it when it cannot read one.
@@ -34,6 +35,7 @@ pub(crate) struct PaymentFlows {
     pub(crate) incoming: IncomingPayments,
     pub(crate) quotes: Quotes,
     pub(crate) outgoing: OutgoingPayments,
+    pub(crate) deliveries: WebhookDeliveries,
 }
 
 /// The Rafiki objects and the idempotency keys. Ordered maps only: iteration order is part of
@@ -120,6 +122,7 @@ impl Payments {
             Mutation::OutgoingPayment(outgoing) => {
                 self.execute_outgoing_payment(port, outgoing, timestamp)
             }
+            Mutation::WebhookDelivery(result) => self.execute_webhook_delivery(result, timestamp),
         };
         if let Some(key) = &command.idempotency {
             self.idempotency.remember(key, &outcome, timestamp);

@@ -442,7 +442,7 @@ impl Payments {
                     amount,
                 }),
             };
-            self.webhook_events.insert(event);
+            self.event_emit(event);
             events += 1;
             let address = self
                 .wallet_addresses

@@ -1,18 +1,21 @@
-//! Webhook events (`rafiki-admin-api.md` §8.6), as far as the domain makes them today: the
-//! `wallet_address.web_monetization` events of `triggerWalletAddressEvents`. An event is a row
-//! the ASE polls with the `webhookEvents` query; delivery (HTTP, retries) is a worker's job and
-//! is not modelled here yet.
+//! Webhook events (`rafiki-admin-api.md` §8.6): rows the ASE lists with the `webhookEvents`
+//! query, and deliveries to its webhook URL. Delivery state is journaled like everything else:
+//! the front's delivery worker reads the events that are due (`webhook_deliveries_due`), POSTs
+//! them, and reports each result as a `WebhookDeliveryResult` command; the domain then forgets
+//! a delivered event or schedules its next attempt with Rafiki's back-off, so that what is
+//! owed survives restarts and nothing is delivered by two workers' choices at once.
 //!
 //! Event ids must be chosen deterministically inside apply: the command that creates events
 //! carries a seed UUID chosen by the front (random, v4), and event `i` of the command gets
 //! `event_id(seed, i)`, a mix of the seed and `i` stamped as a UUID v4 (the ASE may use an
 //! event id as a transfer id, and transfer ids must be v4).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::command::{Outcome, Success};
 use crate::page::{page, Page, PageRequest};
 use crate::state::Payments;
 
@@ -101,7 +104,100 @@ pub fn event_id(seed: Uuid, index: u32) -> Uuid {
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
+/// What the delivery worker found when it POSTed one event.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WebhookDeliveryResult {
+    /// The event.
+    pub event_id: Uuid,
+    /// HTTP 200 came back (nothing else counts, as in Rafiki).
+    pub delivered: bool,
+    /// Rafiki's back-off unit (`min(attempts, 6)` of it before the next attempt), in ns.
+    pub retry_delay_ns: u64,
+    /// Attempts after which an event is given up (Rafiki's `WEBHOOK_MAX_RETRY`).
+    pub attempts_max: u32,
+}
+
+/// Back-off steps at most: the delay stops growing after six attempts (Rafiki).
+const RETRY_STEPS_MAX: u32 = 6;
+
+/// Events still owed to the webhook URL.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct WebhookDeliveries {
+    /// Event → failed attempts so far.
+    attempts: BTreeMap<Uuid, u32>,
+    /// `(next attempt at, event)` of every owed event.
+    due: BTreeSet<(u64, Uuid)>,
+    /// Events given up after `attempts_max` failures.
+    given_up: u64,
+}
+
 impl Payments {
+    /// Stores a new event, owed to the webhook URL from its creation.
+    pub(crate) fn event_emit(&mut self, event: WebhookEvent) {
+        let (id, at) = (event.id, event.created_at);
+        self.webhook_events.insert(event);
+        let deliveries = &mut self.flows.deliveries;
+        deliveries.attempts.insert(id, 0);
+        deliveries.due.insert((at, id));
+        assert_eq!(deliveries.attempts.len(), deliveries.due.len());
+    }
+
+    /// Records one delivery attempt at core time `timestamp`. A result for an event no longer
+    /// owed (already delivered, given up, or never owed) changes nothing: the worker may report
+    /// twice across a restart.
+    pub(crate) fn execute_webhook_delivery(
+        &mut self,
+        result: &WebhookDeliveryResult,
+        timestamp: u64,
+    ) -> Outcome {
+        let deliveries = &mut self.flows.deliveries;
+        let Some(attempts) = deliveries.attempts.get(&result.event_id).copied() else {
+            return Ok(Success::WebhookDelivery);
+        };
+        let due_at = deliveries
+            .due
+            .iter()
+            .find(|(_, id)| *id == result.event_id)
+            .map(|(at, _)| *at)
+            .expect("owed events are in the due index");
+        deliveries.due.remove(&(due_at, result.event_id));
+        deliveries.attempts.remove(&result.event_id);
+        if !result.delivered {
+            let attempts = attempts + 1;
+            if attempts >= result.attempts_max {
+                deliveries.given_up += 1;
+            } else {
+                let delay = result
+                    .retry_delay_ns
+                    .saturating_mul(u64::from(attempts.min(RETRY_STEPS_MAX)));
+                deliveries.attempts.insert(result.event_id, attempts);
+                deliveries
+                    .due
+                    .insert((timestamp.saturating_add(delay), result.event_id));
+            }
+        }
+        assert_eq!(deliveries.attempts.len(), deliveries.due.len());
+        Ok(Success::WebhookDelivery)
+    }
+
+    /// Up to `limit` owed events whose next attempt is at or before `now` (ns), earliest first.
+    pub fn webhook_deliveries_due(&self, now: u64, limit: usize) -> Vec<WebhookEvent> {
+        self.flows
+            .deliveries
+            .due
+            .iter()
+            .take_while(|(at, _)| *at <= now)
+            .take(limit)
+            .map(|(_, id)| self.webhook_events.events[id].clone())
+            .collect()
+    }
+
+    /// Events owed to the webhook URL, and events given up.
+    pub fn webhook_backlog(&self) -> (usize, u64) {
+        let deliveries = &self.flows.deliveries;
+        (deliveries.attempts.len(), deliveries.given_up)
+    }
+
     /// The webhook event with this id.
     pub fn webhook_event(&self, id: Uuid) -> Option<&WebhookEvent> {
         self.webhook_events.events.get(&id)

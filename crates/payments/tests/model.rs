@@ -646,7 +646,10 @@ impl Model {
         // The ledger stamps the command's first event right after the command.
         let event_timestamp = timestamp + 1;
         match mutation {
-            Mutation::IncomingPayment(_) | Mutation::Quote(_) | Mutation::OutgoingPayment(_) => {
+            Mutation::IncomingPayment(_)
+            | Mutation::Quote(_)
+            | Mutation::OutgoingPayment(_)
+            | Mutation::WebhookDelivery(_) => {
                 unreachable!("the generator makes no payment commands (tests/flows.rs has them)")
             }
             Mutation::Asset(AssetCommand::Create(create)) => self.create_asset(create),
@@ -1288,7 +1291,8 @@ fn seen(outcome: &Outcome) -> Expect {
         Success::IncomingPayment(_)
         | Success::Receiver(_)
         | Success::Quote(_)
-        | Success::OutgoingPayment(_) => {
+        | Success::OutgoingPayment(_)
+        | Success::WebhookDelivery => {
             unreachable!("the generator makes no payment commands (tests/flows.rs has them)")
         }
     })
@@ -1301,7 +1305,10 @@ fn seen(outcome: &Outcome) -> Expect {
 fn with_front_ids(mutation: &Mutation, mut fresh: impl FnMut() -> Uuid) -> Mutation {
     let mut mutation = mutation.clone();
     match &mut mutation {
-        Mutation::IncomingPayment(_) | Mutation::Quote(_) | Mutation::OutgoingPayment(_) => {
+        Mutation::IncomingPayment(_)
+        | Mutation::Quote(_)
+        | Mutation::OutgoingPayment(_)
+        | Mutation::WebhookDelivery(_) => {
             unreachable!("the generator makes no payment commands (tests/flows.rs has them)")
         }
         Mutation::Asset(AssetCommand::Create(create)) => create.id = fresh(),

@@ -117,6 +117,25 @@ enum Command {
             default_value_t = 2_592_000_000
         )]
         incoming_payment_expiry_max: u64,
+        /// POST every webhook event here (Rafiki's `WEBHOOK_URL`); unset: events are only kept
+        /// and listed by `webhookEvents`.
+        #[arg(long, env = "TALLY_WEBHOOK_URL")]
+        webhook_url: Option<String>,
+        /// Sign deliveries with this secret (Rafiki's `SIGNATURE_SECRET`).
+        #[arg(long, env = "TALLY_WEBHOOK_SECRET", hide_env_values = true)]
+        webhook_secret: Option<String>,
+        /// The delivery signature's version, `v<N>=` (Rafiki's `SIGNATURE_VERSION`).
+        #[arg(long, env = "TALLY_WEBHOOK_SIGNATURE_VERSION", default_value_t = 1)]
+        webhook_signature_version: u32,
+        /// One delivery's time limit, in ms (Rafiki's `WEBHOOK_TIMEOUT`).
+        #[arg(long, env = "TALLY_WEBHOOK_TIMEOUT", default_value_t = 2000)]
+        webhook_timeout: u64,
+        /// Attempts before an event is given up (Rafiki's `WEBHOOK_MAX_RETRY`).
+        #[arg(long, env = "TALLY_WEBHOOK_MAX_RETRY", default_value_t = 10)]
+        webhook_max_retry: u32,
+        /// The retry back-off unit, in ms: attempt n waits min(n, 6) of it (Rafiki: 10 s).
+        #[arg(long, env = "TALLY_WEBHOOK_RETRY_DELAY", default_value_t = 10_000)]
+        webhook_retry_delay: u64,
     },
     /// Create and format a data directory.
     Format {
@@ -172,6 +191,12 @@ fn main() -> ExitCode {
             exchange_rates_file,
             quote_lifespan,
             incoming_payment_expiry_max,
+            webhook_url,
+            webhook_secret,
+            webhook_signature_version,
+            webhook_timeout,
+            webhook_max_retry,
+            webhook_retry_delay,
         } => address_or_off(&graphql_address).and_then(|graphql_address| {
             let auto_peering_address = address_or_off(&auto_peering_address)?;
             let rates_table = match &exchange_rates_file {
@@ -211,6 +236,14 @@ fn main() -> ExitCode {
                         table: rates_table,
                     },
                 },
+                webhooks: webhook_url.map(|url| tally_graphql::WebhookOptions {
+                    url,
+                    secret: webhook_secret.filter(|secret| !secret.is_empty()),
+                    signature_version: webhook_signature_version,
+                    timeout: std::time::Duration::from_millis(webhook_timeout),
+                    retry_delay: std::time::Duration::from_millis(webhook_retry_delay),
+                    attempts_max: webhook_max_retry.max(1),
+                }),
             })
         }),
         Command::Format {

@@ -42,6 +42,8 @@ pub struct StartOptions {
     pub auto_peering: tally_graphql::AutoPeeringOptions,
     /// Open Payments URL, expiries and exchange rates for the payment mutations.
     pub payments: tally_graphql::PaymentsOptions,
+    /// Deliver webhook events (`None`: events are only kept and listed).
+    pub webhooks: Option<tally_graphql::WebhookOptions>,
 }
 
 /// Why `tally start` stopped with an error.
@@ -190,6 +192,14 @@ async fn serve_until_stopped(
     let serving = net::serve(listener, options.cluster, submit.clone());
     let graphql = graphql_serve(options, submit.clone()).await?;
     let auto_peering = auto_peering_serve(options, submit.clone()).await?;
+    if let Some(webhooks) = &options.webhooks {
+        // Runs until the core stops answering; it owes nothing on shutdown (what is owed is
+        // in the core's state).
+        tokio::spawn(tally_graphql::webhooks_deliver(
+            tally_graphql::CoreHandle::new(submit.clone()),
+            webhooks.clone(),
+        ));
+    }
     tokio::select! {
         () = serving => {}
         () = graphql => {}
