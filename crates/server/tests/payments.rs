@@ -671,3 +671,235 @@ fn payment_errors_cancel_expiry_and_retries() {
     assert_eq!(outgoing(&tally, &payment)["sentAmount"]["value"], "70");
     assert_eq!(incoming(&tally, &into_bob)["receivedAmount"]["value"], "70");
 }
+
+/// A flow a load thread ran: its payments, and whether the funding was acknowledged.
+struct Flow {
+    incoming: Value,
+    outgoing: Value,
+    deposit: Value,
+    funded: bool,
+}
+
+/// One flow up to (not including) funding; `None` once the server is gone.
+fn flow_prepared(graphql: &str, from: &str, to: &str) -> Option<(Value, Value)> {
+    let call = |query: &str, field: &str, input: Value| -> Option<Value> {
+        let body = json!({ "query": query, "variables": { "input": input } });
+        let response: Value = match ureq::post(graphql).send_json(body) {
+            Ok(response) => response.into_json().ok()?,
+            Err(ureq::Error::Status(_, response)) => response.into_json().ok()?,
+            Err(_) => return None,
+        };
+        assert!(response["errors"].is_null(), "{field}: {response}");
+        Some(response["data"][field].clone())
+    };
+    let incoming = call(
+        document!("create_incoming_payment"),
+        "createIncomingPayment",
+        json!({ "walletAddressId": to, "incomingAmount": amount(25, "USD", 2) }),
+    )?["payment"]
+        .clone();
+    let quote = call(
+        document!("create_quote"),
+        "createQuote",
+        json!({ "walletAddressId": from, "receiver": receiver_url(&incoming) }),
+    )?["quote"]
+        .clone();
+    let outgoing = call(
+        document!("create_outgoing_payment"),
+        "createOutgoingPayment",
+        json!({ "walletAddressId": from, "quoteId": quote["id"] }),
+    )?["payment"]
+        .clone();
+    Some((incoming, outgoing))
+}
+
+/// SIGKILL while clients fund payments, several times: a funded payment is COMPLETED with its
+/// amounts or still FUNDING, never half-paid; retrying every funding after the restart (same
+/// idempotency key) pays each exactly once; every completion has its events.
+#[test]
+fn sigkill_between_funding_and_completion_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    let rates = rates_file(dir.path());
+    let mut tally = Tally::start(&data, &rates);
+    let usd = asset(&tally, "USD", 2);
+    let alice = setup(&tally, &usd, "alice");
+    let bob = setup(&tally, &usd, "bob");
+    let mut flows: Vec<Flow> = Vec::new();
+    for cycle in 0..3u64 {
+        let done = std::sync::Arc::new(std::sync::Mutex::new(Vec::<Flow>::new()));
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let (graphql, done) = (tally.graphql.clone(), done.clone());
+                let (from, to) = (alice.wallet_address.clone(), bob.wallet_address.clone());
+                std::thread::spawn(move || loop {
+                    let Some((incoming, outgoing)) = flow_prepared(&graphql, &from, &to) else {
+                        return;
+                    };
+                    let deposit = json!({ "outgoingPaymentId": outgoing["id"], "idempotencyKey": uuid() });
+                    let body = json!({ "query": document!("deposit_outgoing_payment_liquidity"), "variables": { "input": deposit } });
+                    let funded = match ureq::post(&graphql).send_json(body) {
+                        Ok(response) => {
+                            let response: Value = response.into_json().expect("JSON");
+                            assert!(response["errors"].is_null(), "{response}");
+                            true
+                        }
+                        Err(_) => false,
+                    };
+                    done.lock().unwrap().push(Flow { incoming, outgoing, deposit, funded });
+                    if !funded {
+                        return;
+                    }
+                })
+            })
+            .collect();
+        std::thread::sleep(std::time::Duration::from_millis(500 + 250 * cycle));
+        tally.kill();
+        for thread in threads {
+            thread.join().expect("load thread");
+        }
+        flows.extend(std::mem::take(&mut *done.lock().unwrap()));
+        tally = Tally::start(&data, &rates);
+        for flow in &flows {
+            let state = outgoing(&tally, &flow.outgoing)["state"].clone();
+            if flow.funded {
+                assert_eq!(state, "COMPLETED", "an acknowledged funding was lost");
+            } else {
+                assert!(state == "COMPLETED" || state == "FUNDING", "{state}");
+            }
+        }
+        for flow in &flows {
+            // The retry of an acknowledged funding returns its first outcome; an unacknowledged
+            // one funds now, or finds the payment already paid.
+            let response = tally.post(
+                document!("deposit_outgoing_payment_liquidity"),
+                json!({ "input": flow.deposit }),
+            );
+            let error = &response["errors"][0];
+            assert!(
+                error.is_null() || error["message"] == "wrong state",
+                "{response}"
+            );
+            let paid = outgoing(&tally, &flow.outgoing);
+            assert_eq!(paid["state"], "COMPLETED");
+            assert_eq!(paid["sentAmount"]["value"], "25");
+            let received = incoming(&tally, &flow.incoming);
+            assert_eq!(received["receivedAmount"]["value"], "25", "paid once");
+            assert_eq!(received["state"], "COMPLETED");
+        }
+    }
+    assert!(flows.iter().any(|flow| flow.funded));
+    let completed = events(&tally, "outgoing_payment.completed").len();
+    assert!(
+        completed >= flows.len().min(100),
+        "{completed} events for {} flows",
+        flows.len()
+    );
+}
+
+/// A rates source that answers garbage, an error, or nothing in time gives Rafiki's quote
+/// error within the timeout; a good one gives the rate.
+#[test]
+fn a_bad_rates_source_gives_the_quote_error() {
+    use std::io::{Read as _, Write as _};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let rates_url = format!("http://{}/rates", listener.local_addr().unwrap());
+    let answers = std::sync::Arc::new(std::sync::Mutex::new(Vec::<&'static str>::new()));
+    let queue = answers.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let answer = queue.lock().unwrap().remove(0);
+            // One thread per request: a hanging answer must not hold up the next one.
+            std::thread::spawn(move || {
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                match answer {
+                    "hang" => std::thread::sleep(std::time::Duration::from_secs(8)),
+                    "500" => {
+                        let _ = stream.write_all(b"HTTP/1.1 500 Oops\r\ncontent-length: 0\r\n\r\n");
+                    }
+                    body => {
+                        let _ = write!(
+                            stream,
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                            body.len()
+                        );
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
+        .args(["start", "--addresses", "127.0.0.1:0"])
+        .args(["--graphql-address", "127.0.0.1:0"])
+        .args(["--auto-peering-address", "off"])
+        .args(["--exchange-rates-url", &rates_url])
+        .arg("--data-dir")
+        .arg(dir.path().join("data"))
+        .args(["--segment-mib", "4"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn tally");
+    let stdout = child.stdout.take().expect("piped");
+    let graphql = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find_map(|line| {
+            line.strip_prefix("graphql listening on ")
+                .map(|address| format!("http://{address}/graphql"))
+        })
+        .expect("graphql line");
+    let tally = Tally { child, graphql };
+    let alice = setup(&tally, &asset(&tally, "USD", 2), "alice");
+    let eve = setup(&tally, &asset(&tally, "EUR", 2), "eve");
+    let into_eve = incoming_payment(&tally, &eve, None, "EUR");
+    let quote = json!({
+        "walletAddressId": alice.wallet_address,
+        "receiver": receiver_url(&into_eve),
+        "debitAmount": amount(100, "USD", 2),
+    });
+    for answer in ["not json", "500", "hang"] {
+        answers.lock().unwrap().push(answer);
+        let started = std::time::Instant::now();
+        assert_eq!(
+            tally.fails(document!("create_quote"), quote.clone()),
+            (
+                "INTERNAL_SERVER_ERROR".into(),
+                "could not convert between assets".into()
+            ),
+            "{answer}"
+        );
+        // Bounded by the rates timeout (5 s), not by the source.
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(7),
+            "{answer}"
+        );
+    }
+    answers
+        .lock()
+        .unwrap()
+        .push(r#"{"base":"USD","rates":{"EUR":0.9}}"#);
+    let quoted = tally.ok(document!("create_quote"), "createQuote", quote)["quote"].clone();
+    assert_eq!(quoted["receiveAmount"]["value"], "90");
+    // Rates that lack the receiving code (from the cache: no request is made).
+    let gina = setup(&tally, &asset(&tally, "GBP", 2), "gina");
+    let into_gina = incoming_payment(&tally, &gina, None, "GBP");
+    assert_eq!(
+        tally.fails(
+            document!("create_quote"),
+            json!({
+                "walletAddressId": alice.wallet_address,
+                "receiver": receiver_url(&into_gina),
+                "debitAmount": amount(100, "USD", 2),
+            }),
+        ),
+        (
+            "INTERNAL_SERVER_ERROR".into(),
+            "could not convert between assets".into()
+        )
+    );
+    assert!(answers.lock().unwrap().is_empty());
+}
