@@ -40,8 +40,13 @@ impl Drop for Tally {
 
 impl Tally {
     fn start(data_dir: &Path, rates_file: &Path) -> Tally {
+        Tally::start_with(data_dir, rates_file, &["start"])
+    }
+
+    fn start_with(data_dir: &Path, rates_file: &Path, extra: &[&str]) -> Tally {
         let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
-            .args(["start", "--addresses", "127.0.0.1:0"])
+            .args(extra)
+            .args(["--addresses", "127.0.0.1:0"])
             .args(["--graphql-address", "127.0.0.1:0"])
             .args(["--auto-peering-address", "off"])
             .args(["--open-payments-url", OPEN_PAYMENTS_URL])
@@ -902,4 +907,203 @@ fn a_bad_rates_source_gives_the_quote_error() {
         )
     );
     assert!(answers.lock().unwrap().is_empty());
+}
+
+/// The rest of the documented errors: approve and cancel of incoming payments, updates,
+/// withdrawals without their events, the deprecated event liquidity, inactive addresses, and a
+/// quote that expires before it is paid or funded.
+#[test]
+fn more_documented_errors_and_quote_expiry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let tally = Tally::start_with(
+        &dir.path().join("data"),
+        &rates_file(dir.path()),
+        &["start", "--quote-lifespan", "1500"],
+    );
+    let usd = asset(&tally, "USD", 2);
+    let alice = setup(&tally, &usd, "alice");
+    let bob = setup(&tally, &usd, "bob");
+
+    // Approve and cancel: PENDING only, once.
+    let pending = incoming_payment(&tally, &bob, Some(10), "USD");
+    let approved = tally.ok(
+        document!("approve_incoming_payment"),
+        "approveIncomingPayment",
+        json!({ "id": pending["id"] }),
+    );
+    assert_eq!(approved["payment"]["state"], "PENDING");
+    assert_eq!(
+        tally.fails(
+            document!("cancel_incoming_payment"),
+            json!({ "id": pending["id"] })
+        ),
+        ("FORBIDDEN".into(), "action already performed".into())
+    );
+    assert_eq!(
+        tally.fails(
+            document!("approve_incoming_payment"),
+            json!({ "id": uuid() })
+        ),
+        ("NOT_FOUND".into(), "unknown payment".into())
+    );
+    let updated = tally.ok(
+        document!("update_incoming_payment"),
+        "updateIncomingPayment",
+        json!({ "id": pending["id"], "metadata": { "note": "new" } }),
+    );
+    assert_eq!(updated["payment"]["metadata"], json!({ "note": "new" }));
+    assert_eq!(
+        tally.fails(
+            document!("update_incoming_payment"),
+            json!({ "id": uuid(), "metadata": {} })
+        ),
+        ("NOT_FOUND".into(), "unknown payment".into())
+    );
+
+    // Withdrawals need their completion events; event liquidity needs the right event.
+    let invalid_id = (
+        "BAD_USER_INPUT".to_owned(),
+        "Invalid transfer id".to_owned(),
+    );
+    assert_eq!(
+        tally.fails(
+            document!("create_incoming_payment_withdrawal"),
+            json!({ "incomingPaymentId": pending["id"], "idempotencyKey": uuid(), "timeoutSeconds": 0 }),
+        ),
+        invalid_id
+    );
+    assert_eq!(
+        tally.fails(
+            document!("create_outgoing_payment_withdrawal"),
+            json!({ "outgoingPaymentId": uuid(), "idempotencyKey": uuid(), "timeoutSeconds": 0 }),
+        ),
+        invalid_id
+    );
+    let created_event = &events(&tally, "incoming_payment.created")[0];
+    assert_eq!(
+        tally.fails(
+            document!("deposit_event_liquidity"),
+            json!({ "eventId": created_event["id"], "idempotencyKey": uuid() }),
+        ),
+        invalid_id,
+        "not an outgoing_payment.created event"
+    );
+    assert_eq!(
+        tally.fails(
+            document!("withdraw_event_liquidity"),
+            json!({ "eventId": created_event["id"], "idempotencyKey": uuid() }),
+        ),
+        invalid_id,
+        "an event without a withdrawal"
+    );
+
+    // The deprecated path funds too, by the created event's id; withdrawEventLiquidity then
+    // takes what the completion event names.
+    let into_bob = incoming_payment(&tally, &bob, Some(30), "USD");
+    let quote = tally.ok(
+        document!("create_quote"),
+        "createQuote",
+        json!({ "walletAddressId": alice.wallet_address, "receiver": receiver_url(&into_bob) }),
+    )["quote"]
+        .clone();
+    let payment = tally.ok(
+        document!("create_outgoing_payment"),
+        "createOutgoingPayment",
+        json!({ "walletAddressId": alice.wallet_address, "quoteId": quote["id"] }),
+    )["payment"]
+        .clone();
+    let created = events(&tally, "outgoing_payment.created");
+    let created = created
+        .iter()
+        .find(|event| event["data"]["id"] == payment["id"])
+        .expect("the created event");
+    assert_eq!(created["data"]["debitAmount"]["value"], "30");
+    tally.ok(
+        document!("deposit_event_liquidity"),
+        "depositEventLiquidity",
+        json!({ "eventId": created["id"], "idempotencyKey": uuid() }),
+    );
+    assert_eq!(outgoing(&tally, &payment)["state"], "COMPLETED");
+    let completed = &events(&tally, "incoming_payment.completed")[0];
+    tally.ok(
+        document!("withdraw_event_liquidity"),
+        "withdrawEventLiquidity",
+        json!({ "eventId": completed["id"], "idempotencyKey": uuid() }),
+    );
+    assert_eq!(incoming(&tally, &into_bob)["liquidity"], "0");
+    assert_eq!(
+        tally.fails(
+            document!("create_outgoing_payment_withdrawal"),
+            json!({ "outgoingPaymentId": payment["id"], "idempotencyKey": uuid(), "timeoutSeconds": 0 }),
+        ),
+        ("FORBIDDEN".into(), "Insufficient transfer balance".into()),
+        "no fee: nothing left on the payment"
+    );
+
+    // A quote that expires before it is used: no payment from it.
+    let later = incoming_payment(&tally, &bob, Some(10), "USD");
+    let quote = tally.ok(
+        document!("create_quote"),
+        "createQuote",
+        json!({ "walletAddressId": alice.wallet_address, "receiver": receiver_url(&later) }),
+    )["quote"]
+        .clone();
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    assert_eq!(
+        tally.fails(
+            document!("create_outgoing_payment"),
+            json!({ "walletAddressId": alice.wallet_address, "quoteId": quote["id"] }),
+        ),
+        ("BAD_USER_INPUT".into(), "invalid quote".into())
+    );
+    // One that expires between the payment and its funding: FAILED, the money waits.
+    let quote = tally.ok(
+        document!("create_quote"),
+        "createQuote",
+        json!({ "walletAddressId": alice.wallet_address, "receiver": receiver_url(&later) }),
+    )["quote"]
+        .clone();
+    let payment = tally.ok(
+        document!("create_outgoing_payment"),
+        "createOutgoingPayment",
+        json!({ "walletAddressId": alice.wallet_address, "quoteId": quote["id"] }),
+    )["payment"]
+        .clone();
+    std::thread::sleep(std::time::Duration::from_millis(1600));
+    fund(&tally, &payment);
+    let failed = outgoing(&tally, &payment);
+    assert_eq!(failed["state"], "FAILED");
+    assert_eq!(failed["error"], "QuoteExpired");
+    assert_eq!(failed["liquidity"], "10");
+    tally.ok(
+        document!("create_outgoing_payment_withdrawal"),
+        "createOutgoingPaymentWithdrawal",
+        json!({ "outgoingPaymentId": payment["id"], "idempotencyKey": uuid(), "timeoutSeconds": 0 }),
+    );
+
+    // Inactive wallet addresses can neither receive nor quote.
+    tally.ok(
+        document!("update_wallet_address"),
+        "updateWalletAddress",
+        json!({ "id": bob.wallet_address, "status": "INACTIVE" }),
+    );
+    assert_eq!(
+        tally.fails(
+            document!("create_incoming_payment"),
+            json!({ "walletAddressId": bob.wallet_address })
+        ),
+        ("INACTIVE".into(), "inactive wallet address".into())
+    );
+    tally.ok(
+        document!("update_wallet_address"),
+        "updateWalletAddress",
+        json!({ "id": alice.wallet_address, "status": "INACTIVE" }),
+    );
+    assert_eq!(
+        tally.fails(
+            document!("create_quote"),
+            json!({ "walletAddressId": alice.wallet_address, "receiver": receiver_url(&later) }),
+        ),
+        ("INACTIVE".into(), "inactive wallet address".into())
+    );
 }
