@@ -14,8 +14,42 @@ use tally_server::run::{self, StartError, StartOptions};
     version
 )]
 struct Cli {
+    /// Log lines as text or as one JSON object per line (for log shippers).
+    #[arg(long, global = true, env = "TALLY_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    /// What to log: a level (`info`, `debug`, ...) or a `tracing` filter
+    /// (`info,tally_core=debug`); else `TALLY_LOG`, then `RUST_LOG`, then `info`.
+    #[arg(long, global = true)]
+    log_level: Option<String>,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    /// Human-readable lines; colour only when stderr is a terminal.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Logs to stderr as the flags say. Colour codes only reach a terminal: a log captured to a
+/// file or a pipe stays plain text.
+fn logging_init(format: LogFormat, level: Option<&str>) {
+    use std::io::IsTerminal;
+    let filter = level
+        .map(tracing_subscriber::EnvFilter::new)
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG").ok())
+        .or_else(|| tracing_subscriber::EnvFilter::try_from_env("RUST_LOG").ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.with_ansi(std::io::stderr().is_terminal()).init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 // Parsed once at start: the size of `Start` costs nothing.
@@ -161,14 +195,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("TALLY_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    logging_init(cli.log_format, cli.log_level.as_deref());
     let result: Result<(), StartError> = match cli.command {
         Command::Start {
             data_dir,
