@@ -9,8 +9,9 @@
 //! `harness::report`: `{scenario, date, machine, params, ...figures}` in plain units.
 //! `durable`, `recovery` and `recovery-mixed` run a real `tally start` child; what they share
 //! (options, data directory, child process, accounts and transfers) is in `harness/`.
-//! `graphql` runs one too, with its Admin API on, and drives it over HTTP.
-//! To add a scenario (`payments`, ...): a module under `scenarios/` with an `Args` struct
+//! `graphql` runs one too, with its Admin API on, and drives it over HTTP; `payments` drives
+//! whole local payments through it on `graphql`'s connections.
+//! To add a scenario: a module under `scenarios/` with an `Args` struct
 //! (flattening `harness::options::ServerArgs` if it runs a server) and a `run(args)` function,
 //! and one variant in `Scenario` below.
 
@@ -29,8 +30,7 @@ static ALLOCATOR: alloc::Counting = alloc::Counting;
     name = "tally-bench",
     version,
     about = "Tally's benchmark harness: runs one scenario, prints a table, writes target/bench/SCENARIO.json",
-    after_help = "Results go to $CARGO_TARGET_DIR/bench/SCENARIO.json, else <workspace>/target/bench/. \
-                  Scenarios still to come: payments."
+    after_help = "Results go to $CARGO_TARGET_DIR/bench/SCENARIO.json, else <workspace>/target/bench/."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -56,6 +56,10 @@ enum Scenario {
     /// two-phase withdrawals and liquidity queries from 1, 16, 64 keep-alive clients;
     /// throughput and latency, optionally after preloading the ledger with N transfers.
     Graphql(scenarios::graphql::Args),
+    /// Local payments over the Admin API against a real `tally start`: incoming payment,
+    /// quote, outgoing payment and its funding, from 1, 16, 64 keep-alive clients; completed
+    /// payments/s and the latency of the flow and of the fund step.
+    Payments(scenarios::payments::Args),
 }
 
 fn main() {
@@ -66,5 +70,6 @@ fn main() {
         Scenario::Recovery(args) => scenarios::recovery::run(args),
         Scenario::RecoveryMixed(args) => scenarios::recovery_mixed::run(args),
         Scenario::Graphql(args) => scenarios::graphql::run(args),
+        Scenario::Payments(args) => scenarios::payments::run(args),
     }
 }

@@ -1,6 +1,6 @@
 //! Keeps the harness compiling and working: `core --smoke`, `durable --smoke`,
-//! `recovery --smoke`, `recovery-mixed --smoke` and `graphql --smoke` must exit 0 and write
-//! well-formed JSON.
+//! `recovery --smoke`, `recovery-mixed --smoke`, `graphql --smoke` and `payments --smoke` must
+//! exit 0 and write well-formed JSON.
 //! Nothing here looks at speed (CI machines vary, and benchmarks never gate CI). The server
 //! scenarios run the real `tally` binary (built with `cargo build --release -p tally-server` if
 //! it is not in the target directory yet).
@@ -233,6 +233,47 @@ fn graphql_smoke_writes_json() {
 }
 
 #[test]
+fn payments_smoke_writes_json() {
+    let json = smoke("payments", "clients");
+    let runs = json["runs"].as_object().expect("runs object");
+    let per_run = json["params"]["count"].as_u64().expect("count");
+    for clients in [1, 4] {
+        let name = format!("payments_{clients}");
+        let r = &runs[&name];
+        assert!(r.is_object(), "run {name} missing");
+        for key in [
+            "payments_per_second",
+            "mutations_per_second",
+            "p50_ms",
+            "p99_ms",
+            "p999_ms",
+            "p100_ms",
+            "server_cpu_per_second",
+            "client_cpu_per_second",
+        ] {
+            non_negative(r, key);
+        }
+        for step in [
+            "create_incoming_payment",
+            "create_quote",
+            "create_outgoing_payment",
+            "fund",
+        ] {
+            let latency = &r[format!("{step}_latency")];
+            non_negative(latency, "p99_ms");
+            assert_eq!(latency["requests"], per_run, "{name}.{step}: {r}");
+        }
+        assert_eq!(r["errors"], 0, "{name}: {r}");
+        assert_eq!(r["payments"], per_run, "{name}: {r}");
+        assert_eq!(r["flows"], per_run, "{name}: {r}");
+    }
+    // Every payment made was read back COMPLETED (no warm-up with --smoke).
+    assert_eq!(json["verified"], 2 * per_run);
+    assert!(json["targets"]["fund_p99_ms_max"].is_number());
+    assert_eq!(json["server_warnings"], serde_json::json!([]));
+}
+
+#[test]
 fn help_lists_scenarios() {
     let output = Command::new(env!("CARGO_BIN_EXE_tally-bench"))
         .arg("--help")
@@ -240,7 +281,14 @@ fn help_lists_scenarios() {
         .expect("run tally-bench --help");
     assert!(output.status.success());
     let help = String::from_utf8_lossy(&output.stdout);
-    for scenario in ["core", "durable", "recovery", "recovery-mixed", "graphql"] {
+    for scenario in [
+        "core",
+        "durable",
+        "recovery",
+        "recovery-mixed",
+        "graphql",
+        "payments",
+    ] {
         assert!(
             help.contains(scenario),
             "{scenario} missing from --help:\n{help}"

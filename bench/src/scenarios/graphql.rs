@@ -517,9 +517,9 @@ fn query_body(asset: &str) -> String {
     format!(r#"{{"query":"{LIQUIDITY}","variables":{{"id":"{asset}"}}}}"#)
 }
 
-/// What a response must say besides "no errors".
+/// What a response must say besides "no errors" (`payments` uses `None` and reads the answer).
 #[derive(Clone, Copy)]
-enum Check {
+pub(crate) enum Check {
     /// Nothing more.
     None,
     /// `data.FIELD.success == true`.
@@ -528,14 +528,14 @@ enum Check {
     Liquidity,
 }
 
-/// One keep-alive HTTP/1.1 connection to the Admin API.
-struct Connection {
+/// One keep-alive HTTP/1.1 connection to the Admin API (`payments` drives its flows on these).
+pub(crate) struct Connection {
     sender: SendRequest<Full<Bytes>>,
     host: String,
 }
 
 impl Connection {
-    async fn open(address: SocketAddr) -> Connection {
+    pub(crate) async fn open(address: SocketAddr) -> Connection {
         let stream = tokio::net::TcpStream::connect(address)
             .await
             .unwrap_or_else(|e| panic!("connect to {address}: {e}"));
@@ -556,7 +556,7 @@ impl Connection {
 
     /// POSTs one GraphQL request and checks the answer; returns the response's JSON, or what
     /// was wrong with it.
-    async fn post(&mut self, body: &str, check: Check) -> Result<Value, String> {
+    pub(crate) async fn post(&mut self, body: &str, check: Check) -> Result<Value, String> {
         let request = hyper::Request::post("/graphql")
             .header(hyper::header::HOST, &self.host)
             .header(hyper::header::CONTENT_TYPE, "application/json")
@@ -800,7 +800,7 @@ async fn run_workload(
 }
 
 /// This process's CPU time (user + system, all threads).
-fn own_cpu_time() -> Duration {
+pub(crate) fn own_cpu_time() -> Duration {
     // SAFETY: getrusage fills the struct it is given; a zeroed rusage is a valid value.
     let usage = unsafe {
         let mut usage: libc::rusage = std::mem::zeroed();

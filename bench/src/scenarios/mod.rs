@@ -4,5 +4,6 @@
 pub(crate) mod core;
 pub(crate) mod durable;
 pub(crate) mod graphql;
+pub(crate) mod payments;
 pub(crate) mod recovery;
 pub(crate) mod recovery_mixed;

@@ -210,14 +210,20 @@ impl Payments {
                 let created = self
                     .quote_create(port, quote, timestamp)
                     .map_err(quote_error_for_payment)?;
-                let view = self.outgoing_payment_create(
+                let payment = self.outgoing_payment_create(
                     port,
                     quote.wallet_address_id,
                     Some(created.quote.id),
                     metadata,
                     timestamp,
-                )?;
-                Ok(Success::OutgoingPayment(Box::new(view)))
+                );
+                if payment.is_err() {
+                    // A refused command changes nothing, so the quote made for it goes too. (A
+                    // quote lifespan of 0 makes quotes that are born expired, which the payment
+                    // refuses; Rafiki keeps such a quote.)
+                    self.quote_forget(created.quote.id);
+                }
+                Ok(Success::OutgoingPayment(Box::new(payment?)))
             }
             OutgoingPaymentCommand::Cancel { id, reason } => {
                 self.execute_outgoing_payment_cancel(port, *id, reason.as_deref())

@@ -306,6 +306,16 @@ impl Payments {
         })
     }
 
+    /// Removes a quote that the current command created, when the command fails after it.
+    pub(crate) fn quote_forget(&mut self, id: Uuid) {
+        let quotes = &mut self.flows.quotes;
+        let quote = quotes.quotes.remove(&id).expect("created by this command");
+        let indexed = quotes
+            .by_wallet_address
+            .remove(&(quote.wallet_address_id, quote.created_at));
+        assert_eq!(indexed, Some(id), "a quote is indexed by its address");
+    }
+
     /// The quote with its assets.
     pub fn quote_view(&self, id: Uuid) -> Option<QuoteView> {
         let quote = self.flows.quotes.quotes.get(&id)?;
