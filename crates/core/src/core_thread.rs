@@ -523,8 +523,10 @@ impl Core {
 
     fn checkpoint(&mut self) -> Result<(), CoreError> {
         let started = std::time::Instant::now();
-        let mut blob = Vec::new();
-        self.state.encode_checkpoint(&mut blob);
+        let mut encoding = self.state.checkpoint_begin();
+        let complete = encoding.encode_step(&self.state, usize::MAX);
+        assert!(complete);
+        let blob = encoding.finish();
         let encoded = started.elapsed();
         // A checkpoint names the journal record the state reflects (every appended record has
         // been applied), not the state's op: one record holds many entries, each an op.

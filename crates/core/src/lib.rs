@@ -13,7 +13,9 @@ mod storage;
 mod transfers;
 mod view;
 
-pub use crate::checkpoint::{CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_MIN};
+pub use crate::checkpoint::{
+    CheckpointEncoding, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_MIN,
+};
 pub use crate::command::{
     admin_decode, admin_encode, BatchOperation, Command, Request, StateOperation,
 };
