@@ -142,12 +142,30 @@ impl CheckpointEncoding {
 }
 
 impl State {
-    /// Begins a checkpoint (format `CHECKPOINT_FORMAT`) of the state as it is now: writes the
-    /// head; `CheckpointEncoding::encode_step` copies the rest, now or after later records.
-    pub fn checkpoint_begin(&self) -> CheckpointEncoding {
+    /// Begins a checkpoint (format `CHECKPOINT_FORMAT`) of the state as it is now, into
+    /// `buffer` (emptied first; the previous checkpoint's, whose pages are already faulted in,
+    /// saves the core those faults): writes the head; `CheckpointEncoding::encode_step` copies
+    /// the rest, now or after later records.
+    pub fn checkpoint_begin(&self, buffer: Vec<u8>) -> CheckpointEncoding {
         let batch_count = self.locations.batches.len();
         let domain_count = self.locations.domain.len();
-        let mut blob = Vec::new();
+        let mut sessions = Vec::new();
+        self.sessions.encode(&mut sessions);
+        let mut payments = Vec::new();
+        self.payments.encode_checkpoint(&mut payments);
+        let size_bytes = 8
+            + 16
+            + 4 * 8
+            + 8
+            + sessions.len()
+            + payments.len()
+            + self.ledger.checkpoint_size_bytes()
+            + batch_count * BATCH_SIZE_BYTES
+            + domain_count * Transfer::SIZE;
+        // One allocation for all of it: growing a large blob would copy it, inside a turn.
+        let mut blob = buffer;
+        blob.clear();
+        blob.reserve_exact(size_bytes);
         blob.extend_from_slice(CHECKPOINT_MAGIC_PREFIX);
         blob.extend_from_slice(format!("{CHECKPOINT_FORMAT:02}").as_bytes());
         blob.extend_from_slice(&self.cluster.to_le_bytes());
@@ -155,19 +173,15 @@ impl State {
         blob.extend_from_slice(&self.timestamp.to_le_bytes());
         blob.extend_from_slice(&(batch_count as u64).to_le_bytes());
         blob.extend_from_slice(&(domain_count as u64).to_le_bytes());
-        let mut sessions = Vec::new();
-        self.sessions.encode(&mut sessions);
         blob.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
         blob.extend_from_slice(&sessions);
-        self.payments.encode_checkpoint(&mut blob);
+        blob.extend_from_slice(&payments);
         let ledger = self.ledger.checkpoint_begin(&mut blob);
         let tail_bytes = ledger.tail_bytes_left()
             + batch_count * BATCH_SIZE_BYTES
             + domain_count * Transfer::SIZE;
-        // One allocation for the whole tail: growing a large blob by doubling would copy it
-        // inside a step.
-        blob.reserve_exact(tail_bytes);
-        let size_bytes = blob.len() + tail_bytes;
+        // Pair with the size computed beforehand.
+        assert_eq!(blob.len() + tail_bytes, size_bytes);
         CheckpointEncoding {
             blob,
             ledger,
@@ -457,10 +471,10 @@ mod tests {
             );
         }
         let digest_at_beginning = state.digest(&log);
-        let mut whole = state.checkpoint_begin();
+        let mut whole = state.checkpoint_begin(Vec::new());
         assert!(whole.encode_step(&state, usize::MAX));
         let at_beginning = whole.finish();
-        let mut sliced = state.checkpoint_begin();
+        let mut sliced = state.checkpoint_begin(vec![1, 2, 3]);
         assert_eq!(sliced.size_bytes(), at_beginning.len());
         assert!(!sliced.encode_step(&state, 100));
 

@@ -22,7 +22,7 @@ pub use crate::command::{
 pub use crate::core_thread::{
     hex, realtime_ns, Connection, Core, CoreOptions, Deferred, Read, Submission,
     ADMIN_COMMAND_SIZE_MAX, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, CHECKPOINT_INTERVAL_BYTES,
-    CHECKPOINT_INTERVAL_ENTRIES, CHECKPOINT_INTERVAL_WORK,
+    CHECKPOINT_INTERVAL_ENTRIES, CHECKPOINT_INTERVAL_WORK, CHECKPOINT_STEP_BYTES,
 };
 pub use crate::entry::{EntryKind, RECORD_KIND_BATCH};
 pub use crate::error::{CoreError, RecoveryError};

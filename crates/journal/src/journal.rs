@@ -148,19 +148,19 @@ pub struct Journal<S: Storage = FileStorage> {
 struct CheckpointWriting {
     op: u64,
     slot: usize,
-    state_size_bytes: u64,
-    writer: JoinHandle<Result<Duration, JournalError>>,
+    writer: JoinHandle<Result<(Duration, Vec<u8>), JournalError>>,
 }
 
 /// A checkpoint that is durable in its slot: recovery may choose it from now on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct CheckpointLanded {
     /// The record it follows.
     pub op: u64,
-    /// The size of its state.
-    pub state_size_bytes: u64,
     /// How long the writer thread took: checksum, write, fsyncs and rename.
     pub write_duration: Duration,
+    /// The state, handed back: a caller that encodes the next checkpoint into it finds its
+    /// pages already faulted in.
+    pub state: Vec<u8>,
 }
 
 impl Journal<FileStorage> {
@@ -530,15 +530,15 @@ impl<S: Storage> Journal<S> {
     /// `write_checkpoint` on the journal's writer thread: checks and prepares here (syncing the
     /// log through `op` if it is not yet), then returns while a thread of its own checksums,
     /// writes and fsyncs `state` and renames it over a slot. At most one checkpoint is in
-    /// flight: `checkpoint_poll` or `checkpoint_wait` learns how it ended, and only then does
-    /// the journal count on it. A failed write reports the error `write_checkpoint` would have.
+    /// flight: `checkpoint_poll` or `checkpoint_wait` learns how it ended (and hands `state`
+    /// back), and only then does the journal count on it. A failed write reports the error
+    /// `write_checkpoint` would have.
     pub fn checkpoint_start(&mut self, op: u64, state: Vec<u8>) -> Result<(), JournalError> {
         assert!(
             self.checkpoint_writing.is_none(),
             "one checkpoint in flight at most"
         );
-        let state_size_bytes = state.len() as u64;
-        let (slot, header) = self.checkpoint_prepare(op, state_size_bytes)?;
+        let (slot, header) = self.checkpoint_prepare(op, state.len() as u64)?;
         let directory = self.directory.clone();
         let directory_file = self
             .directory_file
@@ -549,18 +549,10 @@ impl<S: Storage> Journal<S> {
             .spawn(move || {
                 let started = Instant::now();
                 checkpoint_write(&directory_file, &directory, slot, header, &state)?;
-                // Freeing a state of hundreds of MB takes time too: here, not on the caller's
-                // thread.
-                drop(state);
-                Ok(started.elapsed())
+                Ok((started.elapsed(), state))
             })
             .map_err(io_error(&self.directory))?;
-        self.checkpoint_writing = Some(CheckpointWriting {
-            op,
-            slot,
-            state_size_bytes,
-            writer,
-        });
+        self.checkpoint_writing = Some(CheckpointWriting { op, slot, writer });
         Ok(())
     }
 
@@ -593,13 +585,13 @@ impl<S: Storage> Journal<S> {
             Ok(written) => written,
             Err(panic) => std::panic::resume_unwind(panic),
         };
-        let write_duration = written?;
+        let (write_duration, state) = written?;
         assert_eq!(self.checkpoint_slot_ops[writing.slot], None);
         self.checkpoint_slot_ops[writing.slot] = Some(writing.op);
         Ok(Some(CheckpointLanded {
             op: writing.op,
-            state_size_bytes: writing.state_size_bytes,
             write_duration,
+            state,
         }))
     }
 

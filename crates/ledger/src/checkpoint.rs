@@ -250,9 +250,36 @@ impl Ledger {
     /// Deterministic: equal states encode to equal bytes. Transfer bodies are not included: a
     /// restore needs the same store.
     pub fn encode_checkpoint(&self, out: &mut Vec<u8>) {
+        let start = out.len();
         let mut checkpoint = self.checkpoint_begin(out);
         let complete = checkpoint.encode_step(self, out, usize::MAX);
         assert!(complete);
+        // Pair with the size announced beforehand.
+        assert_eq!(out.len() - start, self.checkpoint_size_bytes());
+    }
+
+    /// The size of the checkpoint encoding of the state as it is now, head and tail: so that a
+    /// caller can allocate once for all of it.
+    pub fn checkpoint_size_bytes(&self) -> usize {
+        let lists: usize = self
+            .account_transfers
+            .iter()
+            .zip(&self.account_history)
+            .map(|(handles, rows)| handles.len() * 8 + rows.len() * BalanceSnapshot::SIZE)
+            .sum();
+        MAGIC.len()
+            + 3 * 8
+            + 8
+            + self.accounts.len() * (Account::SIZE + 2 * 8)
+            + 8
+            + self.transfer_state.len()
+            + 8
+            + self.balancing_amounts.len() * 24
+            + 8
+            + self.expiries.len() * 16
+            + 8
+            + self.orphan_ids.len() * 16
+            + lists
     }
 
     /// Appends the head of the state (everything a batch may change in place: accounts,
