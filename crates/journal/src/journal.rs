@@ -547,6 +547,7 @@ impl<S: Storage> Journal<S> {
         let writer = std::thread::Builder::new()
             .name("tally-checkpoint".into())
             .spawn(move || {
+                writer_yield_cpu();
                 let started = Instant::now();
                 checkpoint_write(&directory_file, &directory, slot, header, &state)?;
                 Ok((started.elapsed(), state))
@@ -738,6 +739,21 @@ impl<S: Storage> Drop for Journal<S> {
         if let Some(writing) = self.checkpoint_writing.take() {
             let _ = writing.writer.join();
         }
+    }
+}
+
+/// Nice value of the checkpoint writer thread: when the CPUs are busy, the caller's threads
+/// (the core and the fronts, which replies wait for) go first; a checkpoint can wait.
+const CHECKPOINT_WRITER_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's CPU priority to `CHECKPOINT_WRITER_NICE`. On Linux the nice value
+/// is per thread, so the rest of the process keeps its own.
+fn writer_yield_cpu() {
+    // SAFETY: a plain syscall that changes the calling thread's nice value.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, CHECKPOINT_WRITER_NICE) };
+    // A writer at the default priority still writes correct checkpoints: say so and go on.
+    if result != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "checkpoint writer keeps its priority");
     }
 }
 

@@ -61,7 +61,7 @@ fn child_spawn(test: &str, directory: &Path) -> Child {
         .expect("spawn the child")
 }
 
-/// Up to about 2 MB, so that a kill often lands while the writer thread writes it.
+/// Up to about 4 MB, so that a kill often lands while the writer thread writes it.
 fn checkpoint_state(op: u64) -> Vec<u8> {
     format!("state after op {op};")
         .repeat(1 + (op % 50) as usize * 4096)
