@@ -139,8 +139,8 @@ struct CheckpointUnderWay {
     encode: Duration,
     /// How long the head took (the core stops for it at the checkpoint's moment).
     head: Duration,
-    /// The longest the core stopped for it at once: the head or one slice.
-    pause_max: Duration,
+    /// The longest slice.
+    step_max: Duration,
     /// Turns that copied a slice.
     steps: u32,
 }
@@ -586,7 +586,7 @@ impl Core {
             began,
             encode: head,
             head,
-            pause_max: head,
+            step_max: Duration::ZERO,
             steps: 0,
         });
         // What comes after this moment is what the next checkpoint bounds.
@@ -608,7 +608,7 @@ impl Core {
                 let complete = encoding.encode_step(&self.state, CHECKPOINT_STEP_BYTES);
                 let step = started.elapsed();
                 checkpoint.encode += step;
-                checkpoint.pause_max = checkpoint.pause_max.max(step);
+                checkpoint.step_max = checkpoint.step_max.max(step);
                 checkpoint.steps += 1;
                 if complete {
                     self.checkpoint_write()?;
@@ -639,7 +639,7 @@ impl Core {
             op = checkpoint.op,
             bytes = blob.len(),
             head_us = checkpoint.head.as_micros(),
-            pause_us = checkpoint.pause_max.as_micros(),
+            step_us_max = checkpoint.step_max.as_micros(),
             encode_ms = checkpoint.encode.as_millis(),
             steps = checkpoint.steps,
             "writing checkpoint"
@@ -683,13 +683,14 @@ impl Core {
         assert_eq!(landed.op, checkpoint.record);
         assert_eq!(landed.state.len(), checkpoint.size_bytes);
         self.checkpoint_buffer = landed.state;
-        // Operators see what it cost, and how long the core stopped for it at most.
+        // Operators see what it cost, and how long the core stopped for it at once: the head, or
+        // the longest slice.
         tracing::info!(
             record = checkpoint.record,
             op = checkpoint.op,
             bytes = checkpoint.size_bytes,
             head_us = checkpoint.head.as_micros(),
-            pause_us = checkpoint.pause_max.as_micros(),
+            step_us_max = checkpoint.step_max.as_micros(),
             encode_ms = checkpoint.encode.as_millis(),
             steps = checkpoint.steps,
             write_ms = landed.write_duration.as_millis(),
