@@ -256,19 +256,13 @@ pub(crate) fn recovered(lines: &[String]) -> Option<Recovered> {
         op: field(line, "op")?,
         checkpoint_record,
         records: field(line, "records")?,
-        fields: fields(line)
-            .map(|(key, value)| {
-                let value = value
-                    .parse::<u64>()
-                    .map_or_else(|_| Value::from(value), Value::from);
-                (key.to_string(), value)
-            })
-            .collect(),
+        fields: fields_json(line),
     })
 }
 
-/// A `checkpoint record=R op=Y bytes=B` line: a checkpoint the server wrote.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// A `checkpoint record=R op=Y bytes=B ...` line: a checkpoint the server wrote (logged once
+/// durable).
+#[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Checkpoint {
     /// The journal record the checkpoint covers.
     pub record: u64,
@@ -276,6 +270,9 @@ pub(crate) struct Checkpoint {
     pub op: u64,
     /// Its size.
     pub bytes: u64,
+    /// Every `key=value` of the line (what it cost: `encode_ms`, `total_ms`, and since format 3
+    /// `head_us`, `step_us_max`, `write_ms`), numbers as numbers.
+    pub fields: Map<String, Value>,
 }
 
 /// Every `checkpoint` line of `lines`, in order.
@@ -288,7 +285,20 @@ pub(crate) fn checkpoints(lines: &[String]) -> Vec<Checkpoint> {
                 record: field(line, "record")?,
                 op: field(line, "op")?,
                 bytes: field(line, "bytes").unwrap_or(0),
+                fields: fields_json(line),
             })
+        })
+        .collect()
+}
+
+/// The `key=value` pairs of a line as JSON, numbers as numbers.
+fn fields_json(line: &str) -> Map<String, Value> {
+    fields(line)
+        .map(|(key, value)| {
+            let value = value
+                .parse::<u64>()
+                .map_or_else(|_| Value::from(value), Value::from);
+            (key.to_string(), value)
         })
         .collect()
 }
@@ -343,14 +353,15 @@ mod tests {
         assert_eq!((r.op, r.checkpoint_record, r.records), (7, 3, 4));
         assert_eq!(r.fields["checkpoint_op"], 3);
         assert_eq!(r.fields["reads"], "x");
+        let checkpoint = checkpoints(&lines);
         assert_eq!(
-            checkpoints(&lines),
-            vec![Checkpoint {
-                record: 3,
-                op: 5,
-                bytes: 99
-            }]
+            checkpoint
+                .iter()
+                .map(|c| (c.record, c.op, c.bytes))
+                .collect::<Vec<_>>(),
+            vec![(3, 5, 99)]
         );
+        assert_eq!(checkpoint[0].fields["bytes"], 99);
         assert!(warnings(&lines).is_empty());
     }
 }

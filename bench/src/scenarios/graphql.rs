@@ -262,8 +262,8 @@ pub(crate) fn run(args: Args) {
                 ledger_transfers_start: ledger_transfers,
                 server_cpu: server.process.cpu_time().saturating_sub(cpu_server),
                 client_cpu: own_cpu_time().saturating_sub(cpu_client),
-                checkpoints: tally::checkpoints(&server.process.stderr_lines()).len()
-                    - checkpoints_before,
+                checkpoints: tally::checkpoints(&server.process.stderr_lines())
+                    .split_off(checkpoints_before),
                 measured,
             };
             ledger_transfers += outcome.measured.transfers_created;
@@ -327,6 +327,16 @@ pub(crate) fn run(args: Args) {
         "liquidity at the end: {} (as expected)",
         thousands(liquidity_end)
     );
+    for outcome in &outcomes {
+        for checkpoint in &outcome.checkpoints {
+            let fields: Vec<String> = checkpoint
+                .fields
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            println!("checkpoint during {}: {}", outcome.key(), fields.join(" "));
+        }
+    }
     tally::print_warnings(&warnings);
 
     let params_json = json!({
@@ -818,7 +828,7 @@ struct Outcome {
     server_cpu: Duration,
     client_cpu: Duration,
     /// Checkpoints the server wrote during the run (its `checkpoint` log lines).
-    checkpoints: usize,
+    checkpoints: Vec<tally::Checkpoint>,
     measured: Measured,
 }
 
@@ -865,7 +875,17 @@ impl Outcome {
                 o.insert(format!("{key}_latency"), Value::Object(part));
             }
         }
-        o.insert("server_checkpoints".into(), json!(self.checkpoints));
+        o.insert("server_checkpoints".into(), json!(self.checkpoints.len()));
+        // What each cost the server, as its log line says.
+        o.insert(
+            "server_checkpoint_lines".into(),
+            Value::Array(
+                self.checkpoints
+                    .iter()
+                    .map(|checkpoint| Value::Object(checkpoint.fields.clone()))
+                    .collect(),
+            ),
+        );
         o.insert(
             "ledger_transfers_start".into(),
             json!(self.ledger_transfers_start),
@@ -913,7 +933,7 @@ fn table(outcomes: &[Outcome]) -> Table {
                 outcome.cpu_share(outcome.server_cpu),
                 outcome.cpu_share(outcome.client_cpu)
             ),
-            outcome.checkpoints.to_string(),
+            outcome.checkpoints.len().to_string(),
         ]);
     }
     table

@@ -1,21 +1,37 @@
-//! The state's checkpoint encoding. Format 1 (`TLYSRV01`) predates the Admin API and still
-//! opens; format 2 (`TLYSRV02`) adds the payments domain and the transfers it created. A newer
-//! format is refused with both versions named.
+//! The state's checkpoint encoding. Format 3 (`TLYSRV03`, written) puts everything that can
+//! change in place first (the head: counters, sessions, the payments domain, the ledger's head)
+//! and what only grows last (the tail: the ledger's per-account lists, the transfer locations,
+//! the domain's transfers), so that the core writes the head at the checkpoint's moment and
+//! copies the tail in slices between later turns (`CheckpointEncoding`): the bytes are those of
+//! the state at that moment. It holds no id index (`tally_ledger::LedgerDecoded`): a decode
+//! rebuilds the transfer index from the log. Formats 1 (`TLYSRV01`, before the Admin API) and 2
+//! (`TLYSRV02`, with the payments domain, the ledger's index slots) still open. A newer format
+//! is refused with both versions named.
+//!
+//! ```text
+//! format 3  magic, cluster, op, timestamp, batch count, domain transfer count,
+//!           sessions (u64 size + bytes), payments, ledger head | ledger tail, batches, domain
+//! format 2  magic, cluster, op, timestamp, batches (count + items), sessions,
+//!           domain transfers (count + items), payments, ledger (format 1)
+//! format 1  format 2 without the domain transfers and the payments
+//! ```
 
-use tally_ledger::{Ledger, Record, Transfer};
+use tally_ledger::{Ledger, LedgerCheckpoint, LedgerDecoded, Record, Transfer};
 use tally_payments::Payments;
 use tally_wire::{SessionConfig, SessionTable};
 
 use crate::state::State;
-use crate::transfers::{TransferBatch, TransferLocations};
+use crate::storage::LogBytes;
+use crate::transfers::{LogTransfers, TransferBatch, TransferLocations};
 
 /// The magic of every server checkpoint; two ASCII digits of format version follow.
 const CHECKPOINT_MAGIC_PREFIX: &[u8; 6] = b"TLYSRV";
 /// The format this binary writes.
-pub const CHECKPOINT_FORMAT: u32 = 2;
+pub const CHECKPOINT_FORMAT: u32 = 3;
 /// The oldest format this binary reads.
 pub const CHECKPOINT_FORMAT_MIN: u32 = 1;
-
+/// Bytes of one transfer location in a checkpoint.
+const BATCH_SIZE_BYTES: usize = 32;
 /// A checkpoint that does not decode.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -53,35 +69,138 @@ pub enum CheckpointError {
     Ledger(tally_ledger::CheckpointError),
 }
 
-impl State {
-    /// Appends the checkpoint encoding (format `CHECKPOINT_FORMAT`).
-    pub fn encode_checkpoint(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(CHECKPOINT_MAGIC_PREFIX);
-        out.extend_from_slice(format!("{CHECKPOINT_FORMAT:02}").as_bytes());
-        out.extend_from_slice(&self.cluster.to_le_bytes());
-        out.extend_from_slice(&self.op.to_le_bytes());
-        out.extend_from_slice(&self.timestamp.to_le_bytes());
-        out.extend_from_slice(&(self.locations.batches.len() as u64).to_le_bytes());
-        for batch in &self.locations.batches {
-            out.extend_from_slice(&batch.first_handle.to_le_bytes());
-            out.extend_from_slice(&batch.position.to_le_bytes());
-            out.extend_from_slice(&u64::from(batch.count).to_le_bytes());
-            out.extend_from_slice(&batch.timestamp.to_le_bytes());
-        }
-        let mut sessions = Vec::new();
-        self.sessions.encode(&mut sessions);
-        out.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
-        out.extend_from_slice(&sessions);
-        out.extend_from_slice(&(self.locations.domain.len() as u64).to_le_bytes());
-        out.extend_from_slice(Transfer::slice_as_bytes(&self.locations.domain));
-        self.payments.encode_checkpoint(out);
-        self.ledger.encode_checkpoint(out);
+/// A checkpoint being encoded: `State::checkpoint_begin` wrote the head at the checkpoint's
+/// moment and noted how long each growing part was; `encode_step` copies those parts up to
+/// those lengths, in slices, while later records grow them. Use it with the state it began on,
+/// and no other.
+pub struct CheckpointEncoding {
+    blob: Vec<u8>,
+    ledger: LedgerCheckpoint,
+    /// Transfer locations at the checkpoint's moment, and how many are copied.
+    batch_count: usize,
+    batches_copied: usize,
+    /// Domain transfers at the checkpoint's moment, and how many are copied.
+    domain_count: usize,
+    domain_copied: usize,
+    /// The blob's size once complete.
+    size_bytes: usize,
+}
+
+impl CheckpointEncoding {
+    /// The size of the whole encoding, known from the beginning.
+    pub fn size_bytes(&self) -> usize {
+        self.size_bytes
     }
 
-    /// Decodes a checkpoint of any format from `CHECKPOINT_FORMAT_MIN` on.
-    pub fn decode_checkpoint(
+    /// Appends the next slice of the tail: about `budget_bytes` (at least one item), never past
+    /// the end. Returns whether the encoding is complete.
+    pub fn encode_step(&mut self, state: &State, budget_bytes: usize) -> bool {
+        let before = self.blob.len();
+        if !self
+            .ledger
+            .encode_step(&state.ledger, &mut self.blob, budget_bytes)
+        {
+            return false;
+        }
+        let batches = &state.locations.batches;
+        let domain = &state.locations.domain;
+        // They only grow: the prefixes being copied are those of the checkpoint's moment.
+        assert!(batches.len() >= self.batch_count && domain.len() >= self.domain_count);
+        let budget_left = |blob: &Vec<u8>| budget_bytes.saturating_sub(blob.len() - before);
+        if self.batches_copied < self.batch_count {
+            let take = (self.batch_count - self.batches_copied)
+                .min(budget_left(&self.blob).max(1).div_ceil(BATCH_SIZE_BYTES));
+            for batch in &batches[self.batches_copied..self.batches_copied + take] {
+                self.blob
+                    .extend_from_slice(&batch.first_handle.to_le_bytes());
+                self.blob.extend_from_slice(&batch.position.to_le_bytes());
+                self.blob
+                    .extend_from_slice(&u64::from(batch.count).to_le_bytes());
+                self.blob.extend_from_slice(&batch.timestamp.to_le_bytes());
+            }
+            self.batches_copied += take;
+        }
+        if self.batches_copied == self.batch_count && budget_left(&self.blob) > 0 {
+            let take = (self.domain_count - self.domain_copied)
+                .min(budget_left(&self.blob).div_ceil(Transfer::SIZE));
+            let slice = &domain[self.domain_copied..self.domain_copied + take];
+            self.blob.extend_from_slice(Transfer::slice_as_bytes(slice));
+            self.domain_copied += take;
+        }
+        let complete =
+            self.batches_copied == self.batch_count && self.domain_copied == self.domain_count;
+        // Pair with the size announced at the beginning.
+        assert_eq!(complete, self.blob.len() == self.size_bytes);
+        complete
+    }
+
+    /// The encoding, once `encode_step` has returned true.
+    pub fn finish(self) -> Vec<u8> {
+        assert_eq!(self.blob.len(), self.size_bytes, "the encoding is complete");
+        self.blob
+    }
+}
+
+impl State {
+    /// Begins a checkpoint (format `CHECKPOINT_FORMAT`) of the state as it is now, into
+    /// `buffer` (emptied first; the previous checkpoint's, whose pages are already faulted in,
+    /// saves the core those faults): writes the head; `CheckpointEncoding::encode_step` copies
+    /// the rest, now or after later records.
+    pub fn checkpoint_begin(&self, buffer: Vec<u8>) -> CheckpointEncoding {
+        let batch_count = self.locations.batches.len();
+        let domain_count = self.locations.domain.len();
+        let mut sessions = Vec::new();
+        self.sessions.encode(&mut sessions);
+        let mut payments = Vec::new();
+        self.payments.encode_checkpoint(&mut payments);
+        let size_bytes = 8
+            + 16
+            + 4 * 8
+            + 8
+            + sessions.len()
+            + payments.len()
+            + self.ledger.checkpoint_size_bytes()
+            + batch_count * BATCH_SIZE_BYTES
+            + domain_count * Transfer::SIZE;
+        // One allocation for all of it: growing a large blob would copy it, inside a turn.
+        let mut blob = buffer;
+        blob.clear();
+        blob.reserve_exact(size_bytes);
+        blob.extend_from_slice(CHECKPOINT_MAGIC_PREFIX);
+        blob.extend_from_slice(format!("{CHECKPOINT_FORMAT:02}").as_bytes());
+        blob.extend_from_slice(&self.cluster.to_le_bytes());
+        blob.extend_from_slice(&self.op.to_le_bytes());
+        blob.extend_from_slice(&self.timestamp.to_le_bytes());
+        blob.extend_from_slice(&(batch_count as u64).to_le_bytes());
+        blob.extend_from_slice(&(domain_count as u64).to_le_bytes());
+        blob.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
+        blob.extend_from_slice(&sessions);
+        blob.extend_from_slice(&payments);
+        let ledger = self.ledger.checkpoint_begin(&mut blob);
+        let tail_bytes = ledger.tail_bytes_left()
+            + batch_count * BATCH_SIZE_BYTES
+            + domain_count * Transfer::SIZE;
+        // Pair with the size computed beforehand.
+        assert_eq!(blob.len() + tail_bytes, size_bytes);
+        CheckpointEncoding {
+            blob,
+            ledger,
+            batch_count,
+            batches_copied: 0,
+            domain_count,
+            domain_copied: 0,
+            size_bytes,
+        }
+    }
+
+    /// Decodes a checkpoint of any format from `CHECKPOINT_FORMAT_MIN` on. `log` holds the
+    /// transfers the checkpoint's locations name (the transfer index is rebuilt from their
+    /// ids), with room in it for `transfers_additional` more.
+    pub fn decode_checkpoint<L: LogBytes>(
         bytes: &[u8],
         session_config: SessionConfig,
+        log: &L,
+        transfers_additional: usize,
     ) -> Result<State, CheckpointError> {
         let mut reader = Reader { bytes, offset: 0 };
         let magic = reader.take(8)?;
@@ -89,48 +208,39 @@ impl State {
         let cluster = u128::from_le_bytes(reader.take(16)?.try_into().expect("16 bytes"));
         let op = reader.u64()?;
         let timestamp = reader.u64()?;
-        let batch_count = usize::try_from(reader.u64()?).map_err(|_| reader.truncated())?;
         let mut locations = TransferLocations::default();
-        for _ in 0..batch_count.min(bytes.len() / 32) {
-            let batch = TransferBatch {
-                first_handle: reader.u64()?,
-                position: reader.u64()?,
-                count: u32::try_from(reader.u64()?)
-                    .map_err(|_| CheckpointError::Inconsistent("batch count"))?,
-                timestamp: reader.u64()?,
-            };
-            if batch.first_handle != locations.event_count() {
-                return Err(CheckpointError::Inconsistent(
-                    "transfer batches out of order",
-                ));
-            }
-            locations.batches.push(batch);
-        }
-        if locations.batches.len() != batch_count {
-            return Err(reader.truncated());
-        }
-        let sessions_size = usize::try_from(reader.u64()?).map_err(|_| reader.truncated())?;
-        let sessions = SessionTable::decode(reader.take(sessions_size)?, session_config)
-            .map_err(CheckpointError::Sessions)?;
-        let payments = if format >= 2 {
-            let domain_count = usize::try_from(reader.u64()?).map_err(|_| reader.truncated())?;
-            let domain_bytes = reader.take(
-                domain_count
-                    .checked_mul(Transfer::SIZE)
-                    .ok_or(CheckpointError::Inconsistent("domain transfer count"))?,
-            )?;
-            locations.domain = domain_bytes
-                .chunks_exact(Transfer::SIZE)
-                .map(Transfer::read_from)
-                .collect();
-            let (payments, size) = Payments::decode_checkpoint(&bytes[reader.offset..])?;
-            reader.offset += size;
-            payments
+        let (sessions, payments, ledger) = if format >= 3 {
+            let batch_count = reader.count(BATCH_SIZE_BYTES)?;
+            let domain_count = reader.count(Transfer::SIZE)?;
+            let sessions = reader.sessions(session_config)?;
+            let payments = reader.payments()?;
+            let ledger = reader.ledger()?;
+            reader.batches(batch_count, &mut locations)?;
+            locations.domain = reader.domain(domain_count)?;
+            (sessions, payments, ledger)
         } else {
-            Payments::default()
+            let batch_count = reader.count(BATCH_SIZE_BYTES)?;
+            reader.batches(batch_count, &mut locations)?;
+            let sessions = reader.sessions(session_config)?;
+            let payments = if format >= 2 {
+                let domain_count = reader.count(Transfer::SIZE)?;
+                locations.domain = reader.domain(domain_count)?;
+                reader.payments()?
+            } else {
+                Payments::default()
+            };
+            (sessions, payments, reader.ledger()?)
         };
-        let ledger =
-            Ledger::decode_checkpoint(&bytes[reader.offset..]).map_err(CheckpointError::Ledger)?;
+        if reader.offset != bytes.len() {
+            return Err(CheckpointError::Inconsistent("trailing bytes"));
+        }
+        let store = LogTransfers {
+            log,
+            locations: &locations,
+        };
+        let ledger = ledger
+            .index(&store, transfers_additional)
+            .map_err(CheckpointError::Ledger)?;
         if ledger.transfer_handle_next() < locations.event_count() {
             return Err(CheckpointError::Inconsistent(
                 "transfer locations beyond the ledger's handles",
@@ -194,20 +304,210 @@ impl<'a> Reader<'a> {
             offset: self.offset,
         }
     }
+
+    /// A count of items of `item_size` bytes, bounded by the bytes left.
+    fn count(&mut self, item_size: usize) -> Result<usize, CheckpointError> {
+        let count = usize::try_from(self.u64()?).map_err(|_| self.truncated())?;
+        if count.saturating_mul(item_size) > self.bytes.len() - self.offset {
+            return Err(self.truncated());
+        }
+        Ok(count)
+    }
+
+    /// `count` transfer locations, in handle order.
+    fn batches(
+        &mut self,
+        count: usize,
+        locations: &mut TransferLocations,
+    ) -> Result<(), CheckpointError> {
+        for _ in 0..count {
+            let batch = TransferBatch {
+                first_handle: self.u64()?,
+                position: self.u64()?,
+                count: u32::try_from(self.u64()?)
+                    .map_err(|_| CheckpointError::Inconsistent("batch count"))?,
+                timestamp: self.u64()?,
+            };
+            if batch.first_handle != locations.event_count() {
+                return Err(CheckpointError::Inconsistent(
+                    "transfer batches out of order",
+                ));
+            }
+            locations.batches.push(batch);
+        }
+        Ok(())
+    }
+
+    /// `count` domain transfers.
+    fn domain(&mut self, count: usize) -> Result<Vec<Transfer>, CheckpointError> {
+        let size = count
+            .checked_mul(Transfer::SIZE)
+            .ok_or(CheckpointError::Inconsistent("domain transfer count"))?;
+        Ok(self
+            .take(size)?
+            .chunks_exact(Transfer::SIZE)
+            .map(Transfer::read_from)
+            .collect())
+    }
+
+    fn sessions(&mut self, config: SessionConfig) -> Result<SessionTable, CheckpointError> {
+        let size = self.count(1)?;
+        SessionTable::decode(self.take(size)?, config).map_err(CheckpointError::Sessions)
+    }
+
+    fn payments(&mut self) -> Result<Payments, CheckpointError> {
+        let (payments, size) = Payments::decode_checkpoint(&self.bytes[self.offset..])?;
+        self.offset += size;
+        Ok(payments)
+    }
+
+    fn ledger(&mut self) -> Result<LedgerDecoded, CheckpointError> {
+        let (ledger, size) = Ledger::decode_checkpoint(&self.bytes[self.offset..])
+            .map_err(CheckpointError::Ledger)?;
+        self.offset += size;
+        Ok(ledger)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
+    use tally_payments::{
+        AssetCommand, Command, CreateAsset, Deposit, Fingerprint, IdempotencyKey, LiquidityCommand,
+        LiquidityOwner, Mutation, Uuid, Withdrawal,
+    };
+
     use super::*;
+    use crate::command::admin_encode;
+    use crate::entry::{entry_append, EntryHeader, EntryKind};
+    use crate::state::{ApplyMode, Reply};
+
+    /// A log in memory: records appended one after the other.
+    #[derive(Default)]
+    struct MemoryLog(Vec<u8>);
+
+    impl LogBytes for MemoryLog {
+        fn bytes(&self, position: u64, size: usize) -> &[u8] {
+            &self.0[position as usize..][..size]
+        }
+    }
+
+    /// Appends one record of admin commands and applies it, as the core does; every command
+    /// must succeed.
+    fn admin_record(log: &mut MemoryLog, state: &mut State, commands: &[Command]) {
+        let mut body = Vec::new();
+        let (mut op, mut timestamp) = (state.op, state.timestamp);
+        for command in commands {
+            op += 1;
+            let message = admin_encode(command);
+            let header = EntryHeader {
+                kind: EntryKind::Admin,
+                timestamp: timestamp + 1,
+                op,
+                message_size: message.len() as u32,
+            };
+            entry_append(&mut body, &header, &message);
+            timestamp = header.timestamp + crate::Command::ADMIN_TIMESTAMPS_RESERVED;
+        }
+        let position = log.0.len() as u64;
+        log.0.extend_from_slice(&body);
+        let mut replies = Vec::new();
+        let last_request_op = HashMap::new();
+        let mode = ApplyMode::Replay {
+            last_request_op: &last_request_op,
+        };
+        state
+            .apply_record(log, position, body.len(), mode, &mut replies)
+            .expect("the record applies");
+        for reply in replies {
+            assert!(matches!(reply, Reply::Admin(Ok(_))), "{reply:?}");
+        }
+    }
+
+    fn uuid(n: u128) -> Uuid {
+        // Version 4, RFC 4122 variant: what the front hands the domain.
+        Uuid::from_u128((n & !(0xF << 76) & !(0x3 << 62)) | (0x4 << 76) | (0x2 << 62))
+    }
+
+    fn deposit(asset: Uuid, n: u128) -> Command {
+        Command {
+            idempotency: Some(IdempotencyKey {
+                key: format!("key-{n}"),
+                fingerprint: Fingerprint([n as u8; 32]),
+            }),
+            mutation: Mutation::Liquidity(LiquidityCommand::Deposit(Deposit {
+                owner: LiquidityOwner::Asset(Some(asset)),
+                transfer_id: Some(uuid(1_000 + n)),
+                amount: 10,
+            })),
+        }
+    }
+
+    /// A checkpoint begun at one moment and finished in small slices after more records (new
+    /// domain transfers and their locations, pending withdrawals, idempotency keys) holds the
+    /// bytes of that moment, and decodes, over the same log, to the state of that moment.
+    #[test]
+    fn slices_after_more_records_encode_the_moment_of_the_beginning() {
+        let mut log = MemoryLog::default();
+        let mut state = State::new(7, SessionConfig::default());
+        let asset = uuid(1);
+        let create = Command {
+            idempotency: None,
+            mutation: Mutation::Asset(AssetCommand::Create(CreateAsset {
+                id: asset,
+                code: "USD".into(),
+                scale: 2,
+                withdrawal_threshold: None,
+                liquidity_threshold: None,
+            })),
+        };
+        admin_record(&mut log, &mut state, &[create]);
+        for n in 0..40 {
+            admin_record(
+                &mut log,
+                &mut state,
+                &[deposit(asset, n), deposit(asset, 100 + n)],
+            );
+        }
+        let digest_at_beginning = state.digest(&log);
+        let mut whole = state.checkpoint_begin(Vec::new());
+        assert!(whole.encode_step(&state, usize::MAX));
+        let at_beginning = whole.finish();
+        let mut sliced = state.checkpoint_begin(vec![1, 2, 3]);
+        assert_eq!(sliced.size_bytes(), at_beginning.len());
+        assert!(!sliced.encode_step(&state, 100));
+
+        for n in 200..240 {
+            let withdrawal = Command {
+                idempotency: None,
+                mutation: Mutation::Liquidity(LiquidityCommand::Withdraw(Withdrawal {
+                    owner: LiquidityOwner::Asset(Some(asset)),
+                    transfer_id: Some(uuid(2_000 + n)),
+                    amount: 1,
+                    timeout_seconds: 60,
+                })),
+            };
+            admin_record(&mut log, &mut state, &[deposit(asset, n), withdrawal]);
+        }
+        assert_ne!(state.digest(&log), digest_at_beginning);
+        while !sliced.encode_step(&state, 100) {}
+        assert!(sliced.finish() == at_beginning, "the slices differ");
+
+        let decoded =
+            State::decode_checkpoint(&at_beginning, SessionConfig::default(), &log, 0).unwrap();
+        assert_eq!(decoded.digest(&log), digest_at_beginning);
+    }
 
     #[test]
     fn formats_are_named() {
         assert_eq!(checkpoint_format(b"TLYSRV01").unwrap(), 1);
         assert_eq!(checkpoint_format(b"TLYSRV02").unwrap(), 2);
+        assert_eq!(checkpoint_format(b"TLYSRV03").unwrap(), 3);
         let newer = checkpoint_format(b"TLYSRV07").unwrap_err();
         assert_eq!(
             newer.to_string(),
-            "checkpoint format 7; this binary reads formats 1..=2"
+            "checkpoint format 7; this binary reads formats 1..=3"
         );
         assert!(matches!(
             checkpoint_format(b"NOTTALLY"),

@@ -9,9 +9,9 @@
 //! so that no read shows a write that could still be lost.
 
 use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use tally_journal::{Journal, JournalError, SyncTicket};
+use tally_journal::{CheckpointLanded, Journal, JournalError, SyncTicket};
 use tally_payments::Outcome;
 use tally_wire::{
     encode_eviction, encode_pong_client, EvictionHeader, EvictionReason, Header, ParsedHeader,
@@ -19,6 +19,7 @@ use tally_wire::{
 };
 use tokio::sync::{mpsc, oneshot};
 
+use crate::checkpoint::CheckpointEncoding;
 use crate::command::{Command, Request, ADMIN_REPLAY_COST};
 use crate::entry::{
     entry_append, EntryHeader, EntryKind, ENTRY_ALIGNMENT, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH,
@@ -40,6 +41,11 @@ pub const CHECKPOINT_INTERVAL_ENTRIES: u64 = 1 << 18;
 /// Replay work between checkpoints, at least, in events (each created transfer or account, each
 /// id looked up, each result a filter may return): about a second of replay on one core.
 pub const CHECKPOINT_INTERVAL_WORK: u64 = 1 << 22;
+/// Checkpoint bytes one turn copies after the checkpoint's moment (`CheckpointEncoding`), while
+/// the turn's fsync is in flight, so that no turn stops for the size of the state: about 0.1 ms
+/// into a reused buffer, and at most about a millisecond where its pages are touched for the
+/// first time (a fault per 4 KiB).
+pub const CHECKPOINT_STEP_BYTES: usize = 1 << 20;
 /// Most bytes of one admin command; the front refuses larger ones before submitting.
 pub const ADMIN_COMMAND_SIZE_MAX: usize = 256 << 10;
 
@@ -112,6 +118,32 @@ pub struct Core {
     record_bytes_max: usize,
     /// A submission that did not fit in the last record; it opens the next one.
     carried: Option<Submission>,
+    /// The checkpoint being encoded or written, at most one.
+    checkpoint: Option<CheckpointUnderWay>,
+    /// The last checkpoint's buffer, for the next one: its pages are faulted in already, so
+    /// the core does not stop for page faults while it copies (the memory a checkpoint needs
+    /// stays allocated, as TigerBeetle allocates at start-up).
+    checkpoint_buffer: Vec<u8>,
+}
+
+/// A checkpoint from its moment (`State::checkpoint_begin`) until it is durable.
+struct CheckpointUnderWay {
+    /// The journal record the state reflects.
+    record: u64,
+    /// The state's op.
+    op: u64,
+    size_bytes: usize,
+    /// The tail still being copied, a slice per turn; `None` once the journal's writer has it.
+    encoding: Option<CheckpointEncoding>,
+    began: Instant,
+    /// Core time spent encoding: the head, then every slice.
+    encode: Duration,
+    /// How long the head took (the core stops for it at the checkpoint's moment).
+    head: Duration,
+    /// The longest slice.
+    step_max: Duration,
+    /// Turns that copied a slice.
+    steps: u32,
 }
 
 /// An entry waiting for the turn's record, with what its reply needs.
@@ -163,6 +195,8 @@ impl Core {
             record_body: Vec::with_capacity(record_bytes_max),
             record_bytes_max,
             carried: None,
+            checkpoint: None,
+            checkpoint_buffer: Vec::new(),
         }
     }
 
@@ -218,7 +252,9 @@ impl Core {
         let mut unsynced: Option<Unsynced> = None;
         let mut shutdown = false;
         while !shutdown {
-            let submissions = self.submissions_gather(&mut queue, &timer, unsynced.is_none());
+            // An idle core waits for work, but not while a checkpoint's tail is being copied.
+            let wait = unsynced.is_none() && !self.checkpoint_encoding();
+            let submissions = self.submissions_gather(&mut queue, &timer, wait);
             let mut pending = Vec::new();
             let mut reads = Vec::new();
             for submission in submissions {
@@ -235,6 +271,8 @@ impl Core {
                 }
             }
             let appended = self.batch_commit(pending)?;
+            // While this turn's fsync is in flight: the replies wait for it anyway.
+            self.checkpoint_advance()?;
             // Reads see this turn's record; they answer once it (or, without one, the
             // previous record) is durable.
             let view = StateView::new(&self.state, &self.journal);
@@ -250,16 +288,18 @@ impl Core {
                 }
                 None => self.outgoing_send(deferred),
             }
-            if self.checkpoint_due() {
+            if self.checkpoint.is_none() && self.checkpoint_due() {
                 // Under sustained load a sync is always in flight; finish it so that the
                 // checkpoint covers every appended record, else replay would grow unbounded.
                 self.unsynced_finish(unsynced.take())?;
-                self.checkpoint()?;
+                self.checkpoint_begin();
             }
         }
         self.unsynced_finish(unsynced.take())?;
+        self.checkpoint_finish()?;
         if self.log_bytes_since_checkpoint > 0 {
-            self.checkpoint()?;
+            self.checkpoint_begin();
+            self.checkpoint_finish()?;
         }
         tracing::info!(op = self.state.op, digest = %hex(&self.state.digest(&JournalBytes(&self.journal))), "stopped");
         Ok(())
@@ -518,30 +558,143 @@ impl Core {
             || self.work_since_checkpoint >= CHECKPOINT_INTERVAL_WORK.max(transfers / 2)
     }
 
-    fn checkpoint(&mut self) -> Result<(), CoreError> {
-        let started = std::time::Instant::now();
-        let mut blob = Vec::new();
-        self.state.encode_checkpoint(&mut blob);
-        let encoded = started.elapsed();
-        // A checkpoint names the journal record the state reflects (every appended record has
-        // been applied), not the state's op: one record holds many entries, each an op.
-        let record = self.journal.op_last();
-        self.journal
-            .write_checkpoint(record, &blob)
-            .map_err(|source| CoreError::Checkpoint { record, source })?;
+    /// Whether a checkpoint's tail is still being copied.
+    fn checkpoint_encoding(&self) -> bool {
+        self.checkpoint
+            .as_ref()
+            .is_some_and(|checkpoint| checkpoint.encoding.is_some())
+    }
+
+    /// The checkpoint's moment: encodes the head of the state after every appended record
+    /// (applied, and synced by the caller); the tail follows in slices (`checkpoint_advance`).
+    fn checkpoint_begin(&mut self) {
+        assert!(self.checkpoint.is_none(), "one checkpoint at a time");
+        let began = Instant::now();
+        let encoding = self
+            .state
+            .checkpoint_begin(std::mem::take(&mut self.checkpoint_buffer));
+        let head = began.elapsed();
+        self.checkpoint = Some(CheckpointUnderWay {
+            // A checkpoint names the journal record the state reflects (every appended record
+            // has been applied), not the state's op: one record holds many entries, each an op.
+            record: self.journal.op_last(),
+            op: self.state.op,
+            size_bytes: encoding.size_bytes(),
+            encoding: Some(encoding),
+            began,
+            encode: head,
+            head,
+            step_max: Duration::ZERO,
+            steps: 0,
+        });
+        // What comes after this moment is what the next checkpoint bounds.
         self.log_bytes_since_checkpoint = 0;
         self.entries_since_checkpoint = 0;
         self.work_since_checkpoint = 0;
-        // The core stops serving while this runs: operators see what it cost.
+    }
+
+    /// One turn's share of the checkpoint under way: copies a slice of its tail (handing the
+    /// blob to the journal's writer thread once complete), or learns whether the write landed.
+    /// A failed write stops the core as a failed `write_checkpoint` did.
+    fn checkpoint_advance(&mut self) -> Result<(), CoreError> {
+        let Some(checkpoint) = &mut self.checkpoint else {
+            return Ok(());
+        };
+        match &mut checkpoint.encoding {
+            Some(encoding) => {
+                let started = Instant::now();
+                let complete = encoding.encode_step(&self.state, CHECKPOINT_STEP_BYTES);
+                let step = started.elapsed();
+                checkpoint.encode += step;
+                checkpoint.step_max = checkpoint.step_max.max(step);
+                checkpoint.steps += 1;
+                if complete {
+                    self.checkpoint_write()?;
+                }
+            }
+            None => {
+                let landed =
+                    self.journal
+                        .checkpoint_poll()
+                        .map_err(|source| CoreError::Checkpoint {
+                            record: checkpoint.record,
+                            source,
+                        })?;
+                if let Some(landed) = landed {
+                    self.checkpoint_landed(landed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the complete blob to the journal's writer thread.
+    fn checkpoint_write(&mut self) -> Result<(), CoreError> {
+        let checkpoint = self.checkpoint.as_mut().expect("a checkpoint under way");
+        let blob = checkpoint.encoding.take().expect("being encoded").finish();
         tracing::info!(
-            record,
-            op = self.state.op,
+            record = checkpoint.record,
+            op = checkpoint.op,
             bytes = blob.len(),
-            encode_ms = encoded.as_millis(),
-            total_ms = started.elapsed().as_millis(),
+            head_us = checkpoint.head.as_micros(),
+            step_us_max = checkpoint.step_max.as_micros(),
+            encode_ms = checkpoint.encode.as_millis(),
+            steps = checkpoint.steps,
+            "writing checkpoint"
+        );
+        self.journal
+            .checkpoint_start(checkpoint.record, blob)
+            .map_err(|source| CoreError::Checkpoint {
+                record: checkpoint.record,
+                source,
+            })
+    }
+
+    /// Completes the checkpoint under way, if any, on this thread, and waits until it is
+    /// durable (at shutdown).
+    fn checkpoint_finish(&mut self) -> Result<(), CoreError> {
+        let Some(checkpoint) = &mut self.checkpoint else {
+            return Ok(());
+        };
+        if let Some(encoding) = &mut checkpoint.encoding {
+            let started = Instant::now();
+            let complete = encoding.encode_step(&self.state, usize::MAX);
+            assert!(complete);
+            checkpoint.encode += started.elapsed();
+            checkpoint.steps += 1;
+            self.checkpoint_write()?;
+        }
+        let record = self.checkpoint.as_ref().expect("under way").record;
+        let landed = self
+            .journal
+            .checkpoint_wait()
+            .map_err(|source| CoreError::Checkpoint { record, source })?
+            .expect("the checkpoint was in flight");
+        self.checkpoint_landed(landed);
+        Ok(())
+    }
+
+    /// The checkpoint is durable: recovery replays from it from now on.
+    fn checkpoint_landed(&mut self, landed: CheckpointLanded) {
+        let checkpoint = self.checkpoint.take().expect("a checkpoint under way");
+        // Pair with the hand-off: the journal wrote what the core encoded.
+        assert_eq!(landed.op, checkpoint.record);
+        assert_eq!(landed.state.len(), checkpoint.size_bytes);
+        self.checkpoint_buffer = landed.state;
+        // Operators see what it cost, and how long the core stopped for it at once: the head, or
+        // the longest slice.
+        tracing::info!(
+            record = checkpoint.record,
+            op = checkpoint.op,
+            bytes = checkpoint.size_bytes,
+            head_us = checkpoint.head.as_micros(),
+            step_us_max = checkpoint.step_max.as_micros(),
+            encode_ms = checkpoint.encode.as_millis(),
+            steps = checkpoint.steps,
+            write_ms = landed.write_duration.as_millis(),
+            total_ms = checkpoint.began.elapsed().as_millis(),
             "checkpoint"
         );
-        Ok(())
     }
 }
 

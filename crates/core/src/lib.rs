@@ -13,14 +13,16 @@ mod storage;
 mod transfers;
 mod view;
 
-pub use crate::checkpoint::{CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_MIN};
+pub use crate::checkpoint::{
+    CheckpointEncoding, CheckpointError, CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_MIN,
+};
 pub use crate::command::{
     admin_decode, admin_encode, BatchOperation, Command, Request, StateOperation,
 };
 pub use crate::core_thread::{
     hex, realtime_ns, Connection, Core, CoreOptions, Deferred, Read, Submission,
     ADMIN_COMMAND_SIZE_MAX, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, CHECKPOINT_INTERVAL_BYTES,
-    CHECKPOINT_INTERVAL_ENTRIES, CHECKPOINT_INTERVAL_WORK,
+    CHECKPOINT_INTERVAL_ENTRIES, CHECKPOINT_INTERVAL_WORK, CHECKPOINT_STEP_BYTES,
 };
 pub use crate::entry::{EntryKind, RECORD_KIND_BATCH};
 pub use crate::error::{CoreError, RecoveryError};

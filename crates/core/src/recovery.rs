@@ -96,18 +96,24 @@ pub fn open(directory: &Path, options: OpenOptions) -> Result<Recovered, Recover
     for rejected in &recovery.checkpoints_rejected {
         tracing::warn!(?rejected, "checkpoint passed over");
     }
-    let state = match &recovery.checkpoint {
-        Some(checkpoint) => State::decode_checkpoint(checkpoint.state(), SessionConfig::default())
-            .map_err(|source| RecoveryError::Checkpoint {
-                record: checkpoint.op,
-                source,
-            })?,
-        None => State::new(journal.cluster(), SessionConfig::default()),
-    };
     let checkpoint_op = recovery
         .checkpoint
         .as_ref()
         .map_or(0, |checkpoint| checkpoint.op);
+    let state = match &recovery.checkpoint {
+        // The transfer index is rebuilt once, with room for what the replay will add.
+        Some(checkpoint) => State::decode_checkpoint(
+            checkpoint.state(),
+            SessionConfig::default(),
+            &JournalBytes(&journal),
+            replay_transfers_max(&journal, checkpoint_op),
+        )
+        .map_err(|source| RecoveryError::Checkpoint {
+            record: checkpoint.op,
+            source,
+        })?,
+        None => State::new(journal.cluster(), SessionConfig::default()),
+    };
     let (state, replayed) = replay(&journal, state, checkpoint_op)?;
     tracing::info!(
         op = state.op,
@@ -139,16 +145,8 @@ fn replay(
     op_applied: u64,
 ) -> Result<(State, Replayed), RecoveryError> {
     let log = JournalBytes(journal);
-    // Every 128 bytes of log hold at most one transfer: size the index for them once, instead
-    // of rebuilding it at every doubling while replaying.
-    let replay_bytes = journal
-        .records_from(op_applied + 1)
-        .next()
-        .map_or(0, |first| {
-            journal.log_size_bytes() - body_position(journal, &first.position)
-        });
-    let transfers_max = usize::try_from(replay_bytes / 128).expect("fits usize");
-    state.reserve_transfers(&log, transfers_max);
+    // Size the index for the replay once, instead of rebuilding it at every doubling.
+    state.reserve_transfers(&log, replay_transfers_max(journal, op_applied));
     let (last_request_op, work) = last_request_ops(journal, &log, op_applied)?;
     let mode = ApplyMode::Replay {
         last_request_op: &last_request_op,
@@ -174,11 +172,27 @@ fn replay(
     Ok((
         state,
         Replayed {
-            bytes: replay_bytes,
+            bytes: replay_size_bytes(journal, op_applied),
             entries,
             work,
         },
     ))
+}
+
+/// Log bytes from the first record after `op_applied` to the end of the log.
+fn replay_size_bytes(journal: &Journal, op_applied: u64) -> u64 {
+    journal
+        .records_from(op_applied + 1)
+        .next()
+        .map_or(0, |first| {
+            journal.log_size_bytes() - body_position(journal, &first.position)
+        })
+}
+
+/// The most transfers the records after `op_applied` can create: every 128 bytes of log hold
+/// at most one.
+fn replay_transfers_max(journal: &Journal, op_applied: u64) -> usize {
+    usize::try_from(replay_size_bytes(journal, op_applied) / 128).expect("fits usize")
 }
 
 /// Each client's last request op among the records after `op_applied` (a replayed read whose

@@ -156,7 +156,8 @@ fn checkpoint_verify(map: Mmap, cluster: u128) -> Result<Checkpoint, CheckpointP
     })
 }
 
-/// Writes a checkpoint into `slot`, replacing its previous content atomically.
+/// Writes a checkpoint into `slot`, replacing its previous content atomically; the header's
+/// `checksum_state` is computed here (on the writer thread, for `checkpoint_start`).
 pub(crate) fn checkpoint_write(
     directory_file: &File,
     directory: &Path,
@@ -165,6 +166,14 @@ pub(crate) fn checkpoint_write(
     state: &[u8],
 ) -> Result<(), JournalError> {
     assert_eq!(header.state_size_bytes, state.len() as u64);
+    assert_eq!(
+        header.checksum_state, 0,
+        "the state's checksum is computed here"
+    );
+    let header = CheckpointHeader {
+        checksum_state: checksum(state),
+        ..header
+    };
     let (header, bytes) = header.sealed();
     // Pair assertion: the header we write is one that reading will accept.
     assert_eq!(CheckpointHeader::verify(&bytes), Ok(header));

@@ -60,8 +60,15 @@ pub(crate) fn directory_sync(directory_file: &File, directory: &Path) -> Result<
     directory_file.sync_all().map_err(io_error(directory))
 }
 
+/// Bytes of a file written between two waits for their writeback (`file_replace`): a checkpoint
+/// of hundreds of MB reaches the disk a slice at a time, so that the log's fsyncs, which replies
+/// wait for, queue behind one slice at most (a few ms of this disk) rather than the whole file.
+/// Measured: a 195 MB checkpoint took about as long in slices of 1 MiB as of 8 MiB.
+const WRITEBACK_SLICE_BYTES: usize = 1 << 20;
+
 /// Replaces `directory/name` atomically with `parts` concatenated: write a temporary file, fsync
 /// it, rename it over `name`, fsync the directory. A crash leaves either the old or the new file.
+/// Large files are written back a slice at a time (`WRITEBACK_SLICE_BYTES`) before the fsync.
 pub(crate) fn file_replace(
     directory_file: &File,
     directory: &Path,
@@ -77,14 +84,39 @@ pub(crate) fn file_replace(
         .truncate(true)
         .open(&temporary_path)
         .map_err(io_error(&temporary_path))?;
+    let mut offset = 0;
     for part in parts {
-        file.write_all(part).map_err(io_error(&temporary_path))?;
+        for slice in part.chunks(WRITEBACK_SLICE_BYTES) {
+            file.write_all(slice).map_err(io_error(&temporary_path))?;
+            if slice.len() == WRITEBACK_SLICE_BYTES {
+                writeback_wait(&file, offset, slice.len()).map_err(io_error(&temporary_path))?;
+            }
+            offset += slice.len();
+        }
     }
+    // Durable only now: writeback neither flushes the disk's cache nor the file's metadata.
     file.sync_all().map_err(io_error(&temporary_path))?;
     drop(file);
     let path = directory.join(name);
     fs::rename(&temporary_path, &path).map_err(io_error(&path))?;
     directory_sync(directory_file, directory)
+}
+
+/// Starts writeback of `size` bytes at `offset` and waits for it (after waiting for any earlier
+/// writeback of the range), so that at most one slice of the file is queued at the disk.
+fn writeback_wait(file: &File, offset: usize, size: usize) -> io::Result<()> {
+    let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE
+        | libc::SYNC_FILE_RANGE_WRITE
+        | libc::SYNC_FILE_RANGE_WAIT_AFTER;
+    let offset = libc::off64_t::try_from(offset).expect("a file offset fits off64_t");
+    let size = libc::off64_t::try_from(size).expect("a slice fits off64_t");
+    // SAFETY: a plain syscall on a descriptor `file` owns; it reads no memory of ours.
+    let result = unsafe { libc::sync_file_range(file.as_raw_fd(), offset, size, flags) };
+    if result == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Removes a leftover temporary file from an interrupted write, if there is one.

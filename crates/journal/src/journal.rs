@@ -2,6 +2,8 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{compiler_fence, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use tally_checksum::checksum;
 
@@ -136,7 +138,29 @@ pub struct Journal<S: Storage = FileStorage> {
     dirty_segment_first: Option<u32>,
     syncer: Syncer,
     checkpoint_slot_ops: [Option<u64>; CHECKPOINT_SLOT_COUNT],
+    /// The checkpoint the writer thread is writing (`checkpoint_start`), at most one.
+    checkpoint_writing: Option<CheckpointWriting>,
     failed: bool,
+}
+
+/// A checkpoint on the writer thread: its slot counts as empty until the writer reports it
+/// durable, so that nothing relies on it before then.
+struct CheckpointWriting {
+    op: u64,
+    slot: usize,
+    writer: JoinHandle<Result<(Duration, Vec<u8>), JournalError>>,
+}
+
+/// A checkpoint that is durable in its slot: recovery may choose it from now on.
+#[derive(Debug)]
+pub struct CheckpointLanded {
+    /// The record it follows.
+    pub op: u64,
+    /// How long the writer thread took: checksum, write, fsyncs and rename.
+    pub write_duration: Duration,
+    /// The state, handed back: a caller that encodes the next checkpoint into it finds its
+    /// pages already faulted in.
+    pub state: Vec<u8>,
 }
 
 impl Journal<FileStorage> {
@@ -259,6 +283,7 @@ impl<S: Storage> Journal<S> {
             address_end: walk.address_end,
             dirty_segment_first: None,
             checkpoint_slot_ops: [None; CHECKPOINT_SLOT_COUNT],
+            checkpoint_writing: None,
             failed: false,
         };
         journal.recover(&walk.tail, &runs, walk.op_synced_last)?;
@@ -491,16 +516,99 @@ impl<S: Storage> Journal<S> {
         })
     }
 
-    /// Stores `state`, which reflects the state after record `op`, as the newest checkpoint. Syncs
-    /// the log through `op` first, so that a checkpoint is never ahead of the durable log.
+    /// Stores `state`, which reflects the state after record `op`, as the newest checkpoint, on
+    /// this thread: returns once it is durable. Syncs the log through `op` first, so that a
+    /// checkpoint is never ahead of the durable log. Waits for a checkpoint in flight first.
     pub fn write_checkpoint(&mut self, op: u64, state: &[u8]) -> Result<(), JournalError> {
+        self.checkpoint_wait()?;
+        let (slot, header) = self.checkpoint_prepare(op, state.len() as u64)?;
+        checkpoint_write(&self.directory_file, &self.directory, slot, header, state)?;
+        self.checkpoint_slot_ops[slot] = Some(op);
+        Ok(())
+    }
+
+    /// `write_checkpoint` on the journal's writer thread: checks and prepares here (syncing the
+    /// log through `op` if it is not yet), then returns while a thread of its own checksums,
+    /// writes and fsyncs `state` and renames it over a slot. At most one checkpoint is in
+    /// flight: `checkpoint_poll` or `checkpoint_wait` learns how it ended (and hands `state`
+    /// back), and only then does the journal count on it. A failed write reports the error
+    /// `write_checkpoint` would have.
+    pub fn checkpoint_start(&mut self, op: u64, state: Vec<u8>) -> Result<(), JournalError> {
+        assert!(
+            self.checkpoint_writing.is_none(),
+            "one checkpoint in flight at most"
+        );
+        let (slot, header) = self.checkpoint_prepare(op, state.len() as u64)?;
+        let directory = self.directory.clone();
+        let directory_file = self
+            .directory_file
+            .try_clone()
+            .map_err(io_error(&self.directory))?;
+        let writer = std::thread::Builder::new()
+            .name("tally-checkpoint".into())
+            .spawn(move || {
+                writer_yield_cpu();
+                let started = Instant::now();
+                checkpoint_write(&directory_file, &directory, slot, header, &state)?;
+                Ok((started.elapsed(), state))
+            })
+            .map_err(io_error(&self.directory))?;
+        self.checkpoint_writing = Some(CheckpointWriting { op, slot, writer });
+        Ok(())
+    }
+
+    /// Whether a checkpoint is on the writer thread (until `checkpoint_poll` or
+    /// `checkpoint_wait` reports it).
+    pub fn checkpoint_in_flight(&self) -> bool {
+        self.checkpoint_writing.is_some()
+    }
+
+    /// Without waiting: the checkpoint in flight if it has landed since the last call, or the
+    /// error that ended its write. `Ok(None)` while it is being written, or if none is.
+    pub fn checkpoint_poll(&mut self) -> Result<Option<CheckpointLanded>, JournalError> {
+        match &self.checkpoint_writing {
+            Some(writing) if writing.writer.is_finished() => self.checkpoint_reap(),
+            Some(_) | None => Ok(None),
+        }
+    }
+
+    /// Waits for the checkpoint in flight, if any, and reports it as `checkpoint_poll` does.
+    pub fn checkpoint_wait(&mut self) -> Result<Option<CheckpointLanded>, JournalError> {
+        self.checkpoint_reap()
+    }
+
+    /// Joins the writer thread and counts the checkpoint's slot once it is durable.
+    fn checkpoint_reap(&mut self) -> Result<Option<CheckpointLanded>, JournalError> {
+        let Some(writing) = self.checkpoint_writing.take() else {
+            return Ok(None);
+        };
+        let written = match writing.writer.join() {
+            Ok(written) => written,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        let (write_duration, state) = written?;
+        assert_eq!(self.checkpoint_slot_ops[writing.slot], None);
+        self.checkpoint_slot_ops[writing.slot] = Some(writing.op);
+        Ok(Some(CheckpointLanded {
+            op: writing.op,
+            write_duration,
+            state,
+        }))
+    }
+
+    /// What every checkpoint write starts with: the checks, the log synced through `op`, the
+    /// header but for the state's checksum, and the slot, which counts as empty from now on.
+    fn checkpoint_prepare(
+        &mut self,
+        op: u64,
+        state_size_bytes: u64,
+    ) -> Result<(usize, CheckpointHeader), JournalError> {
         self.usable()?;
         assert!(
             op <= self.op_last,
             "checkpoint op {op} is beyond the last op {}",
             self.op_last
         );
-        let state_size_bytes = state.len() as u64;
         let state_size_bytes_max = self.options.state_size_bytes_max;
         if state_size_bytes > state_size_bytes_max {
             return Err(JournalError::StateTooLarge {
@@ -513,7 +621,7 @@ impl<S: Storage> Journal<S> {
         }
         let header = CheckpointHeader {
             checksum: 0,
-            checksum_state: checksum(state),
+            checksum_state: 0,
             checksum_record: self.checksum_of(op),
             cluster: self.marker.cluster,
             op,
@@ -523,9 +631,7 @@ impl<S: Storage> Journal<S> {
         // The slot's old checkpoint is gone as soon as the rename happens; if the write fails, the
         // slot counts as empty and is the next one written.
         self.checkpoint_slot_ops[slot] = None;
-        checkpoint_write(&self.directory_file, &self.directory, slot, header, state)?;
-        self.checkpoint_slot_ops[slot] = Some(op);
-        Ok(())
+        Ok((slot, header))
     }
 
     /// Records `op..=op_last()` in order, with their bodies. `op_last() + 1` gives none.
@@ -628,6 +734,26 @@ impl<S: Storage> Drop for Journal<S> {
     fn drop(&mut self) {
         // Segments close after this; the kernel must be done with their descriptors first.
         self.syncer.drain(&mut self.storage);
+        // The writer holds the directory (and its lock) until it is done; how it ended no
+        // longer matters to anyone (recovery reads what landed).
+        if let Some(writing) = self.checkpoint_writing.take() {
+            let _ = writing.writer.join();
+        }
+    }
+}
+
+/// Nice value of the checkpoint writer thread: when the CPUs are busy, the caller's threads
+/// (the core and the fronts, which replies wait for) go first; a checkpoint can wait.
+const CHECKPOINT_WRITER_NICE: libc::c_int = 10;
+
+/// Lowers the calling thread's CPU priority to `CHECKPOINT_WRITER_NICE`. On Linux the nice value
+/// is per thread, so the rest of the process keeps its own.
+fn writer_yield_cpu() {
+    // SAFETY: a plain syscall that changes the calling thread's nice value.
+    let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, CHECKPOINT_WRITER_NICE) };
+    // A writer at the default priority still writes correct checkpoints: say so and go on.
+    if result != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "checkpoint writer keeps its priority");
     }
 }
 

@@ -1,23 +1,47 @@
-//! The ledger's state as bytes, for checkpoints: `encode` writes it, `decode` reads it back and
-//! checks it before anything is trusted. Transfer bodies are not in it (they stay in the store);
-//! the id indexes are, slot for slot, so a restart does not read every transfer id back.
+//! The ledger's state as bytes, for checkpoints: `checkpoint_begin` and `encode_step` write it,
+//! `decode_checkpoint` reads it back and checks it before anything is trusted. Transfer bodies
+//! are not in it (they stay in the store), and neither are the id indexes: they are rebuilt on
+//! load (`LedgerDecoded::index`), so that a checkpoint costs what the ledger holds, not what its
+//! indexes were sized for (`Ledger::with_capacity`), and equal states encode to equal bytes
+//! whatever the indexes' history.
 //!
-//! Layout: `MAGIC`, then sections in a fixed order, each integer little-endian, each list
-//! prefixed by its u64 length. The caller (the journal) checksums the whole blob.
+//! Format 2 (`TLYLDG02`, written), each integer little-endian, each list prefixed by its u64
+//! length:
+//!
+//! ```text
+//! head  MAGIC, timestamp_last, transfer_count, transfer_timestamp_max,
+//!       accounts, per account (transfers, history rows) lengths, transfer states,
+//!       balancing amounts, expiries, retired ids
+//! tail  per account: its transfer handles, then its history rows
+//! ```
+//!
+//! Everything that a batch may change in place is in the head, written at the checkpoint's
+//! moment. The tail holds the per-account lists, which only grow (a rolled-back chain pops only
+//! what its own batch pushed), so a list's first `n` items never change once it has `n`: the
+//! tail can be copied in slices while later batches run, each list up to its length at the
+//! moment, and the bytes are the state at that moment (`LedgerCheckpoint`).
+//!
+//! Format 1 (`TLYLDG01`, read only) interleaves the lists with the accounts and holds the index
+//! slots, which are skipped. The caller (the journal) checksums the whole blob.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::id_table::IdIndex;
 use crate::ledger::{BalanceSnapshot, Ledger};
+use crate::store::TransferStore;
 use crate::types::{Account, Record};
 
-const MAGIC: &[u8; 8] = b"TLYLDG01";
+/// Format 1: lists interleaved with the accounts, and the id index slots.
+const MAGIC_V1: &[u8; 8] = b"TLYLDG01";
+/// Format 2, written: no index; the per-account lists in a tail after everything else.
+const MAGIC: &[u8; 8] = b"TLYLDG02";
 
 /// Why `Ledger::decode_checkpoint` refused a blob. Any of these means the bytes cannot be
 /// trusted as a ledger state: the caller must not serve from them.
 #[derive(Debug, PartialEq, Eq)]
 pub enum CheckpointError {
-    /// The blob does not start with `MAGIC` (not a ledger checkpoint, or another format version).
+    /// The blob does not start with a known magic (not a ledger checkpoint, or a format this
+    /// binary does not read).
     BadMagic,
     /// The blob ends early, or a list length claims more than the bytes that remain.
     Truncated {
@@ -52,6 +76,13 @@ impl Writer<'_> {
     fn len(&mut self, len: usize) {
         self.u64(len as u64);
     }
+}
+
+/// The little-endian bytes of `values`, without copying (the crate is little-endian only:
+/// `types.rs`).
+fn u64s_as_bytes(values: &[u64]) -> &[u8] {
+    // SAFETY: a u64 has no padding, so every byte is initialised; u8 needs no alignment.
+    unsafe { core::slice::from_raw_parts(values.as_ptr().cast::<u8>(), size_of_val(values)) }
 }
 
 struct Reader<'a> {
@@ -94,13 +125,177 @@ impl<'a> Reader<'a> {
         }
         Ok(len as usize)
     }
+    /// `count` little-endian u64s.
+    fn u64s(&mut self, count: usize) -> Result<Vec<u64>, CheckpointError> {
+        let bytes = self.take(count.checked_mul(8).ok_or(CheckpointError::Truncated {
+            offset: self.offset,
+        })?)?;
+        Ok(bytes
+            .chunks_exact(8)
+            .map(|value| u64::from_le_bytes(value.try_into().expect("8 bytes")))
+            .collect())
+    }
+    /// `count` history rows.
+    fn rows(&mut self, count: usize) -> Result<Vec<BalanceSnapshot>, CheckpointError> {
+        let size = count
+            .checked_mul(BalanceSnapshot::SIZE)
+            .ok_or(CheckpointError::Truncated {
+                offset: self.offset,
+            })?;
+        Ok(self
+            .take(size)?
+            .chunks_exact(BalanceSnapshot::SIZE)
+            .map(BalanceSnapshot::read_from)
+            .collect())
+    }
+}
+
+/// A ledger checkpoint under way: `Ledger::checkpoint_begin` wrote the head at the checkpoint's
+/// moment and the lengths each per-account list had then; `encode_step` copies the lists up to
+/// those lengths, in slices, while later batches may grow them. Use it with the ledger it began
+/// on, and no other.
+pub struct LedgerCheckpoint {
+    /// Per account at the checkpoint's moment: its transfer handles and its history rows.
+    lengths: Vec<[usize; 2]>,
+    /// The account whose lists are being copied.
+    account: usize,
+    /// Items of that account's lists copied: handles first, then rows.
+    item: usize,
+    /// Bytes of the tail still to copy.
+    tail_bytes_left: usize,
+}
+
+impl LedgerCheckpoint {
+    /// Bytes that `encode_step` has still to append.
+    pub fn tail_bytes_left(&self) -> usize {
+        self.tail_bytes_left
+    }
+
+    /// Appends the next slice of the tail: about `budget_bytes` (at least one item), and never
+    /// past the end. Returns whether the tail is complete.
+    pub fn encode_step(&mut self, ledger: &Ledger, out: &mut Vec<u8>, budget_bytes: usize) -> bool {
+        let mut budget_left = budget_bytes.max(1);
+        loop {
+            // Past the lists copied whole (and the empty ones).
+            while self
+                .lengths
+                .get(self.account)
+                .is_some_and(|[handles_len, rows_len]| self.item == handles_len + rows_len)
+            {
+                self.account += 1;
+                self.item = 0;
+            }
+            if self.account == self.lengths.len() || budget_left == 0 {
+                break;
+            }
+            let [handles_len, rows_len] = self.lengths[self.account];
+            let handles = &ledger.account_transfers[self.account];
+            let rows = &ledger.account_history[self.account];
+            // The lists only grow: the prefix being copied is the one of the checkpoint's moment.
+            assert!(handles.len() >= handles_len && rows.len() >= rows_len);
+            let bytes = if self.item < handles_len {
+                let take = (handles_len - self.item).min(budget_left.div_ceil(8));
+                let slice = &handles[self.item..self.item + take];
+                self.item += take;
+                u64s_as_bytes(slice)
+            } else {
+                let row = self.item - handles_len;
+                let take = (rows_len - row).min(budget_left.div_ceil(BalanceSnapshot::SIZE));
+                self.item += take;
+                BalanceSnapshot::slice_as_bytes(&rows[row..row + take])
+            };
+            out.extend_from_slice(bytes);
+            budget_left = budget_left.saturating_sub(bytes.len());
+            self.tail_bytes_left -= bytes.len();
+        }
+        let complete = self.account == self.lengths.len();
+        // Pair: the lengths announced in the head are exactly what the tail holds.
+        assert_eq!(complete, self.tail_bytes_left == 0);
+        complete
+    }
+}
+
+/// A ledger read back from a checkpoint, all but its transfer id index, which is built from
+/// the store that holds the ids: `index` returns the ledger. Nothing can be served before that.
+pub struct LedgerDecoded {
+    ledger: Ledger,
+}
+
+impl LedgerDecoded {
+    /// Builds the transfer id index from `store` (reading every created transfer's id back, in
+    /// handle order) with room for `transfers_additional` more, and returns the ledger.
+    pub fn index<S: TransferStore>(
+        self,
+        store: &S,
+        transfers_additional: usize,
+    ) -> Result<Ledger, CheckpointError> {
+        let mut ledger = self.ledger;
+        if store.event_count() < ledger.transfer_handle_next() {
+            return Err(CheckpointError::Inconsistent(
+                "transfer handles beyond the store",
+            ));
+        }
+        let created =
+            (0..ledger.transfer_handle_next()).filter(|&handle| ledger.is_created(handle));
+        let count_max = (ledger.transfer_count as usize).saturating_add(transfers_additional);
+        ledger.transfer_index = IdIndex::built(count_max, created, |handle| store.event_id(handle));
+        // Pair with the states' count, checked on decode.
+        assert_eq!(ledger.transfer_index.len() as u64, ledger.transfer_count);
+        Ok(ledger)
+    }
 }
 
 impl Ledger {
-    /// Appends the whole state to `out` (accounts, per-account lists, id indexes, per-handle
-    /// states, balancing amounts, expiries, retired ids). Deterministic: equal states encode to
-    /// equal bytes. Transfer bodies are not included: a restore needs the same store.
+    /// Appends the whole state to `out` (`checkpoint_begin`, then every step at once).
+    /// Deterministic: equal states encode to equal bytes. Transfer bodies are not included: a
+    /// restore needs the same store.
     pub fn encode_checkpoint(&self, out: &mut Vec<u8>) {
+        let start = out.len();
+        let mut checkpoint = self.checkpoint_begin(out);
+        let complete = checkpoint.encode_step(self, out, usize::MAX);
+        assert!(complete);
+        // Pair with the size announced beforehand.
+        assert_eq!(out.len() - start, self.checkpoint_size_bytes());
+    }
+
+    /// The size of the checkpoint encoding of the state as it is now, head and tail: so that a
+    /// caller can allocate once for all of it.
+    pub fn checkpoint_size_bytes(&self) -> usize {
+        let lists: usize = self
+            .account_transfers
+            .iter()
+            .zip(&self.account_history)
+            .map(|(handles, rows)| handles.len() * 8 + rows.len() * BalanceSnapshot::SIZE)
+            .sum();
+        MAGIC.len()
+            + 3 * 8
+            + 8
+            + self.accounts.len() * (Account::SIZE + 2 * 8)
+            + 8
+            + self.transfer_state.len()
+            + 8
+            + self.balancing_amounts.len() * 24
+            + 8
+            + self.expiries.len() * 16
+            + 8
+            + self.orphan_ids.len() * 16
+            + lists
+    }
+
+    /// Appends the head of the state (everything a batch may change in place: accounts,
+    /// transfer states, balancing amounts, expiries, retired ids, and the length of every
+    /// per-account list) and returns the checkpoint, whose `encode_step` appends the rest.
+    pub fn checkpoint_begin(&self, out: &mut Vec<u8>) -> LedgerCheckpoint {
+        let lengths: Vec<[usize; 2]> = self
+            .account_transfers
+            .iter()
+            .zip(&self.account_history)
+            .map(|(handles, rows)| [handles.len(), rows.len()])
+            .collect();
+        let tail_bytes_left = lengths
+            .iter()
+            .map(|[handles, rows]| handles * 8 + rows * BalanceSnapshot::SIZE)
+            .sum();
         let mut w = Writer(out);
         w.0.extend_from_slice(MAGIC);
         w.u64(self.timestamp_last);
@@ -108,24 +303,9 @@ impl Ledger {
         w.u64(self.transfer_timestamp_max);
         w.len(self.accounts.len());
         w.0.extend_from_slice(Account::slice_as_bytes(&self.accounts));
-        for (transfers, history) in self.account_transfers.iter().zip(&self.account_history) {
-            w.len(transfers.len());
-            transfers.iter().for_each(|&handle| w.u64(handle));
-            w.len(history.len());
-            for row in history {
-                for value in [
-                    row.debits_pending,
-                    row.debits_posted,
-                    row.credits_pending,
-                    row.credits_posted,
-                ] {
-                    w.u128(value);
-                }
-            }
-        }
-        for index in [&self.account_index, &self.transfer_index] {
-            w.len(index.slots().len());
-            index.slots().iter().for_each(|&slot| w.u64(slot));
+        for &[handles, rows] in &lengths {
+            w.len(handles);
+            w.len(rows);
         }
         w.len(self.transfer_state.len());
         w.0.extend_from_slice(&self.transfer_state);
@@ -141,74 +321,34 @@ impl Ledger {
         }
         w.len(self.orphan_ids.len());
         self.orphan_ids.iter().for_each(|&id| w.u128(id));
+        LedgerCheckpoint {
+            lengths,
+            account: 0,
+            item: 0,
+            tail_bytes_left,
+        }
     }
 
-    /// Reads back what `encode_checkpoint` wrote and checks its internal consistency before
-    /// returning it. Never panics on corrupt input: every length is bounded by the bytes left.
-    pub fn decode_checkpoint(bytes: &[u8]) -> Result<Ledger, CheckpointError> {
+    /// Reads back what `checkpoint_begin` and `encode_step` wrote (or format 1), from the start
+    /// of `bytes`; returns the ledger without its transfer index and the bytes it took. Checks
+    /// internal consistency before returning. Never panics on corrupt input: every length is
+    /// bounded by the bytes left.
+    pub fn decode_checkpoint(bytes: &[u8]) -> Result<(LedgerDecoded, usize), CheckpointError> {
         let mut r = Reader { bytes, offset: 0 };
-        if r.take(MAGIC.len())? != MAGIC {
+        let magic = r.take(MAGIC.len())?;
+        let mut ledger = if magic == MAGIC {
+            decode_v2(&mut r)?
+        } else if magic == MAGIC_V1 {
+            decode_v1(&mut r)?
+        } else {
             return Err(CheckpointError::BadMagic);
-        }
-        let mut ledger = Ledger::new();
-        ledger.timestamp_last = r.u64()?;
-        ledger.transfer_count = r.u64()?;
-        ledger.transfer_timestamp_max = r.u64()?;
-        let account_count = r.len(Account::SIZE)?;
-        let account_bytes = r.take(account_count * Account::SIZE)?;
-        ledger.accounts = account_bytes
-            .chunks_exact(Account::SIZE)
-            .map(Account::read_from)
-            .collect();
-        for _ in 0..account_count {
-            let count = r.len(8)?;
-            ledger
-                .account_transfers
-                .push((0..count).map(|_| r.u64()).collect::<Result<_, _>>()?);
-            let count = r.len(64)?;
-            let mut rows = Vec::with_capacity(count);
-            for _ in 0..count {
-                rows.push(BalanceSnapshot {
-                    debits_pending: r.u128()?,
-                    debits_posted: r.u128()?,
-                    credits_pending: r.u128()?,
-                    credits_posted: r.u128()?,
-                });
-            }
-            ledger.account_history.push(rows);
-        }
-        let mut indexes = Vec::with_capacity(2);
-        for _ in 0..2 {
-            let count = r.len(8)?;
-            let slots = (0..count).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
-            indexes.push(
-                IdIndex::from_slots(slots)
-                    .ok_or(CheckpointError::Inconsistent("id index shape"))?,
-            );
-        }
-        ledger.transfer_index = indexes.pop().expect("two indexes");
-        ledger.account_index = indexes.pop().expect("two indexes");
-        let count = r.len(1)?;
-        ledger.transfer_state = r.take(count)?.to_vec();
-        let count = r.len(24)?;
-        let mut balancing_amounts = BTreeMap::new();
-        for _ in 0..count {
-            balancing_amounts.insert(r.u64()?, r.u128()?);
-        }
-        ledger.balancing_amounts = balancing_amounts;
-        let count = r.len(16)?;
-        let mut expiries = BTreeSet::new();
-        for _ in 0..count {
-            expiries.insert((r.u64()?, r.u64()?));
-        }
-        ledger.expiries = expiries;
-        let count = r.len(16)?;
-        ledger.orphan_ids = (0..count).map(|_| r.u128()).collect::<Result<_, _>>()?;
-        if r.offset != bytes.len() {
-            return Err(CheckpointError::Inconsistent("trailing bytes"));
-        }
+        };
+        let accounts = &ledger.accounts;
+        ledger.account_index = IdIndex::built(accounts.len(), 0..accounts.len() as u64, |index| {
+            accounts[index as usize].id
+        });
         ledger.check_consistent()?;
-        Ok(ledger)
+        Ok((LedgerDecoded { ledger }, r.offset))
     }
 
     /// The cross-checks a decoded state must pass before it is served (the read-back half of
@@ -216,9 +356,6 @@ impl Ledger {
     fn check_consistent(&self) -> Result<(), CheckpointError> {
         if self.account_index.len() != self.accounts.len() {
             return Err(CheckpointError::Inconsistent("account index count"));
-        }
-        if self.transfer_index.len() as u64 != self.transfer_count {
-            return Err(CheckpointError::Inconsistent("transfer index count"));
         }
         let created = self
             .transfer_state
@@ -248,5 +385,205 @@ impl Ledger {
             ));
         }
         Ok(())
+    }
+}
+
+/// The accounts, and the counters before them (both formats start alike).
+fn decode_counters_and_accounts(r: &mut Reader<'_>) -> Result<Ledger, CheckpointError> {
+    let mut ledger = Ledger::new();
+    ledger.timestamp_last = r.u64()?;
+    ledger.transfer_count = r.u64()?;
+    ledger.transfer_timestamp_max = r.u64()?;
+    let account_count = r.len(Account::SIZE)?;
+    let account_bytes = r.take(account_count * Account::SIZE)?;
+    ledger.accounts = account_bytes
+        .chunks_exact(Account::SIZE)
+        .map(Account::read_from)
+        .collect();
+    Ok(ledger)
+}
+
+/// What follows the lists in both formats: transfer states, balancing amounts, expiries and
+/// retired ids.
+fn decode_transfer_sections(
+    r: &mut Reader<'_>,
+    ledger: &mut Ledger,
+) -> Result<(), CheckpointError> {
+    let count = r.len(1)?;
+    ledger.transfer_state = r.take(count)?.to_vec();
+    let count = r.len(24)?;
+    let mut balancing_amounts = BTreeMap::new();
+    for _ in 0..count {
+        balancing_amounts.insert(r.u64()?, r.u128()?);
+    }
+    ledger.balancing_amounts = balancing_amounts;
+    let count = r.len(16)?;
+    let mut expiries = BTreeSet::new();
+    for _ in 0..count {
+        expiries.insert((r.u64()?, r.u64()?));
+    }
+    ledger.expiries = expiries;
+    let count = r.len(16)?;
+    ledger.orphan_ids = (0..count).map(|_| r.u128()).collect::<Result<_, _>>()?;
+    Ok(())
+}
+
+fn decode_v2(r: &mut Reader<'_>) -> Result<Ledger, CheckpointError> {
+    let mut ledger = decode_counters_and_accounts(r)?;
+    let mut lengths = Vec::with_capacity(ledger.accounts.len());
+    for _ in 0..ledger.accounts.len() {
+        // Each list's items are in the tail: at least 8 bytes per handle, 64 per row.
+        lengths.push([r.len(8)?, r.len(BalanceSnapshot::SIZE)?]);
+    }
+    decode_transfer_sections(r, &mut ledger)?;
+    for [handles, rows] in lengths {
+        ledger.account_transfers.push(r.u64s(handles)?);
+        ledger.account_history.push(r.rows(rows)?);
+    }
+    Ok(ledger)
+}
+
+fn decode_v1(r: &mut Reader<'_>) -> Result<Ledger, CheckpointError> {
+    let mut ledger = decode_counters_and_accounts(r)?;
+    for _ in 0..ledger.accounts.len() {
+        let count = r.len(8)?;
+        ledger.account_transfers.push(r.u64s(count)?);
+        let count = r.len(BalanceSnapshot::SIZE)?;
+        ledger.account_history.push(r.rows(count)?);
+    }
+    // The account and transfer index slots: rebuilt instead, like format 2's.
+    for _ in 0..2 {
+        let count = r.len(8)?;
+        r.take(count * 8)?;
+    }
+    decode_transfer_sections(r, &mut ledger)?;
+    Ok(ledger)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::MemoryStore;
+    use crate::types::{AccountFlags, Transfer, TransferFlags, AMOUNT_MAX};
+
+    fn account(id: u128, flags: u16) -> Account {
+        Account {
+            id,
+            ledger: 1,
+            code: 1,
+            flags: AccountFlags(flags),
+            ..Account::default()
+        }
+    }
+
+    fn transfer(id: u128, debit: u128, credit: u128, flags: u16) -> Transfer {
+        let pending = flags & TransferFlags::PENDING != 0;
+        Transfer {
+            id,
+            debit_account_id: debit,
+            credit_account_id: credit,
+            amount: 5,
+            ledger: 1,
+            code: 1,
+            flags: TransferFlags(flags),
+            timeout: if pending { 60 } else { 0 },
+            ..Transfer::default()
+        }
+    }
+
+    /// Stamps each batch 100 ns after the last.
+    struct Batches {
+        ledger: Ledger,
+        store: MemoryStore,
+        timestamp: u64,
+    }
+
+    impl Batches {
+        fn transfers(&mut self, events: &[Transfer]) {
+            self.timestamp += 100;
+            let first = self.store.append_batch(self.timestamp, events);
+            let mut results = Vec::new();
+            self.ledger
+                .create_transfers(&self.store, self.timestamp, first, events, &mut results);
+        }
+
+        fn accounts(&mut self, events: &[Account]) {
+            self.timestamp += 100;
+            self.ledger
+                .create_accounts(&self.store, self.timestamp, events, &mut Vec::new());
+        }
+    }
+
+    /// A checkpoint begun before more batches, and finished after them in small slices, holds
+    /// the bytes of the ledger at its beginning: pendings posted (states changed in place,
+    /// expiries removed), a failed linked chain (lists pushed and popped), new accounts and
+    /// transfers meanwhile. It decodes to the ledger of that moment.
+    #[test]
+    fn slices_after_more_batches_encode_the_moment_of_the_beginning() {
+        let mut batches = Batches {
+            ledger: Ledger::new(),
+            store: MemoryStore::new(),
+            timestamp: 1_000,
+        };
+        batches.accounts(&[
+            account(1, AccountFlags::HISTORY),
+            account(2, 0),
+            account(3, AccountFlags::HISTORY),
+        ]);
+        let mut events = Vec::new();
+        for pair in 0..40 {
+            events.push(transfer(100 + 2 * pair, 1, 2, 0));
+            events.push(transfer(101 + 2 * pair, 3, 1, TransferFlags::PENDING));
+        }
+        batches.transfers(&events);
+
+        let mut at_beginning = Vec::new();
+        batches.ledger.encode_checkpoint(&mut at_beginning);
+        let digest_at_beginning = batches.ledger.digest(&batches.store);
+        let mut sliced = Vec::new();
+        let mut checkpoint = batches.ledger.checkpoint_begin(&mut sliced);
+        assert!(!checkpoint.encode_step(&batches.ledger, &mut sliced, 100));
+
+        let posts: Vec<Transfer> = events
+            .iter()
+            .filter(|event| event.flags.contains(TransferFlags::PENDING))
+            .map(|pending| Transfer {
+                id: pending.id + 1_000,
+                pending_id: pending.id,
+                amount: AMOUNT_MAX,
+                flags: TransferFlags(TransferFlags::POST_PENDING_TRANSFER),
+                ..Transfer::default()
+            })
+            .collect();
+        batches.transfers(&posts);
+        batches.transfers(&[
+            transfer(9_001, 1, 3, TransferFlags::LINKED),
+            transfer(9_002, 1, 1, 0),
+        ]);
+        batches.accounts(&[account(4, 0)]);
+        batches.transfers(&[transfer(9_100, 4, 1, 0)]);
+        assert_ne!(batches.ledger.digest(&batches.store), digest_at_beginning);
+
+        while !checkpoint.encode_step(&batches.ledger, &mut sliced, 100) {}
+        assert_eq!(checkpoint.tail_bytes_left(), 0);
+        assert_eq!(sliced, at_beginning);
+        let (decoded, size) = Ledger::decode_checkpoint(&sliced).unwrap();
+        assert_eq!(size, sliced.len());
+        let decoded = decoded.index(&batches.store, 0).unwrap();
+        assert_eq!(decoded.digest(&batches.store), digest_at_beginning);
+        assert_eq!(
+            decoded.transfer(&batches.store, 101).map(|t| t.id),
+            Some(101)
+        );
+    }
+
+    /// The index is not in the checkpoint, so presizing it costs nothing there.
+    #[test]
+    fn capacity_is_not_encoded() {
+        let mut small = Vec::new();
+        Ledger::new().encode_checkpoint(&mut small);
+        let mut presized = Vec::new();
+        Ledger::with_capacity(1_000, 1_000_000).encode_checkpoint(&mut presized);
+        assert_eq!(small, presized);
     }
 }

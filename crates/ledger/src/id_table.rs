@@ -149,13 +149,37 @@ impl IdIndex {
             capacity *= 2;
         }
         self.slots = vec![0; capacity];
-        let mask = capacity - 1;
-        // Hash a window ahead and prefetch each one's home slot, so that placing an entry
-        // rarely waits on memory (the new table is far larger than the caches).
+        let placed = self.place_all(values(), id_of);
+        assert_eq!(placed, self.count, "reserve was given every value");
+    }
+
+    /// An index of `values` (in insertion order, as `reserve` takes them) with room for
+    /// `count_max` entries in all: how a checkpoint's index comes back, since checkpoints hold
+    /// no index (it would cost its capacity, not its contents, on every checkpoint).
+    pub(crate) fn built<V: Iterator<Item = u64>>(
+        count_max: usize,
+        values: V,
+        id_of: impl Fn(u64) -> u128,
+    ) -> Self {
+        let mut index = Self::with_capacity(count_max);
+        index.count = index.place_all(values, id_of);
+        index
+    }
+
+    /// Places every value of `values` into an empty table; returns how many. Hashes a window
+    /// ahead and prefetches each one's home slot, so that placing an entry rarely waits on
+    /// memory (the table is far larger than the caches).
+    fn place_all(
+        &mut self,
+        values: impl Iterator<Item = u64>,
+        id_of: impl Fn(u64) -> u128,
+    ) -> usize {
+        let mask = self.slots.len() - 1;
         let mut window = [(0u64, 0u64); REBUILD_WINDOW];
         let mut count = 0usize;
         let mut placed = 0usize;
-        for value in values() {
+        for value in values {
+            assert!(value <= VALUE_MAX);
             let hash = hash_id(id_of(value));
             prefetch_read(&self.slots[(hash as usize) & mask]);
             if count >= REBUILD_WINDOW {
@@ -165,12 +189,14 @@ impl IdIndex {
             }
             window[count % REBUILD_WINDOW] = (hash, value);
             count += 1;
+            // A table at its load limit has no empty slot left for `place` to find.
+            assert!(count * 8 <= self.slots.len() * 7, "more values than room");
         }
         for index in placed..count {
             let (hash, value) = window[index % REBUILD_WINDOW];
             self.place(hash, value);
         }
-        assert_eq!(count, self.count, "reserve was given every value");
+        count
     }
 
     /// Puts an entry in the first empty slot from its home slot (rebuilds only).
@@ -191,22 +217,6 @@ impl IdIndex {
     pub(crate) fn prefetch(&self, id: u128) {
         let slot = (hash_id(id) as usize) & (self.slots.len() - 1);
         prefetch_read(&self.slots[slot]);
-    }
-
-    /// The raw slots, for checkpoints: restoring them avoids reading every id back.
-    pub(crate) fn slots(&self) -> &[u64] {
-        &self.slots
-    }
-
-    pub(crate) fn from_slots(slots: Vec<u64>) -> Option<Self> {
-        if !slots.len().is_power_of_two() || slots.len() < CAPACITY_MIN {
-            return None;
-        }
-        let count = slots.iter().filter(|&&entry| entry != 0).count();
-        if count * 8 > slots.len() * 7 {
-            return None;
-        }
-        Some(Self { slots, count })
     }
 }
 

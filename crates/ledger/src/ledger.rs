@@ -26,13 +26,19 @@ const STATE_CREATED: u8 = 0x80;
 const STATE_PENDING_MASK: u8 = 0x07;
 
 /// One balance row of an account with `flags.history`, right after a transfer that touched it.
+/// `#[repr(C)]` with four u128 fields, so that checkpoints copy rows as bytes (`Record`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
 pub(crate) struct BalanceSnapshot {
     pub debits_pending: u128,
     pub debits_posted: u128,
     pub credits_pending: u128,
     pub credits_posted: u128,
 }
+
+// SAFETY: four u128 fields and no padding, as the size assert proves.
+unsafe impl Record for BalanceSnapshot {}
+const _: () = assert!(core::mem::size_of::<BalanceSnapshot>() == 64);
 
 impl BalanceSnapshot {
     fn of(account: &Account) -> Self {

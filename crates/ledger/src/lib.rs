@@ -9,7 +9,7 @@ mod query;
 mod store;
 mod types;
 
-pub use crate::checkpoint::CheckpointError;
+pub use crate::checkpoint::{CheckpointError, LedgerCheckpoint, LedgerDecoded};
 pub use crate::id_table::prefetch_address;
 pub use crate::ledger::{Ledger, BATCH_EVENTS_MAX, PULSE_EVENTS_MAX};
 pub use crate::query::HeapBytes;

@@ -81,6 +81,8 @@ fn single_phase_pending_post_void() {
 
     let mut encoded = Vec::new();
     ledger.encode_checkpoint(&mut encoded);
-    let decoded = Ledger::decode_checkpoint(&encoded).unwrap();
+    let (decoded, size) = Ledger::decode_checkpoint(&encoded).unwrap();
+    assert_eq!(size, encoded.len());
+    let decoded = decoded.index(&store, 0).unwrap();
     assert_eq!(decoded.digest(&store), ledger.digest(&store));
 }

@@ -197,3 +197,114 @@ fn checkpoint_edge_cases() {
         }
     );
 }
+
+/// A checkpoint on the writer thread: the log goes on meanwhile, and the journal counts on the
+/// checkpoint (its slot) only once the writer reports it durable.
+#[test]
+fn a_background_checkpoint_lands_while_the_log_goes_on() {
+    let (_temporary, directory) = formatted();
+    let (mut journal, _) = Journal::open(&directory, options()).expect("open");
+    append_until(&mut journal, 40);
+    assert!(!journal.checkpoint_in_flight());
+    assert!(journal
+        .checkpoint_poll()
+        .expect("nothing in flight")
+        .is_none());
+    journal
+        .checkpoint_start(40, state_for(40, 3_000_000))
+        .expect("start 40");
+    assert!(
+        journal.op_synced() >= 40,
+        "the log through op 40 is synced first"
+    );
+    assert!(journal.checkpoint_in_flight());
+    // Appends and syncs go on while the writer writes.
+    append_until(&mut journal, 60);
+    journal.sync().expect("sync");
+    let landed = journal.checkpoint_wait().expect("checkpoint 40 lands");
+    let landed = landed.expect("it was in flight");
+    assert_eq!(landed.op, 40);
+    assert!(
+        landed.state == state_for(40, 3_000_000),
+        "the state comes back"
+    );
+    assert!(!journal.checkpoint_in_flight());
+    assert!(journal
+        .checkpoint_wait()
+        .expect("nothing in flight")
+        .is_none());
+
+    // The next one goes to the other slot: the landed one is the newest usable checkpoint.
+    journal
+        .checkpoint_start(60, state_for(60, 100_000))
+        .expect("start 60");
+    let landed = loop {
+        if let Some(landed) = journal.checkpoint_poll().expect("checkpoint 60") {
+            break landed;
+        }
+        std::thread::yield_now();
+    };
+    assert_eq!(landed.op, 60);
+    drop(journal);
+    let (_, recovery) = Journal::open(&directory, options()).expect("reopen");
+    let checkpoint = recovery.checkpoint.expect("a checkpoint");
+    assert_eq!(checkpoint.op, 60);
+    assert!(checkpoint.state() == &state_for(60, 100_000)[..]);
+    assert!(recovery.checkpoints_rejected.is_empty());
+    assert!(directory.join("checkpoint-a").exists() && directory.join("checkpoint-b").exists());
+}
+
+/// A background write that fails reports the error `write_checkpoint` would have, when the
+/// journal learns how it ended; its slot counts as empty, the older checkpoint stays the one
+/// recovery uses, and the next checkpoint takes the failed slot.
+#[test]
+fn a_failed_background_checkpoint_reports_its_error_and_keeps_the_older_one() {
+    let (_temporary, directory) = formatted();
+    let (mut journal, _) = Journal::open(&directory, options()).expect("open");
+    append_until(&mut journal, 10);
+    journal
+        .write_checkpoint(10, &state_for(10, 5000))
+        .expect("checkpoint 10");
+    append_until(&mut journal, 20);
+    // A directory where the writer creates its temporary file: opening it for writing fails.
+    let temporary = directory.join("checkpoint.tmp");
+    fs::create_dir(&temporary).expect("a directory in the way");
+    journal
+        .checkpoint_start(20, state_for(20, 5000))
+        .expect("start 20");
+    match journal.checkpoint_wait() {
+        Err(JournalError::Io { path, .. }) => assert_eq!(path, temporary),
+        other => panic!("expected the writer's I/O error, got {other:?}"),
+    }
+    assert!(!journal.checkpoint_in_flight());
+    // The log is unaffected.
+    append_until(&mut journal, 30);
+    journal.sync().expect("sync");
+    fs::remove_dir(&temporary).expect("out of the way");
+    drop(journal);
+    assert_eq!(checkpoint_op(&directory), Some(10));
+
+    let (mut journal, _) = Journal::open(&directory, options()).expect("open");
+    journal
+        .checkpoint_start(30, state_for(30, 5000))
+        .expect("start 30");
+    // A synchronous checkpoint waits for the one in flight, then goes to the other slot.
+    journal
+        .write_checkpoint(30, &state_for(30, 7000))
+        .expect("checkpoint 30 again");
+    drop(journal);
+    let (_, recovery) = Journal::open(&directory, options()).expect("reopen");
+    assert!(recovery.checkpoints_rejected.is_empty());
+    let checkpoint = recovery.checkpoint.expect("checkpoint 30");
+    assert_eq!(checkpoint.op, 30);
+    // Both slots hold op 30 now (op 10 was replaced): the one chosen is either.
+    let size = checkpoint.state().len();
+    assert!(size == 5000 || size == 7000);
+    for file in ["checkpoint-a", "checkpoint-b"] {
+        let bytes = fs::read(directory.join(file)).expect("slot");
+        assert!(
+            bytes.len() == 128 + 5000 || bytes.len() == 128 + 7000,
+            "{file}"
+        );
+    }
+}
