@@ -66,7 +66,7 @@ async fn connection_serve(
             }
         }
     });
-    let connection = Connection { id, outbox };
+    let connection = Connection::new(id, outbox);
     let mut frames = FrameReader::new(cluster);
     let result = loop {
         let read = match reader.read(frames.spare_capacity()).await {
