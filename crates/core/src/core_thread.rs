@@ -8,7 +8,6 @@
 //! requests). Reads run on the state after the turn's record and answer after it is durable,
 //! so that no read shows a write that could still be lost.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tally_journal::{CheckpointLanded, Journal, JournalError, SyncTicket};
@@ -25,6 +24,7 @@ use crate::entry::{
     entry_append, EntryHeader, EntryKind, ENTRY_ALIGNMENT, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH,
 };
 use crate::error::CoreError;
+use crate::routes::{Connection, Routes};
 use crate::state::{ApplyMode, Reply, State};
 use crate::storage::{body_position, JournalBytes};
 use crate::view::StateView;
@@ -51,15 +51,6 @@ pub const ADMIN_COMMAND_SIZE_MAX: usize = 256 << 10;
 
 // A full-size request, an admin command and a pulse always fit one record.
 const _: () = assert!(ADMIN_COMMAND_SIZE_MAX <= tally_wire::MESSAGE_SIZE_MAX);
-
-/// Where to send a connection's outgoing messages.
-#[derive(Clone)]
-pub struct Connection {
-    /// Unique per connection while the server runs.
-    pub id: u64,
-    /// The connection's writer.
-    pub outbox: mpsc::Sender<Vec<u8>>,
-}
 
 /// A read that runs on the core thread against the current state and returns what to do once
 /// that state is durable (typically: send the result on a channel).
@@ -107,8 +98,9 @@ pub struct CoreOptions {
 pub struct Core {
     state: State,
     journal: Journal,
-    /// The newest connection each client spoke on (sessions outlive connections).
-    connections: HashMap<u128, Connection>,
+    /// The newest open connection of each client the session table holds (sessions outlive
+    /// connections; routes do not).
+    routes: Routes,
     log_bytes_since_checkpoint: u64,
     entries_since_checkpoint: u64,
     /// Replay work appended since the last checkpoint (`CHECKPOINT_INTERVAL_WORK`).
@@ -162,8 +154,9 @@ enum Pending {
 
 /// A reply ready to leave once its record is durable.
 enum Outgoing {
+    /// A reply, and the client's connection when its record was applied (none: it closed).
     Native {
-        client: u128,
+        connection: Option<Connection>,
         message: Vec<u8>,
     },
     Admin {
@@ -188,7 +181,7 @@ impl Core {
         Core {
             state,
             journal,
-            connections: HashMap::new(),
+            routes: Routes::default(),
             log_bytes_since_checkpoint: options.unsaved_log_bytes,
             entries_since_checkpoint: options.unsaved_entries,
             work_since_checkpoint: options.unsaved_work,
@@ -294,6 +287,8 @@ impl Core {
                 self.unsynced_finish(unsynced.take())?;
                 self.checkpoint_begin();
             }
+            // Replies waiting for a sync already hold their connection.
+            self.routes.prune(&self.state.sessions);
         }
         self.unsynced_finish(unsynced.take())?;
         self.checkpoint_finish()?;
@@ -317,7 +312,6 @@ impl Core {
         };
         match header.parse() {
             Ok(ParsedHeader::Request(request)) => {
-                self.connections.insert(request.client, connection.clone());
                 let body = &message[HEADER_SIZE..];
                 match self.state.sessions.check_request(&request, body) {
                     RequestDecision::Execute => {
@@ -335,6 +329,9 @@ impl Core {
                         self.evict(&connection, request.client, &request, reason)
                     }
                 }
+                // After the decision: a register now executing needs a route for its reply.
+                self.routes
+                    .update(request.client, &connection, &self.state.sessions);
             }
             Ok(ParsedHeader::PingClient(ping)) => self.ping(&ping, &connection),
             // The listener forwards requests and pings only.
@@ -343,7 +340,9 @@ impl Core {
     }
 
     fn ping(&mut self, ping: &PingClientHeader, connection: &Connection) {
-        self.connections.insert(ping.client, connection.clone());
+        // A ping moves a known client's replies to the connection it came on (wire spec §1.5).
+        self.routes
+            .update(ping.client, connection, &self.state.sessions);
         match self.state.sessions.check_ping(ping, self.state.op) {
             PingDecision::Pong => {
                 let pong = PongClientHeader {
@@ -500,7 +499,14 @@ impl Core {
             .map(|(entry, reply)| match (entry, reply) {
                 (Pending::Request { header, .. }, Reply::Native { client, message }) => {
                     assert_eq!(header.client, client);
-                    Outgoing::Native { client, message }
+                    // Resolved now, while the route exists: the prune at the end of this turn
+                    // drops it if a later register in this record evicted the client's session,
+                    // and the reply still goes out once the record is durable.
+                    let connection = self.routes.connection(client).cloned();
+                    Outgoing::Native {
+                        connection,
+                        message,
+                    }
                 }
                 (Pending::Admin { reply, .. }, Reply::Admin(outcome)) => {
                     Outgoing::Admin { reply, outcome }
@@ -532,9 +538,12 @@ impl Core {
     fn outgoing_send(&mut self, outgoing: Vec<Outgoing>) {
         for reply in outgoing {
             match reply {
-                Outgoing::Native { client, message } => {
-                    if let Some(connection) = self.connections.get(&client) {
-                        send(connection, message);
+                Outgoing::Native {
+                    connection,
+                    message,
+                } => {
+                    if let Some(connection) = connection {
+                        send(&connection, message);
                     }
                 }
                 // A caller that stopped waiting (its HTTP request was cancelled) loses nothing:

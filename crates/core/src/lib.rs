@@ -8,6 +8,7 @@ mod core_thread;
 mod entry;
 mod error;
 mod recovery;
+mod routes;
 mod state;
 mod storage;
 mod transfers;
@@ -20,9 +21,9 @@ pub use crate::command::{
     admin_decode, admin_encode, BatchOperation, Command, Request, StateOperation,
 };
 pub use crate::core_thread::{
-    hex, realtime_ns, Connection, Core, CoreOptions, Deferred, Read, Submission,
-    ADMIN_COMMAND_SIZE_MAX, BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, CHECKPOINT_INTERVAL_BYTES,
-    CHECKPOINT_INTERVAL_ENTRIES, CHECKPOINT_INTERVAL_WORK, CHECKPOINT_STEP_BYTES,
+    hex, realtime_ns, Core, CoreOptions, Deferred, Read, Submission, ADMIN_COMMAND_SIZE_MAX,
+    BATCH_BYTES_MAX, BATCH_ENTRIES_MAX, CHECKPOINT_INTERVAL_BYTES, CHECKPOINT_INTERVAL_ENTRIES,
+    CHECKPOINT_INTERVAL_WORK, CHECKPOINT_STEP_BYTES,
 };
 pub use crate::entry::{EntryKind, RECORD_KIND_BATCH};
 pub use crate::error::{CoreError, RecoveryError};
@@ -30,6 +31,7 @@ pub use crate::recovery::{
     digest, format, inspect, is_formatted, journal_options, open, OpenOptions, Recovered,
     SEGMENT_SIZE_BYTES_MIN,
 };
+pub use crate::routes::Connection;
 pub use crate::state::{ApplyError, ApplyMode, Reply, State};
 pub use crate::storage::{JournalBytes, LogBytes};
 pub use crate::view::StateView;

@@ -64,6 +64,16 @@ enum Command {
         addresses: SocketAddr,
         #[arg(long, env = "TALLY_CLUSTER", default_value_t = 0)]
         cluster: u128,
+        /// Close a native connection that sends no request or ping for this many seconds,
+        /// unless it serves a client with a session (official clients ping every 30 s); this
+        /// also ends connections that trickle a partial frame or went away without closing.
+        #[arg(
+            long,
+            env = "TALLY_IDLE_TIMEOUT_SECONDS",
+            default_value_t = 60,
+            value_parser = clap::value_parser!(u64).range(1..=86_400)
+        )]
+        idle_timeout_seconds: u64,
         /// Journal segment size in MiB (only used when formatting).
         #[arg(long, default_value_t = 256)]
         segment_mib: u64,
@@ -202,6 +212,7 @@ fn main() -> ExitCode {
             data_dir,
             addresses,
             cluster,
+            idle_timeout_seconds,
             segment_mib,
             transfers_max,
             cut_unproven_tail,
@@ -235,6 +246,7 @@ fn main() -> ExitCode {
                 directory: data_dir,
                 addresses,
                 cluster,
+                idle_timeout: std::time::Duration::from_secs(idle_timeout_seconds),
                 segment_size_bytes: segment_mib << 20,
                 transfers_max,
                 cut_unproven_tail,

@@ -1,64 +1,137 @@
 //! The TigerBeetle protocol listener: one task per connection splits the byte stream into
-//! messages (`FrameReader`, one fixed 1 MiB buffer), drops what fails the header rules, and
-//! hands requests and pings to the core through the bounded submit queue. A frame error
-//! (checksum, size, cluster) closes the connection, as TigerBeetle does.
+//! messages (`FrameReader`), drops what fails the header rules, and hands requests and pings to
+//! the core through the bounded submit queue. A frame error (checksum, size, cluster) closes
+//! the connection, as TigerBeetle does.
+//!
+//! A connection costs what it uses. Its frame buffer exists only while part of a message is
+//! buffered, and grows to that message. A connection that sends no request or ping for the
+//! idle timeout is closed unless the core routes a registered client's replies to it, and at
+//! the connection limit a new connection displaces the longest-idle such one (`registry`).
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+mod registry;
+
+use std::io::ErrorKind;
 use std::sync::Arc;
+use std::time::Duration;
 
-use tally_wire::{FrameReader, ParsedHeader};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tally_wire::{FrameError, FrameReader, ParsedHeader};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use tally_core::{Connection, Submission};
 
-/// Most connections served at once; beyond, new connections are closed at once.
+use self::registry::{Registry, Slot};
+
+/// Most connections served at once; beyond, a new connection displaces the longest-idle one
+/// that serves no registered client.
 pub(crate) const CONNECTIONS_MAX: usize = 1024;
 /// Most messages waiting to be written to one connection.
 pub(crate) const OUTBOX_MAX: usize = 64;
+/// The pause after a failed accept: when the process is out of file descriptors the pending
+/// connection stays queued and accept fails again at once, so retrying at once would spin.
+const ACCEPT_RETRY_DELAY: Duration = Duration::from_millis(10);
 
-/// Accepts connections on `listener` until the future is dropped, one task each (beyond
-/// `CONNECTIONS_MAX` a new connection is closed at once), and forwards their requests and pings
-/// to the core through `core`, the submit queue. A frame error (checksum, size, a `cluster` other
-/// than this one) closes its connection; a failed accept is logged and skipped.
-pub(crate) async fn serve(listener: TcpListener, cluster: u128, core: mpsc::Sender<Submission>) {
-    let connection_ids = AtomicU64::new(1);
-    let open = Arc::new(AtomicUsize::new(0));
+/// How the listener treats its connections.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ListenerOptions {
+    /// Messages of other clusters close the connection.
+    pub(crate) cluster: u128,
+    /// How long a connection no registered client is routed to may send no request or ping.
+    pub(crate) idle_timeout: Duration,
+}
+
+/// Why a connection closed.
+#[derive(Debug, thiserror::Error)]
+enum Closed {
+    /// The peer closed its side.
+    #[error("closed by the peer")]
+    Peer,
+    /// Reading failed (a reset, say).
+    #[error("read failed: {0}")]
+    Read(std::io::Error),
+    /// The stream broke a framing rule (spec §1.3).
+    #[error("frame error: {0}")]
+    Frame(FrameError),
+    /// No request or ping within the idle timeout, and no registered client routed here.
+    #[error("idle timeout")]
+    Idle,
+    /// A newer connection took this one's place at the connection limit.
+    #[error("displaced at the connection limit")]
+    Displaced,
+    /// The core no longer takes submissions (the server is stopping).
+    #[error("core stopped")]
+    CoreStopped,
+}
+
+/// Accepts connections on `listener` until the future is dropped, one task each, and forwards
+/// their requests and pings to the core through `core`, the submit queue. Beyond
+/// `CONNECTIONS_MAX` a new connection displaces the longest-idle unrouted one (or, if every
+/// connection serves a registered client, is closed at once). A failed accept is logged and
+/// retried after a pause.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    options: ListenerOptions,
+    core: mpsc::Sender<Submission>,
+) {
+    let registry = Arc::new(Registry::new(CONNECTIONS_MAX));
+    let mut connection_id: u64 = 0;
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
             Err(error) => {
                 tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(ACCEPT_RETRY_DELAY).await;
                 continue;
             }
         };
-        if open.load(Ordering::Relaxed) >= CONNECTIONS_MAX {
-            tracing::warn!(%peer, "connection limit reached; closing");
+        connection_id += 1;
+        let id = connection_id;
+        let (outbox, outbox_receiver) = mpsc::channel::<Vec<u8>>(OUTBOX_MAX);
+        let connection = Connection::new(id, outbox);
+        let Some(slot) = registry.admit(id, connection.routed_clients.clone()) else {
+            tracing::warn!(%peer, "connection limit reached, every connection serves a registered client; closing");
             continue;
-        }
+        };
         let _ = stream.set_nodelay(true);
-        let id = connection_ids.fetch_add(1, Ordering::Relaxed);
         let core = core.clone();
-        let open = open.clone();
-        open.fetch_add(1, Ordering::Relaxed);
+        let registered = Registered {
+            registry: registry.clone(),
+            id,
+        };
         tokio::spawn(async move {
-            if let Err(reason) = connection_serve(stream, id, cluster, core).await {
-                tracing::debug!(id, %peer, reason, "connection closed");
-            }
-            open.fetch_sub(1, Ordering::Relaxed);
+            let closed =
+                connection_serve(stream, outbox_receiver, connection, &slot, options, core).await;
+            drop(registered);
+            tracing::debug!(id, %peer, reason = %closed, "connection closed");
         });
     }
 }
 
+/// A connection's place in the registry, given up when its task ends, however it ends.
+struct Registered {
+    registry: Arc<Registry>,
+    id: u64,
+}
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        self.registry.remove(self.id);
+    }
+}
+
+/// Serves one connection until it closes; returns why it did.
 async fn connection_serve(
     stream: TcpStream,
-    id: u64,
-    cluster: u128,
+    mut outbox_receiver: mpsc::Receiver<Vec<u8>>,
+    connection: Connection,
+    slot: &Slot,
+    options: ListenerOptions,
     core: mpsc::Sender<Submission>,
-) -> Result<(), String> {
-    let (mut reader, mut writer) = stream.into_split();
-    let (outbox, mut outbox_receiver) = mpsc::channel::<Vec<u8>>(OUTBOX_MAX);
+) -> Closed {
+    let (reader, mut writer) = stream.into_split();
     let writer_task = tokio::spawn(async move {
         while let Some(message) = outbox_receiver.recv().await {
             if writer.write_all(&message).await.is_err() {
@@ -66,35 +139,75 @@ async fn connection_serve(
             }
         }
     });
-    let connection = Connection { id, outbox };
-    let mut frames = FrameReader::new(cluster);
-    let result = loop {
-        let read = match reader.read(frames.spare_capacity()).await {
-            Ok(0) => break Ok(()),
-            Ok(read) => read,
-            Err(error) => break Err(error.to_string()),
-        };
-        frames.advance(read);
-        let forwarded = forward_messages(&mut frames, &connection, &core).await;
-        if let Err(reason) = forwarded {
-            break Err(reason);
-        }
-    };
+    let closed = connection_read(&reader, &connection, slot, options, &core).await;
     drop(connection);
+    // Ends the receiver too, which tells the core the connection is gone.
     writer_task.abort();
-    result
+    closed
 }
 
+/// Reads and forwards messages until the connection must close.
+async fn connection_read(
+    reader: &OwnedReadHalf,
+    connection: &Connection,
+    slot: &Slot,
+    options: ListenerOptions,
+    core: &mpsc::Sender<Submission>,
+) -> Closed {
+    let mut frames = FrameReader::new(options.cluster);
+    let idle = tokio::time::sleep(options.idle_timeout);
+    tokio::pin!(idle);
+    loop {
+        // A connection waiting with nothing buffered holds no buffer.
+        frames.release();
+        tokio::select! {
+            readable = reader.readable() => {
+                if let Err(error) = readable {
+                    return Closed::Read(error);
+                }
+            }
+            () = slot.displaced() => return Closed::Displaced,
+            () = &mut idle => {
+                if !slot.routed() {
+                    return Closed::Idle;
+                }
+                // A registered client's connection may be quiet: look again later.
+                idle.as_mut().reset(Instant::now() + options.idle_timeout);
+                continue;
+            }
+        }
+        let spare = frames.spare_capacity();
+        assert!(!spare.is_empty(), "frames are drained after every read");
+        let read = match reader.try_read(spare) {
+            Ok(0) => return Closed::Peer,
+            Ok(read) => read,
+            Err(error) if error.kind() == ErrorKind::WouldBlock => continue,
+            Err(error) => return Closed::Read(error),
+        };
+        frames.advance(read);
+        match forward_messages(&mut frames, connection, core).await {
+            Ok(0) => {}
+            Ok(_forwarded) => {
+                slot.touch();
+                idle.as_mut().reset(Instant::now() + options.idle_timeout);
+            }
+            Err(closed) => return closed,
+        }
+    }
+}
+
+/// Forwards the whole requests and pings buffered in `frames`; returns how many.
 async fn forward_messages(
     frames: &mut FrameReader,
     connection: &Connection,
     core: &mpsc::Sender<Submission>,
-) -> Result<(), String> {
+) -> Result<usize, Closed> {
+    let mut forwarded = 0;
     loop {
         let message = match frames.next_message() {
             Ok(Some(message)) => message,
-            Ok(None) => return Ok(()),
-            Err(error) => return Err(format!("frame error: {error:?}")),
+            Ok(None) => return Ok(forwarded),
+            Err(error) => return Err(Closed::Frame(error)),
         };
         // Messages that fail the validity rules are dropped silently (wire spec §2.6).
         let forward = matches!(
@@ -108,8 +221,7 @@ async fn forward_messages(
             message: message.to_vec(),
             connection: connection.clone(),
         };
-        core.send(command)
-            .await
-            .map_err(|_| "core stopped".to_string())?;
+        core.send(command).await.map_err(|_| Closed::CoreStopped)?;
+        forwarded += 1;
     }
 }

@@ -4,6 +4,7 @@
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use tally_core::{Core, CoreError, CoreOptions, OpenOptions, RecoveryError, Submission};
 use tokio::net::TcpListener;
@@ -24,6 +25,9 @@ pub struct StartOptions {
     pub addresses: SocketAddr,
     /// The cluster id.
     pub cluster: u128,
+    /// How long a native connection that serves no registered client may send no request or
+    /// ping before it is closed.
+    pub idle_timeout: Duration,
     /// Segment size when formatting.
     pub segment_size_bytes: u64,
     /// Transfers to size the index for at start-up (0: grow as needed).
@@ -189,7 +193,11 @@ async fn serve_until_stopped(
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
     // Tests and scripts wait for this line (the port may have been 0).
     announce(&format!("listening on {local}"));
-    let serving = net::serve(listener, options.cluster, submit.clone());
+    let listener_options = net::ListenerOptions {
+        cluster: options.cluster,
+        idle_timeout: options.idle_timeout,
+    };
+    let serving = net::serve(listener, listener_options, submit.clone());
     let graphql = graphql_serve(options, submit.clone()).await?;
     let auto_peering = auto_peering_serve(options, submit.clone()).await?;
     if let Some(webhooks) = &options.webhooks {

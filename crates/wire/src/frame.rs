@@ -8,8 +8,11 @@
 //! without an answer. The same holds for a command byte outside TigerBeetle's enum (TigerBeetle
 //! crashes on it on purpose; spec §1.3).
 //!
-//! [`FrameReader`] does this inside one buffer of exactly `MESSAGE_SIZE_MAX` bytes, allocated
-//! once: a whole message always fits, and nothing grows with the input.
+//! [`FrameReader`] does this inside one buffer that costs what the connection uses: nothing
+//! while nothing is buffered, `READ_BUFFER_SIZE_MIN` bytes while a header arrives, and exactly
+//! the announced message size (at most `MESSAGE_SIZE_MAX`) while a larger message's body does.
+//! An idle connection holds no buffer, so a server's memory does not grow with the connections
+//! it keeps open.
 
 use tally_checksum::checksum;
 
@@ -112,15 +115,27 @@ impl Message<'_> {
     }
 }
 
-/// Splits a byte stream into verified messages inside a fixed `MESSAGE_SIZE_MAX` buffer.
+/// Bytes a reader asks for while no header is complete: room for a few small messages per
+/// read, and all that a connection trickling a partial frame holds.
+pub const READ_BUFFER_SIZE_MIN: usize = 4096;
+
+const _: () = assert!(READ_BUFFER_SIZE_MIN >= HEADER_SIZE);
+const _: () = assert!(READ_BUFFER_SIZE_MIN <= MESSAGE_SIZE_MAX);
+
+/// Splits a byte stream into verified messages inside a buffer that grows to the message being
+/// read (at most `MESSAGE_SIZE_MAX`) and is freed whenever nothing is buffered.
 ///
 /// Use: write received bytes into [`FrameReader::spare_capacity`] and report them with
 /// [`FrameReader::advance`] (or copy them in with [`FrameReader::feed`]), then call
-/// [`FrameReader::next_message`] until it returns `Ok(None)`. An `Err` is final: the reader
+/// [`FrameReader::next_message`] until it returns `Ok(None)`. Before waiting for more input,
+/// [`FrameReader::release`] frees the buffer if it holds nothing. An `Err` is final: the reader
 /// returns the same error from then on, and the connection must be closed.
 pub struct FrameReader {
     cluster: u128,
-    buffer: Box<[u8]>,
+    /// Empty (not allocated) while nothing is buffered and the reader was released;
+    /// `READ_BUFFER_SIZE_MIN` bytes while no header is complete; grown to the message size once
+    /// a header announcing a larger message is verified.
+    buffer: Vec<u8>,
     /// Received bytes not yet returned as messages are `buffer[start..end]`.
     start: usize,
     end: usize,
@@ -131,11 +146,11 @@ pub struct FrameReader {
 
 impl FrameReader {
     /// An empty reader for a connection of `cluster`: messages of other clusters are errors.
-    /// Allocates the whole 1 MiB buffer now and never again.
+    /// Allocates nothing until bytes are to be received.
     pub fn new(cluster: u128) -> FrameReader {
         FrameReader {
             cluster,
-            buffer: vec![0; MESSAGE_SIZE_MAX].into_boxed_slice(),
+            buffer: Vec::new(),
             start: 0,
             end: 0,
             header_verified: None,
@@ -148,9 +163,15 @@ impl FrameReader {
         self.end - self.start
     }
 
-    /// Where to put newly received bytes. Empty only when a whole message is waiting (a full
-    /// buffer holds at least one message, as no message exceeds the buffer): drain with
-    /// [`FrameReader::next_message`] first.
+    /// Bytes the reader holds allocated now: what an idle connection costs.
+    pub fn buffer_size(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// Where to put newly received bytes: the buffer holds at most `READ_BUFFER_SIZE_MIN`
+    /// bytes or the message being read, whichever is larger, so a read never takes bytes of
+    /// the message after a large one. Empty only when [`FrameReader::next_message`] has a
+    /// message or an error to return: drain it first.
     pub fn spare_capacity(&mut self) -> &mut [u8] {
         if self.start > 0 {
             // Move the incomplete tail to the front so that a whole message fits behind it.
@@ -159,6 +180,25 @@ impl FrameReader {
             self.end -= self.start;
             self.start = 0;
         }
+        if self.end == 0 && self.buffer.len() > READ_BUFFER_SIZE_MIN {
+            // The large message is gone: give its memory back rather than keep it for a
+            // connection that may never send another.
+            self.buffer = Vec::new();
+        }
+        self.header_check();
+        if self.error.is_some() {
+            return &mut [];
+        }
+        let wanted = match &self.header_verified {
+            // Cast: verify_header bounded size to MESSAGE_SIZE_MAX.
+            Some(header) => (header.size() as usize).max(READ_BUFFER_SIZE_MIN),
+            None => READ_BUFFER_SIZE_MIN,
+        };
+        if self.buffer.len() < wanted {
+            self.buffer.resize(wanted, 0);
+        }
+        assert!(self.buffer.len() <= MESSAGE_SIZE_MAX);
+        assert!(self.end <= self.buffer.len());
         &mut self.buffer[self.end..]
     }
 
@@ -178,36 +218,41 @@ impl FrameReader {
         size
     }
 
+    /// Frees the buffer if it holds no received bytes; call before waiting for input, so that
+    /// a connection that sends nothing holds nothing. The next
+    /// [`FrameReader::spare_capacity`] allocates again.
+    pub fn release(&mut self) {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            self.buffer = Vec::new();
+        }
+    }
+
     /// The next whole, verified message, or `Ok(None)` if more bytes are needed.
     pub fn next_message(&mut self) -> Result<Option<Message<'_>>, FrameError> {
+        self.header_check();
         if let Some(error) = self.error {
             return Err(error);
         }
-        let header = match self.header_verified.take() {
-            Some(header) => header,
-            None => {
-                if self.buffered_size() < HEADER_SIZE {
-                    return Ok(None);
-                }
-                let mut bytes = [0u8; HEADER_SIZE];
-                bytes.copy_from_slice(&self.buffer[self.start..self.start + HEADER_SIZE]);
-                match verify_header(&bytes, self.cluster) {
-                    Ok(header) => header,
-                    Err(error) => return Err(self.fail(error)),
-                }
-            }
+        let Some(header) = &self.header_verified else {
+            return Ok(None);
         };
         // Cast: verify_header bounded size to MESSAGE_SIZE_MAX.
         let size = header.size() as usize;
         if self.buffered_size() < size {
-            self.header_verified = Some(header);
             return Ok(None);
         }
         let body_start = self.start + HEADER_SIZE;
         let body_end = self.start + size;
-        if let Err(error) = verify_body(&header, &self.buffer[body_start..body_end]) {
-            return Err(self.fail(error));
+        if let Err(error) = verify_body(header, &self.buffer[body_start..body_end]) {
+            self.error = Some(error);
+            return Err(error);
         }
+        let header = self
+            .header_verified
+            .take()
+            .expect("checked to be Some above");
         self.start = body_end;
         if self.start == self.end {
             // Nothing incomplete is left: start over at the front without moving bytes.
@@ -220,9 +265,21 @@ impl FrameReader {
         }))
     }
 
-    fn fail(&mut self, error: FrameError) -> FrameError {
-        self.error = Some(error);
-        error
+    /// Verifies the header at `start` once its 256 bytes are in, keeping it (or the error):
+    /// its size tells how large the buffer must grow.
+    fn header_check(&mut self) {
+        if self.error.is_some()
+            || self.header_verified.is_some()
+            || self.buffered_size() < HEADER_SIZE
+        {
+            return;
+        }
+        let mut bytes = [0u8; HEADER_SIZE];
+        bytes.copy_from_slice(&self.buffer[self.start..self.start + HEADER_SIZE]);
+        match verify_header(&bytes, self.cluster) {
+            Ok(header) => self.header_verified = Some(header),
+            Err(error) => self.error = Some(error),
+        }
     }
 }
 
@@ -345,7 +402,7 @@ mod tests {
     }
 
     #[test]
-    fn largest_message_fits_and_buffer_does_not_grow() {
+    fn buffer_grows_to_the_message_and_is_freed_when_drained() {
         let body = vec![0xA5; MESSAGE_SIZE_MAX - HEADER_SIZE];
         let message = encode_request(
             &RequestParams {
@@ -363,27 +420,66 @@ mod tests {
             &body,
         );
         let mut reader = FrameReader::new(5);
-        reader.feed(&ping(1)[..100]);
-        // With a ping buffered, only 1 MiB − 256 bytes of the largest message fit; once the
-        // ping is taken, the rest does.
-        assert_eq!(reader.feed(&ping(1)[100..]), 156);
-        assert_eq!(reader.feed(&message), MESSAGE_SIZE_MAX - HEADER_SIZE);
-        assert_eq!(reader.spare_capacity().len(), 0);
+        assert_eq!(reader.buffer_size(), 0, "nothing allocated before input");
+        // A ping and the start of the largest message: one small read window.
+        let mut stream = ping(1).to_vec();
+        stream.extend_from_slice(&message);
+        let mut taken = reader.feed(&stream);
+        assert_eq!(taken, READ_BUFFER_SIZE_MIN);
+        assert_eq!(reader.buffer_size(), READ_BUFFER_SIZE_MIN);
         assert_eq!(
             reader
                 .next_message()
                 .expect("valid")
                 .expect("whole")
-                .body
-                .len(),
-            0
+                .to_vec(),
+            ping(1).to_vec()
         );
-        assert_eq!(
-            reader.feed(&message[MESSAGE_SIZE_MAX - HEADER_SIZE..]),
-            HEADER_SIZE
-        );
+        assert_eq!(reader.next_message(), Ok(None));
+        // The large header is verified: the buffer grows to exactly its message, no further.
+        while taken < stream.len() {
+            taken += reader.feed(&stream[taken..]);
+            assert!(reader.buffer_size() <= MESSAGE_SIZE_MAX);
+        }
+        assert_eq!(reader.buffer_size(), MESSAGE_SIZE_MAX);
+        assert_eq!(reader.spare_capacity().len(), 0);
         let received = reader.next_message().expect("valid").expect("whole");
         assert_eq!(received.to_vec(), message);
         assert_eq!(reader.next_message(), Ok(None));
+        // Drained: the next read window is small again, and release frees it.
+        assert_eq!(reader.spare_capacity().len(), READ_BUFFER_SIZE_MIN);
+        reader.release();
+        assert_eq!(reader.buffer_size(), 0);
+    }
+
+    #[test]
+    fn release_keeps_a_partial_frame() {
+        let mut reader = FrameReader::new(5);
+        assert_eq!(reader.feed(&ping(1)[..100]), 100);
+        reader.release();
+        assert_eq!(reader.buffered_size(), 100);
+        assert_eq!(reader.feed(&ping(1)[100..]), HEADER_SIZE - 100);
+        assert_eq!(
+            reader
+                .next_message()
+                .expect("valid")
+                .expect("whole")
+                .to_vec(),
+            ping(1).to_vec()
+        );
+    }
+
+    #[test]
+    fn an_error_leaves_no_room() {
+        let mut bytes = ping(1);
+        bytes[200] ^= 1;
+        let mut reader = FrameReader::new(5);
+        assert_eq!(reader.feed(&bytes), HEADER_SIZE);
+        assert_eq!(
+            reader.feed(&ping(2)),
+            0,
+            "the header is checked before more is read"
+        );
+        assert_eq!(reader.next_message(), Err(FrameError::HeaderChecksum));
     }
 }

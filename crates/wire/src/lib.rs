@@ -7,9 +7,9 @@
 //! The layers, from the socket inwards:
 //!
 //! * [`frame`]: a message is a 256-byte [`Header`] followed by `size − 256` body bytes
-//!   (spec §1.2–1.3). [`FrameReader`] splits a byte stream into messages inside one fixed
-//!   1 MiB buffer and verifies checksums, size and cluster; any [`FrameError`] means "close the
-//!   connection".
+//!   (spec §1.2–1.3). [`FrameReader`] splits a byte stream into messages inside a buffer that
+//!   grows to the message being read (at most 1 MiB) and is freed when drained, and verifies
+//!   checksums, size and cluster; any [`FrameError`] means "close the connection".
 //! * [`header`]: typed field access, the per-command validity rules of spec §2.6/§3 (a failure
 //!   means "drop the message silently"), and builders for every message the server sends
 //!   (reply with its `context`, register reply, pong, eviction) and the client sends.
@@ -28,7 +28,9 @@ pub mod protocol;
 pub mod session;
 
 pub use body::{event_max, validate_request_body, BodyError};
-pub use frame::{verify_body, verify_header, FrameError, FrameReader, Message};
+pub use frame::{
+    verify_body, verify_header, FrameError, FrameReader, Message, READ_BUFFER_SIZE_MIN,
+};
 pub use header::{
     encode_eviction, encode_ping_client, encode_pong_client, encode_register_reply, encode_reply,
     encode_request, EvictionHeader, Header, InvalidHeader, ParsedHeader, PingClientHeader,

@@ -330,6 +330,11 @@ impl SessionTable {
         self.in_flight.len()
     }
 
+    /// Whether `client` has a request begun and not yet committed or abandoned.
+    pub fn in_flight(&self, client: u128) -> bool {
+        self.in_flight_index(client).is_ok()
+    }
+
     fn session_index(&self, client: u128) -> Result<usize, usize> {
         self.sessions
             .binary_search_by_key(&client, |session| session.client)
