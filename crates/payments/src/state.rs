@@ -192,14 +192,18 @@ impl Payments {
         *self == Payments::default()
     }
 
-    /// Appends the checkpoint encoding: a version, then the state, then the payment flows,
-    /// each with its length.
+    /// Appends the checkpoint encoding: a version, then the state, then (version 2) the payment
+    /// flows, each with its length. A state without flows is written as version 1, byte for
+    /// byte what a version 1 binary wrote, so that its digest does not change either.
     pub fn encode_checkpoint(&self, out: &mut Vec<u8>) {
-        out.extend_from_slice(&CHECKPOINT_VERSION.to_le_bytes());
-        for encoded in [
-            postcard::to_allocvec(self),
-            postcard::to_allocvec(&self.flows),
-        ] {
+        let flows = self.flows != PaymentFlows::default();
+        let version = if flows { CHECKPOINT_VERSION } else { 1 };
+        out.extend_from_slice(&u32::to_le_bytes(version));
+        let mut sections = vec![postcard::to_allocvec(self)];
+        if flows {
+            sections.push(postcard::to_allocvec(&self.flows));
+        }
+        for encoded in sections {
             let encoded = encoded.expect("the state encodes: no foreign types");
             out.extend_from_slice(&(encoded.len() as u64).to_le_bytes());
             out.extend_from_slice(&encoded);
