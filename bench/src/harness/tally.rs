@@ -277,9 +277,20 @@ pub(crate) struct Checkpoint {
 
 /// Every `checkpoint` line of `lines`, in order.
 pub(crate) fn checkpoints(lines: &[String]) -> Vec<Checkpoint> {
+    checkpoint_lines(lines, "checkpoint")
+}
+
+/// Every checkpoint handed to the server's writer thread (`writing checkpoint` lines, since
+/// format 3), in order: a superset of `checkpoints`, since one may land on disk, and be what
+/// recovery uses, after the server last logged.
+pub(crate) fn checkpoints_begun(lines: &[String]) -> Vec<Checkpoint> {
+    checkpoint_lines(lines, "writing")
+}
+
+fn checkpoint_lines(lines: &[String], message: &str) -> Vec<Checkpoint> {
     lines
         .iter()
-        .filter(|line| is_message(line, "checkpoint"))
+        .filter(|line| is_message(line, message))
         .filter_map(|line| {
             Some(Checkpoint {
                 record: field(line, "record")?,
@@ -348,6 +359,9 @@ mod tests {
             "2026-11-24T03:26:21Z  INFO tally_server::recovery: recovered op=7 checkpoint_op=3 \
              records=4 reads=x"
                 .to_string(),
+            "2026-11-24T03:26:22Z  INFO tally_core::core_thread: writing checkpoint record=9 \
+             op=11 bytes=200"
+                .to_string(),
         ];
         let r = recovered(&lines).expect("recovered line");
         assert_eq!((r.op, r.checkpoint_record, r.records), (7, 3, 4));
@@ -362,6 +376,14 @@ mod tests {
             vec![(3, 5, 99)]
         );
         assert_eq!(checkpoint[0].fields["bytes"], 99);
+        let begun = checkpoints_begun(&lines);
+        assert_eq!(
+            begun
+                .iter()
+                .map(|c| (c.record, c.op, c.bytes))
+                .collect::<Vec<_>>(),
+            vec![(9, 11, 200)]
+        );
         assert!(warnings(&lines).is_empty());
     }
 }

@@ -155,6 +155,9 @@ pub(crate) fn run(args: Args) {
     let load_lines = loader.process.kill();
     warnings.extend(tally::warnings(&load_lines));
     let checkpoints = tally::checkpoints(&load_lines);
+    // A checkpoint the loader handed to its writer may have landed just before the SIGKILL,
+    // unlogged: recovery uses it, so its op is looked up among those begun as well.
+    let checkpoints_begun = tally::checkpoints_begun(&load_lines);
     let journal = tally.inspect(&data.path);
     eprintln!(
         "[recovery] loaded {} transfers in {:.1} s ({:.0} k tx/s); {} records, {} bytes of log; \
@@ -175,6 +178,7 @@ pub(crate) fn run(args: Args) {
         }
         match checkpoints
             .iter()
+            .chain(&checkpoints_begun)
             .find(|checkpoint| checkpoint.record == recovered.checkpoint_record)
         {
             Some(checkpoint) => {
