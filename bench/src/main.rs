@@ -11,6 +11,8 @@
 //! (options, data directory, child process, accounts and transfers) is in `harness/`.
 //! `graphql` runs one too, with its Admin API on, and drives it over HTTP; `payments` drives
 //! whole local payments through it on `graphql`'s connections.
+//! `connections` runs one and reads its resident memory as connections and client ids come and
+//! go.
 //! To add a scenario: a module under `scenarios/` with an `Args` struct
 //! (flattening `harness::options::ServerArgs` if it runs a server) and a `run(args)` function,
 //! and one variant in `Scenario` below.
@@ -52,6 +54,9 @@ enum Scenario {
     /// Restart time after SIGKILL as a mixed history grows: cycles of small writes from several
     /// clients, a read-back of every transfer in large lookups, SIGKILL and a timed restart.
     RecoveryMixed(scenarios::recovery_mixed::Args),
+    /// What an idle connection, a connection holding a partial frame, and a client id cost a
+    /// real `tally start` in resident memory (VmRSS), open and after they close.
+    Connections(scenarios::connections::Args),
     /// Rafiki's Admin API over HTTP against a real `tally start`: liquidity deposits,
     /// two-phase withdrawals and liquidity queries from 1, 16, 64 keep-alive clients;
     /// throughput and latency, optionally after preloading the ledger with N transfers.
@@ -71,5 +76,6 @@ fn main() {
         Scenario::RecoveryMixed(args) => scenarios::recovery_mixed::run(args),
         Scenario::Graphql(args) => scenarios::graphql::run(args),
         Scenario::Payments(args) => scenarios::payments::run(args),
+        Scenario::Connections(args) => scenarios::connections::run(args),
     }
 }

@@ -1,6 +1,6 @@
 //! Keeps the harness compiling and working: `core --smoke`, `durable --smoke`,
-//! `recovery --smoke`, `recovery-mixed --smoke`, `graphql --smoke` and `payments --smoke` must
-//! exit 0 and write well-formed JSON.
+//! `recovery --smoke`, `recovery-mixed --smoke`, `graphql --smoke`, `payments --smoke` and
+//! `connections --smoke` must exit 0 and write well-formed JSON.
 //! Nothing here looks at speed (CI machines vary, and benchmarks never gate CI). The server
 //! scenarios run the real `tally` binary (built with `cargo build --release -p tally-server` if
 //! it is not in the target directory yet).
@@ -274,6 +274,35 @@ fn payments_smoke_writes_json() {
 }
 
 #[test]
+fn connections_smoke_writes_json() {
+    let json = smoke("connections", "phase");
+    for key in [
+        "rss_bytes_start",
+        "rss_bytes_idle_connections_open",
+        "rss_bytes_partial_frames_open",
+        "rss_bytes_client_ids_end",
+    ] {
+        assert!(
+            json[key].as_u64().is_some_and(|rss| rss > 0),
+            "{key}: {json}"
+        );
+    }
+    // Per-connection and per-id figures are differences of noisy readings: any sign.
+    for key in [
+        "rss_bytes_per_idle_connection",
+        "rss_bytes_per_partial_frame_connection",
+        "rss_bytes_per_client_id",
+    ] {
+        assert!(
+            json[key].as_f64().is_some_and(f64::is_finite),
+            "{key}: {json}"
+        );
+    }
+    assert_eq!(json["params"]["client_ids"], 200);
+    assert_eq!(json["server_warnings"], serde_json::json!([]));
+}
+
+#[test]
 fn help_lists_scenarios() {
     let output = Command::new(env!("CARGO_BIN_EXE_tally-bench"))
         .arg("--help")
@@ -288,6 +317,11 @@ fn help_lists_scenarios() {
         "recovery-mixed",
         "graphql",
         "payments",
+    assert_eq!(json["server_warnings"], serde_json::json!([]));
+}
+
+#[test]
+        "connections",
     ] {
         assert!(
             help.contains(scenario),
