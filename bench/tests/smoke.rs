@@ -317,10 +317,6 @@ fn help_lists_scenarios() {
         "recovery-mixed",
         "graphql",
         "payments",
-    assert_eq!(json["server_warnings"], serde_json::json!([]));
-}
-
-#[test]
         "connections",
     ] {
         assert!(
