@@ -3,6 +3,8 @@
 //! domain creates are kept in memory (they are derived again on replay, so they need no log
 //! bytes of their own). One location per batch either way.
 
+use std::ops::Range;
+
 use tally_ledger::{
     Account, CreateAccountResult, CreateTransferResult, Ledger, Record, StoredEvent, Transfer,
     TransferStore,
@@ -147,6 +149,36 @@ impl<L: LogBytes> TransferStore for LogTransfers<'_, L> {
         let (bytes, _) = self.locations.event_bytes(self.log, handle);
         u128::from_le_bytes(bytes[..16].try_into().expect("16 bytes"))
     }
+
+    fn event_ids_for_each(&self, handles: Range<u64>, mut visit: impl FnMut(u64, u128)) {
+        let batches = &self.locations.batches;
+        let first = batches
+            .partition_point(|batch| batch.first_handle + u64::from(batch.count) <= handles.start);
+        for batch in &batches[first..] {
+            if batch.first_handle >= handles.end {
+                break;
+            }
+            let start = handles.start.max(batch.first_handle);
+            let end = handles.end.min(batch.first_handle + u64::from(batch.count));
+            let skip = (start - batch.first_handle) as usize;
+            let count = (end - start) as usize;
+            // One batch is one run of events: in the log (a batch never spans records) or among
+            // the domain's transfers.
+            if batch.position & POSITION_DOMAIN != 0 {
+                let at = (batch.position & !POSITION_DOMAIN) as usize + skip;
+                for (offset, event) in self.locations.domain[at..at + count].iter().enumerate() {
+                    visit(start + offset as u64, event.id);
+                }
+            } else {
+                let position = batch.position + (skip * Transfer::SIZE) as u64;
+                let bytes = self.log.bytes(position, count * Transfer::SIZE);
+                for (offset, event) in bytes.chunks_exact(Transfer::SIZE).enumerate() {
+                    let id = u128::from_le_bytes(event[..16].try_into().expect("16 bytes"));
+                    visit(start + offset as u64, id);
+                }
+            }
+        }
+    }
 }
 
 /// The payments domain's ledger: the real ledger, with each call stamped from the command's
@@ -214,5 +246,56 @@ impl<L: LogBytes> LedgerPort for DomainLedger<'_, L> {
         };
         self.ledger
             .create_transfers(&store, timestamp, first_handle, transfers, results);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Bytes(Vec<u8>);
+
+    impl LogBytes for Bytes {
+        fn bytes(&self, position: u64, size: usize) -> &[u8] {
+            &self.0[position as usize..][..size]
+        }
+    }
+
+    fn transfer(id: u128) -> Transfer {
+        Transfer {
+            id,
+            ..Transfer::default()
+        }
+    }
+
+    /// The sweep reads the ids that `event_id` reads one by one, over every sub-range, across
+    /// logged and domain batches.
+    #[test]
+    fn ids_in_one_sweep_are_the_ids_one_by_one() {
+        let logged: Vec<Transfer> = (100..105).map(transfer).collect();
+        let mut log = vec![0u8; 256];
+        let position = log.len() as u64;
+        log.extend_from_slice(Transfer::slice_as_bytes(&logged));
+        let log = Bytes(log);
+        let mut locations = TransferLocations::default();
+        locations.push_logged(0, position, 3, 10);
+        locations.push_domain(3, &[transfer(200), transfer(201)], 20);
+        locations.push_logged(5, position + 3 * Transfer::SIZE as u64, 2, 30);
+        let store = LogTransfers {
+            log: &log,
+            locations: &locations,
+        };
+        let count = store.event_count();
+        assert_eq!(count, 7);
+        for start in 0..=count {
+            for end in start..=count {
+                let mut swept = Vec::new();
+                store.event_ids_for_each(start..end, |handle, id| swept.push((handle, id)));
+                let one_by_one: Vec<(u64, u128)> = (start..end)
+                    .map(|handle| (handle, store.event_id(handle)))
+                    .collect();
+                assert_eq!(swept, one_by_one, "{start}..{end}");
+            }
+        }
     }
 }

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::id_table::IdIndex;
-use crate::ledger::{BalanceSnapshot, Ledger};
+use crate::ledger::{transfers_created, BalanceSnapshot, Ledger};
 use crate::store::TransferStore;
 use crate::types::{Account, Record};
 
@@ -235,10 +235,11 @@ impl LedgerDecoded {
                 "transfer handles beyond the store",
             ));
         }
-        let created =
-            (0..ledger.transfer_handle_next()).filter(|&handle| ledger.is_created(handle));
         let count_max = (ledger.transfer_count as usize).saturating_add(transfers_additional);
-        ledger.transfer_index = IdIndex::built(count_max, created, |handle| store.event_id(handle));
+        let states = &ledger.transfer_state;
+        ledger.transfer_index = IdIndex::built(count_max, |placer| {
+            transfers_created(store, states, placer);
+        });
         // Pair with the states' count, checked on decode.
         assert_eq!(ledger.transfer_index.len() as u64, ledger.transfer_count);
         Ok(ledger)
@@ -344,8 +345,10 @@ impl Ledger {
             return Err(CheckpointError::BadMagic);
         };
         let accounts = &ledger.accounts;
-        ledger.account_index = IdIndex::built(accounts.len(), 0..accounts.len() as u64, |index| {
-            accounts[index as usize].id
+        ledger.account_index = IdIndex::built(accounts.len(), |placer| {
+            for (index, account) in accounts.iter().enumerate() {
+                placer.push(account.id, index as u64);
+            }
         });
         ledger.check_consistent()?;
         Ok((LedgerDecoded { ledger }, r.offset))

@@ -130,16 +130,12 @@ impl IdIndex {
         self.count -= 1;
     }
 
-    /// Makes room for `additional` insertions without a resize in between. `values` yields
-    /// every value in the index, in insertion order (so that a rebuilt index is laid out exactly
-    /// as one built by inserting: deterministic), and `id_of` reads each one's id: in order, the
-    /// reads are sequential, which is what makes a rebuild of millions of entries fast.
-    pub(crate) fn reserve<V: Iterator<Item = u64>>(
-        &mut self,
-        additional: usize,
-        values: impl FnOnce() -> V,
-        id_of: impl Fn(u64) -> u128,
-    ) {
+    /// Makes room for `additional` insertions without a resize in between. On a resize, `fill`
+    /// pushes every entry of the index into the `Placer` it is given, in insertion order (so
+    /// that a rebuilt index is laid out exactly as one built by inserting: deterministic); in
+    /// order, the ids are read sequentially, which is what makes a rebuild of millions of
+    /// entries fast.
+    pub(crate) fn reserve(&mut self, additional: usize, fill: impl FnOnce(&mut Placer<'_>)) {
         let needed = self.count + additional;
         if needed * 8 <= self.slots.len() * 7 {
             return;
@@ -149,54 +145,18 @@ impl IdIndex {
             capacity *= 2;
         }
         self.slots = vec![0; capacity];
-        let placed = self.place_all(values(), id_of);
-        assert_eq!(placed, self.count, "reserve was given every value");
+        let count = self.count;
+        let placed = Placer::fill(self, fill);
+        assert_eq!(placed, count, "reserve was given every entry");
     }
 
-    /// An index of `values` (in insertion order, as `reserve` takes them) with room for
-    /// `count_max` entries in all: how a checkpoint's index comes back, since checkpoints hold
-    /// no index (it would cost its capacity, not its contents, on every checkpoint).
-    pub(crate) fn built<V: Iterator<Item = u64>>(
-        count_max: usize,
-        values: V,
-        id_of: impl Fn(u64) -> u128,
-    ) -> Self {
+    /// An index of the entries `fill` pushes (in insertion order, as for `reserve`) with room
+    /// for `count_max` entries in all: how a checkpoint's index comes back, since checkpoints
+    /// hold no index (it would cost its capacity, not its contents, on every checkpoint).
+    pub(crate) fn built(count_max: usize, fill: impl FnOnce(&mut Placer<'_>)) -> Self {
         let mut index = Self::with_capacity(count_max);
-        index.count = index.place_all(values, id_of);
+        index.count = Placer::fill(&mut index, fill);
         index
-    }
-
-    /// Places every value of `values` into an empty table; returns how many. Hashes a window
-    /// ahead and prefetches each one's home slot, so that placing an entry rarely waits on
-    /// memory (the table is far larger than the caches).
-    fn place_all(
-        &mut self,
-        values: impl Iterator<Item = u64>,
-        id_of: impl Fn(u64) -> u128,
-    ) -> usize {
-        let mask = self.slots.len() - 1;
-        let mut window = [(0u64, 0u64); REBUILD_WINDOW];
-        let mut count = 0usize;
-        let mut placed = 0usize;
-        for value in values {
-            assert!(value <= VALUE_MAX);
-            let hash = hash_id(id_of(value));
-            prefetch_read(&self.slots[(hash as usize) & mask]);
-            if count >= REBUILD_WINDOW {
-                let (hash, value) = window[count % REBUILD_WINDOW];
-                self.place(hash, value);
-                placed += 1;
-            }
-            window[count % REBUILD_WINDOW] = (hash, value);
-            count += 1;
-            // A table at its load limit has no empty slot left for `place` to find.
-            assert!(count * 8 <= self.slots.len() * 7, "more values than room");
-        }
-        for index in placed..count {
-            let (hash, value) = window[index % REBUILD_WINDOW];
-            self.place(hash, value);
-        }
-        count
     }
 
     /// Puts an entry in the first empty slot from its home slot (rebuilds only).
@@ -244,6 +204,55 @@ impl IdIndex {
     }
 }
 
+/// Places entries into an empty table a window behind: `push` hashes each entry and prefetches
+/// its home slot, and places the entry `REBUILD_WINDOW` pushes later, so that placing rarely
+/// waits on memory (the table is far larger than the caches).
+pub(crate) struct Placer<'a> {
+    index: &'a mut IdIndex,
+    window: [(u64, u64); REBUILD_WINDOW],
+    pushed: usize,
+}
+
+impl Placer<'_> {
+    /// Runs `fill` on a placer over `index`'s table, just allocated and so all empty; returns
+    /// how many entries it placed.
+    fn fill(index: &mut IdIndex, fill: impl FnOnce(&mut Placer<'_>)) -> usize {
+        let mut placer = Placer {
+            index,
+            window: [(0, 0); REBUILD_WINDOW],
+            pushed: 0,
+        };
+        fill(&mut placer);
+        let pushed = placer.pushed;
+        for index in pushed.saturating_sub(REBUILD_WINDOW)..pushed {
+            let (hash, value) = placer.window[index % REBUILD_WINDOW];
+            placer.index.place(hash, value);
+        }
+        pushed
+    }
+
+    /// The entry `value` for `id`.
+    #[inline]
+    pub(crate) fn push(&mut self, id: u128, value: u64) {
+        assert!(value <= VALUE_MAX);
+        let slots = &self.index.slots;
+        // A table at its load limit has no empty slot left for `place` to find.
+        assert!(
+            (self.pushed + 1) * 8 <= slots.len() * 7,
+            "more entries than room"
+        );
+        let hash = hash_id(id);
+        prefetch_read(&slots[(hash as usize) & (slots.len() - 1)]);
+        let at = self.pushed % REBUILD_WINDOW;
+        if self.pushed >= REBUILD_WINDOW {
+            let (hash, value) = self.window[at];
+            self.index.place(hash, value);
+        }
+        self.window[at] = (hash, value);
+        self.pushed += 1;
+    }
+}
+
 /// A peek gives up after this many slots (it is only a hint).
 const PEEK_PROBES_MAX: usize = 8;
 /// Entries a rebuild hashes ahead of the one it places.
@@ -277,7 +286,11 @@ mod tests {
         let mut index = IdIndex::new();
         let id_of = |ids: &Vec<u128>, value: u64| ids[value as usize];
         for (value, &id) in ids.iter().enumerate() {
-            index.reserve(1, || 0..value as u64, |v| id_of(&ids, v));
+            index.reserve(1, |placer| {
+                for earlier in 0..value as u64 {
+                    placer.push(id_of(&ids, earlier), earlier);
+                }
+            });
             match index.probe(id, |v| id_of(&ids, v)) {
                 Probe::Vacant { slot } => index.insert_vacant(slot, id, value as u64),
                 Probe::Found { .. } => panic!("duplicate"),
@@ -292,7 +305,11 @@ mod tests {
         let mut undo = Vec::new();
         let more: Vec<u128> = (0..500u128).map(|i| u128::MAX - 10 - i).collect();
         let all: Vec<u128> = ids.iter().chain(more.iter()).copied().collect();
-        index.reserve(more.len(), || 0..ids.len() as u64, |v| id_of(&all, v));
+        index.reserve(more.len(), |placer| {
+            for value in 0..ids.len() as u64 {
+                placer.push(id_of(&all, value), value);
+            }
+        });
         for (i, &id) in more.iter().enumerate() {
             let value = (ids.len() + i) as u64;
             match index.probe(id, |v| id_of(&all, v)) {

@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::id_table::{IdIndex, Probe};
+use crate::id_table::{IdIndex, Placer, Probe};
 use crate::store::{StoredEvent, TransferStore};
 use crate::types::*;
 
@@ -280,12 +280,11 @@ impl Ledger {
     ) {
         self.batch_begin(timestamp, events.len());
         let accounts = &self.accounts;
-        let account_count = accounts.len() as u64;
-        self.account_index.reserve(
-            events.len(),
-            || 0..account_count,
-            |index| accounts[index as usize].id,
-        );
+        self.account_index.reserve(events.len(), |placer| {
+            for (index, account) in accounts.iter().enumerate() {
+                placer.push(account.id, index as u64);
+            }
+        });
         self.execute(timestamp, events, results, |ledger, account, _index| {
             ledger.create_account(store, account)
         });
@@ -380,11 +379,9 @@ impl Ledger {
     /// them (a replay, say, whose size the caller knows) rebuilds the index at most once.
     pub fn reserve_transfers<S: TransferStore>(&mut self, store: &S, additional: usize) {
         let states = &self.transfer_state;
-        let created = || {
-            (0..states.len() as u64).filter(|&handle| states[handle as usize] & STATE_CREATED != 0)
-        };
-        self.transfer_index
-            .reserve(additional, created, |handle| store.event_id(handle));
+        self.transfer_index.reserve(additional, |placer| {
+            transfers_created(store, states, placer);
+        });
     }
 
     fn batch_begin(&mut self, timestamp: u64, count: usize) {
@@ -1282,6 +1279,20 @@ impl Ledger {
     fn created_at_or_after(&self, from: u64, end: u64) -> Option<u64> {
         (from..end).find(|&handle| self.is_created(handle))
     }
+}
+
+/// Pushes every created transfer (its id and handle, in handle order) into `placer`, reading
+/// the ids in one sweep of the store.
+pub(crate) fn transfers_created<S: TransferStore>(
+    store: &S,
+    states: &[u8],
+    placer: &mut Placer<'_>,
+) {
+    store.event_ids_for_each(0..states.len() as u64, |handle, id| {
+        if states[handle as usize] & STATE_CREATED != 0 {
+            placer.push(id, handle);
+        }
+    });
 }
 
 fn is_post_or_void(t: &Transfer) -> bool {

@@ -10,6 +10,8 @@
 //! the ledger derives the stored transfer from that (`Ledger::transfer_at`), adding what only it
 //! knows (the balancing amount actually moved, the fields a post or void inherits).
 
+use std::ops::Range;
+
 use crate::types::{Transfer, TransferFlags};
 
 /// An event as submitted and the timestamp it was stamped with.
@@ -34,6 +36,14 @@ pub trait TransferStore {
     /// Only the id of the event with `handle` (the id index reads this on every candidate).
     fn event_id(&self, handle: u64) -> u128 {
         self.event(handle).event.id
+    }
+    /// Calls `visit(handle, id)` for every handle of `handles` (each `< event_count()`), in
+    /// order: what an index rebuild reads. A store of batches reads each batch's ids in one
+    /// sweep instead of finding the batch of every handle.
+    fn event_ids_for_each(&self, handles: Range<u64>, mut visit: impl FnMut(u64, u128)) {
+        for handle in handles {
+            visit(handle, self.event_id(handle));
+        }
     }
     /// A hint that the event with `handle` will be read soon (a handle not yet stored, or
     /// any other, must be harmless).
