@@ -152,7 +152,6 @@ struct CheckpointWriting {
 }
 
 /// A checkpoint that is durable in its slot: recovery may choose it from now on.
-#[derive(Debug)]
 pub struct CheckpointLanded {
     /// The record it follows.
     pub op: u64,
@@ -754,6 +753,17 @@ fn writer_yield_cpu() {
     // A writer at the default priority still writes correct checkpoints: say so and go on.
     if result != 0 {
         tracing::debug!(error = %io::Error::last_os_error(), "checkpoint writer keeps its priority");
+    }
+}
+
+impl std::fmt::Debug for CheckpointLanded {
+    // The state can be hundreds of MB: its size says enough.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckpointLanded")
+            .field("op", &self.op)
+            .field("write_duration", &self.write_duration)
+            .field("state_size_bytes", &self.state.len())
+            .finish()
     }
 }
 
