@@ -275,8 +275,8 @@ pub(crate) fn run(args: Args) {
             clients,
             server_cpu: server.process.cpu_time().saturating_sub(cpu_server),
             client_cpu: own_cpu_time().saturating_sub(cpu_client),
-            checkpoints: tally::checkpoints(&server.process.stderr_lines()).len()
-                - checkpoints_before,
+            checkpoints: tally::checkpoints(&server.process.stderr_lines())
+                .split_off(checkpoints_before),
             payments_all: made.len() as u64,
             measured,
         });
@@ -289,6 +289,17 @@ pub(crate) fn run(args: Args) {
 
     print!("{}", table(&outcomes).render());
     print!("\n{}", steps_table(&outcomes).render());
+    // How long each checkpoint stopped the core (`head_us`, `step_us_max`): the tail's cause.
+    for outcome in &outcomes {
+        for checkpoint in &outcome.checkpoints {
+            let fields: Vec<String> = checkpoint
+                .fields
+                .iter()
+                .map(|(key, value)| format!("{key}={value}"))
+                .collect();
+            println!("checkpoint during x{}: {}", outcome.clients, fields.join(" "));
+        }
+    }
     println!(
         "\npayments/s: payments whose fund step completed in the measured window, per second, all \
          clients together; each is 4 mutations (createIncomingPayment, createQuote, \
@@ -718,7 +729,7 @@ struct Outcome {
     server_cpu: Duration,
     client_cpu: Duration,
     /// Checkpoints the server wrote during the run (its `checkpoint` log lines).
-    checkpoints: usize,
+    checkpoints: Vec<tally::Checkpoint>,
     /// Payments made, warm-up included (the CPU counters cover them all).
     payments_all: u64,
     measured: Measured,
@@ -761,7 +772,7 @@ impl Outcome {
             latency.insert_into(&mut part, "requests");
             o.insert(format!("{}_latency", step.name()), Value::Object(part));
         }
-        o.insert("server_checkpoints".into(), json!(self.checkpoints));
+        o.insert("server_checkpoints".into(), json!(self.checkpoints.len()));
         o.insert("payments_all".into(), json!(self.payments_all));
         o.insert(
             "server_cpu_per_second".into(),
@@ -817,7 +828,7 @@ fn table(outcomes: &[Outcome]) -> Table {
                 outcome.cpu_share(outcome.client_cpu)
             ),
             format!("{:.0}", outcome.server_cpu_us_per_payment()),
-            outcome.checkpoints.to_string(),
+            outcome.checkpoints.len().to_string(),
         ]);
     }
     table

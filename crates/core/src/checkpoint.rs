@@ -69,12 +69,17 @@ pub enum CheckpointError {
     Ledger(tally_ledger::CheckpointError),
 }
 
-/// A checkpoint being encoded: `State::checkpoint_begin` wrote the head at the checkpoint's
-/// moment and noted how long each growing part was; `encode_step` copies those parts up to
-/// those lengths, in slices, while later records grow them. Use it with the state it began on,
-/// and no other.
+/// A checkpoint being encoded: `State::checkpoint_begin` wrote the parts before the payments
+/// domain, set a snapshot of that domain encoding on a background thread, put the ledger's head
+/// aside and noted how long each growing part was; `encode_step` appends the rest in order, in
+/// slices, while later records change the state. Use it with the state it began on, and no
+/// other.
 pub struct CheckpointEncoding {
     blob: Vec<u8>,
+    payments: PaymentsEncoding,
+    /// The ledger's head at the checkpoint's moment, and how much of it is in `blob`.
+    ledger_head: Vec<u8>,
+    ledger_head_copied: usize,
     ledger: LedgerCheckpoint,
     /// Transfer locations at the checkpoint's moment, and how many are copied.
     batch_count: usize,
@@ -82,23 +87,126 @@ pub struct CheckpointEncoding {
     /// Domain transfers at the checkpoint's moment, and how many are copied.
     domain_count: usize,
     domain_copied: usize,
-    /// The blob's size once complete.
-    size_bytes: usize,
+    /// The blob's size once complete, but for the payments domain's bytes.
+    size_bytes_without_payments: usize,
+}
+
+/// The payments domain of a checkpoint: its snapshot (`imbl` maps, shared with the live state
+/// until either changes) is encoded on a background thread, since its size grows with every
+/// idempotency key and payment and the core must not stop for it; then its bytes are copied.
+enum PaymentsEncoding {
+    Running(std::thread::JoinHandle<Vec<u8>>),
+    Copying { bytes: Vec<u8>, copied: usize },
+}
+
+impl PaymentsEncoding {
+    fn start(payments: &Payments) -> PaymentsEncoding {
+        let snapshot = payments.clone();
+        let encode = move || {
+            let mut bytes = Vec::new();
+            snapshot.encode_checkpoint(&mut bytes);
+            bytes
+        };
+        let thread = std::thread::Builder::new()
+            .name("tally-ckpt-pay".into())
+            .spawn(move || {
+                tally_journal::writer_yield_cpu();
+                encode()
+            });
+        match thread {
+            Ok(thread) => PaymentsEncoding::Running(thread),
+            // No thread to be had: encode here, a pause rather than no checkpoint.
+            Err(error) => {
+                tracing::warn!(%error, "encoding the payments domain on the core thread");
+                let mut bytes = Vec::new();
+                payments.encode_checkpoint(&mut bytes);
+                PaymentsEncoding::Copying { bytes, copied: 0 }
+            }
+        }
+    }
+
+    /// The bytes, once encoded: waits for the thread if `block`, else `None` while it runs.
+    fn bytes(&mut self, block: bool) -> Option<(&[u8], &mut usize)> {
+        if let PaymentsEncoding::Running(thread) = self {
+            if !block && !thread.is_finished() {
+                return None;
+            }
+            let PaymentsEncoding::Running(thread) = std::mem::replace(
+                self,
+                PaymentsEncoding::Copying {
+                    bytes: Vec::new(),
+                    copied: 0,
+                },
+            ) else {
+                unreachable!("matched above")
+            };
+            let bytes = match thread.join() {
+                Ok(bytes) => bytes,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            *self = PaymentsEncoding::Copying { bytes, copied: 0 };
+        }
+        match self {
+            PaymentsEncoding::Copying { bytes, copied } => Some((bytes, copied)),
+            PaymentsEncoding::Running(_) => unreachable!("joined above"),
+        }
+    }
 }
 
 impl CheckpointEncoding {
-    /// The size of the whole encoding, known from the beginning.
-    pub fn size_bytes(&self) -> usize {
-        self.size_bytes
+    /// Whether the next step can do nothing but wait for the payments domain's encoder.
+    pub fn waits_for_payments(&self) -> bool {
+        matches!(&self.payments, PaymentsEncoding::Running(thread) if !thread.is_finished())
     }
 
-    /// Appends the next slice of the tail: about `budget_bytes` (at least one item), never past
-    /// the end. Returns whether the encoding is complete.
+    /// Appends the next slice: about `budget_bytes` (at least one item), never past the end.
+    /// Returns whether the encoding is complete; never waits for the payments domain's encoder
+    /// (`encode_rest` does).
     pub fn encode_step(&mut self, state: &State, budget_bytes: usize) -> bool {
+        self.encode(state, budget_bytes.max(1), false)
+    }
+
+    /// Appends all that is left, waiting for the payments domain's encoder if it still runs.
+    pub fn encode_rest(&mut self, state: &State) {
+        let complete = self.encode(state, usize::MAX, true);
+        assert!(complete, "nothing is left once waited for");
+    }
+
+    fn encode(&mut self, state: &State, budget_bytes: usize, block: bool) -> bool {
         let before = self.blob.len();
-        if !self
-            .ledger
-            .encode_step(&state.ledger, &mut self.blob, budget_bytes)
+        let budget_left = |blob: &Vec<u8>| budget_bytes.saturating_sub(blob.len() - before);
+        let Some((payments, payments_copied)) = self.payments.bytes(block) else {
+            return false;
+        };
+        if *payments_copied < payments.len() {
+            let take = (payments.len() - *payments_copied).min(budget_left(&self.blob));
+            if *payments_copied == 0 {
+                // One growth of the blob, while it holds only the parts before the payments.
+                self.blob
+                    .reserve_exact(payments.len() + self.size_bytes_without_payments);
+            }
+            self.blob
+                .extend_from_slice(&payments[*payments_copied..*payments_copied + take]);
+            *payments_copied += take;
+            if *payments_copied < payments.len() {
+                return false;
+            }
+        }
+        if self.ledger_head_copied < self.ledger_head.len() {
+            let take =
+                (self.ledger_head.len() - self.ledger_head_copied).min(budget_left(&self.blob));
+            let slice = &self.ledger_head[self.ledger_head_copied..self.ledger_head_copied + take];
+            self.blob.extend_from_slice(slice);
+            self.ledger_head_copied += take;
+            if self.ledger_head_copied < self.ledger_head.len() {
+                return false;
+            }
+        }
+        let ledger_budget = budget_left(&self.blob);
+        if ledger_budget == 0
+            || !self
+                .ledger
+                .encode_step(&state.ledger, &mut self.blob, ledger_budget)
         {
             return false;
         }
@@ -106,7 +214,6 @@ impl CheckpointEncoding {
         let domain = &state.locations.domain;
         // They only grow: the prefixes being copied are those of the checkpoint's moment.
         assert!(batches.len() >= self.batch_count && domain.len() >= self.domain_count);
-        let budget_left = |blob: &Vec<u8>| budget_bytes.saturating_sub(blob.len() - before);
         if self.batches_copied < self.batch_count {
             let take = (self.batch_count - self.batches_copied)
                 .min(budget_left(&self.blob).max(1).div_ceil(BATCH_SIZE_BYTES));
@@ -130,13 +237,26 @@ impl CheckpointEncoding {
         let complete =
             self.batches_copied == self.batch_count && self.domain_copied == self.domain_count;
         // Pair with the size announced at the beginning.
-        assert_eq!(complete, self.blob.len() == self.size_bytes);
+        assert_eq!(complete, self.blob.len() == self.size_bytes());
         complete
     }
 
-    /// The encoding, once `encode_step` has returned true.
+    /// The whole encoding's size: known once the payments domain is encoded.
+    fn size_bytes(&self) -> usize {
+        let payments = match &self.payments {
+            PaymentsEncoding::Copying { bytes, .. } => bytes.len(),
+            PaymentsEncoding::Running(_) => unreachable!("asked once the payments are in"),
+        };
+        self.size_bytes_without_payments + payments
+    }
+
+    /// The encoding, once complete.
     pub fn finish(self) -> Vec<u8> {
-        assert_eq!(self.blob.len(), self.size_bytes, "the encoding is complete");
+        assert_eq!(
+            self.blob.len(),
+            self.size_bytes(),
+            "the encoding is complete"
+        );
         self.blob
     }
 }
@@ -144,28 +264,27 @@ impl CheckpointEncoding {
 impl State {
     /// Begins a checkpoint (format `CHECKPOINT_FORMAT`) of the state as it is now, into
     /// `buffer` (emptied first; the previous checkpoint's, whose pages are already faulted in,
-    /// saves the core those faults): writes the head; `CheckpointEncoding::encode_step` copies
-    /// the rest, now or after later records.
+    /// saves the core those faults): writes what precedes the payments domain, starts that
+    /// domain's encoder on a snapshot, and sets the ledger's head aside;
+    /// `CheckpointEncoding::encode_step` appends the rest, now or after later records.
     pub fn checkpoint_begin(&self, buffer: Vec<u8>) -> CheckpointEncoding {
+        let payments = PaymentsEncoding::start(&self.payments);
         let batch_count = self.locations.batches.len();
         let domain_count = self.locations.domain.len();
         let mut sessions = Vec::new();
         self.sessions.encode(&mut sessions);
-        let mut payments = Vec::new();
-        self.payments.encode_checkpoint(&mut payments);
-        let size_bytes = 8
+        let mut ledger_head = Vec::with_capacity(self.ledger.checkpoint_size_bytes());
+        let ledger = self.ledger.checkpoint_begin(&mut ledger_head);
+        let size_bytes_without_payments = 8
             + 16
             + 4 * 8
             + 8
             + sessions.len()
-            + payments.len()
             + self.ledger.checkpoint_size_bytes()
             + batch_count * BATCH_SIZE_BYTES
             + domain_count * Transfer::SIZE;
-        // One allocation for all of it: growing a large blob would copy it, inside a turn.
         let mut blob = buffer;
         blob.clear();
-        blob.reserve_exact(size_bytes);
         blob.extend_from_slice(CHECKPOINT_MAGIC_PREFIX);
         blob.extend_from_slice(format!("{CHECKPOINT_FORMAT:02}").as_bytes());
         blob.extend_from_slice(&self.cluster.to_le_bytes());
@@ -175,21 +294,23 @@ impl State {
         blob.extend_from_slice(&(domain_count as u64).to_le_bytes());
         blob.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
         blob.extend_from_slice(&sessions);
-        blob.extend_from_slice(&payments);
-        let ledger = self.ledger.checkpoint_begin(&mut blob);
-        let tail_bytes = ledger.tail_bytes_left()
+        let tail_bytes = ledger_head.len()
+            + ledger.tail_bytes_left()
             + batch_count * BATCH_SIZE_BYTES
             + domain_count * Transfer::SIZE;
         // Pair with the size computed beforehand.
-        assert_eq!(blob.len() + tail_bytes, size_bytes);
+        assert_eq!(blob.len() + tail_bytes, size_bytes_without_payments);
         CheckpointEncoding {
             blob,
+            payments,
+            ledger_head,
+            ledger_head_copied: 0,
             ledger,
             batch_count,
             batches_copied: 0,
             domain_count,
             domain_copied: 0,
-            size_bytes,
+            size_bytes_without_payments,
         }
     }
 
@@ -472,10 +593,9 @@ mod tests {
         }
         let digest_at_beginning = state.digest(&log);
         let mut whole = state.checkpoint_begin(Vec::new());
-        assert!(whole.encode_step(&state, usize::MAX));
+        whole.encode_rest(&state);
         let at_beginning = whole.finish();
         let mut sliced = state.checkpoint_begin(vec![1, 2, 3]);
-        assert_eq!(sliced.size_bytes(), at_beginning.len());
         assert!(!sliced.encode_step(&state, 100));
 
         for n in 200..240 {

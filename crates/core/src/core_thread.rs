@@ -118,13 +118,30 @@ pub struct Core {
     checkpoint_buffer: Vec<u8>,
 }
 
+/// An idle core's longest wait for a submission: due pulses run at least this often.
+const IDLE_WAIT_MAX: Duration = Duration::from_millis(100);
+/// An idle core's wait while a checkpoint waits for the payments domain's encoder, which does
+/// not wake it: short, since the copy goes on after it.
+const CHECKPOINT_ENCODER_POLL: Duration = Duration::from_millis(1);
+
+/// What a checkpoint under way needs of the core's turns.
+enum CheckpointStage {
+    /// No encoding under way (none, or the journal's writer has it).
+    None,
+    /// Slices to copy: every turn copies one.
+    Copying,
+    /// Nothing to do until the payments domain's encoder finishes.
+    WaitingForEncoder,
+}
+
 /// A checkpoint from its moment (`State::checkpoint_begin`) until it is durable.
 struct CheckpointUnderWay {
     /// The journal record the state reflects.
     record: u64,
     /// The state's op.
     op: u64,
-    size_bytes: usize,
+    /// Known once the encoding is complete.
+    size_bytes: Option<usize>,
     /// The tail still being copied, a slice per turn; `None` once the journal's writer has it.
     encoding: Option<CheckpointEncoding>,
     began: Instant,
@@ -193,20 +210,19 @@ impl Core {
         }
     }
 
-    /// The submissions of one turn: waits for the first (up to 100 ms, so that due pulses run
-    /// without traffic) unless a sync is in flight, then takes what is queued, up to
-    /// `BATCH_ENTRIES_MAX` and `record_bytes_max` bytes (room for a pulse kept back).
+    /// The submissions of one turn: waits for the first up to `wait` (`None`: takes only what
+    /// is queued), then takes what is queued, up to `BATCH_ENTRIES_MAX` and `record_bytes_max`
+    /// bytes (room for a pulse kept back).
     fn submissions_gather(
         &mut self,
         queue: &mut mpsc::Receiver<Submission>,
         timer: &tokio::runtime::Runtime,
-        wait: bool,
+        wait: Option<Duration>,
     ) -> Vec<Submission> {
         let first = if let Some(carried) = self.carried.take() {
             Some(carried)
-        } else if wait {
-            let wait =
-                async { tokio::time::timeout(Duration::from_millis(100), queue.recv()).await };
+        } else if let Some(wait) = wait {
+            let wait = async { tokio::time::timeout(wait, queue.recv()).await };
             match timer.block_on(wait) {
                 Ok(Some(submission)) => Some(submission),
                 Ok(None) => Some(Submission::Shutdown),
@@ -245,8 +261,15 @@ impl Core {
         let mut unsynced: Option<Unsynced> = None;
         let mut shutdown = false;
         while !shutdown {
-            // An idle core waits for work, but not while a checkpoint's tail is being copied.
-            let wait = unsynced.is_none() && !self.checkpoint_encoding();
+            // An idle core waits for work (up to 100 ms, so that due pulses run without
+            // traffic), but not while a checkpoint's tail is being copied, and only briefly while
+            // the payments domain's encoder runs (it does not wake the core when it is done).
+            let wait = match (unsynced.is_some(), self.checkpoint_encoding()) {
+                (true, _) => None,
+                (false, CheckpointStage::Copying) => None,
+                (false, CheckpointStage::WaitingForEncoder) => Some(CHECKPOINT_ENCODER_POLL),
+                (false, CheckpointStage::None) => Some(IDLE_WAIT_MAX),
+            };
             let submissions = self.submissions_gather(&mut queue, &timer, wait);
             let mut pending = Vec::new();
             let mut reads = Vec::new();
@@ -567,11 +590,13 @@ impl Core {
             || self.work_since_checkpoint >= CHECKPOINT_INTERVAL_WORK.max(transfers / 2)
     }
 
-    /// Whether a checkpoint's tail is still being copied.
-    fn checkpoint_encoding(&self) -> bool {
-        self.checkpoint
-            .as_ref()
-            .is_some_and(|checkpoint| checkpoint.encoding.is_some())
+    /// Where the checkpoint under way, if any, stands from the core's side.
+    fn checkpoint_encoding(&self) -> CheckpointStage {
+        match self.checkpoint.as_ref().and_then(|c| c.encoding.as_ref()) {
+            None => CheckpointStage::None,
+            Some(encoding) if encoding.waits_for_payments() => CheckpointStage::WaitingForEncoder,
+            Some(_) => CheckpointStage::Copying,
+        }
     }
 
     /// The checkpoint's moment: encodes the head of the state after every appended record
@@ -588,7 +613,7 @@ impl Core {
             // has been applied), not the state's op: one record holds many entries, each an op.
             record: self.journal.op_last(),
             op: self.state.op,
-            size_bytes: encoding.size_bytes(),
+            size_bytes: None,
             encoding: Some(encoding),
             began,
             encode: head,
@@ -641,6 +666,7 @@ impl Core {
     fn checkpoint_write(&mut self) -> Result<(), CoreError> {
         let checkpoint = self.checkpoint.as_mut().expect("a checkpoint under way");
         let blob = checkpoint.encoding.take().expect("being encoded").finish();
+        checkpoint.size_bytes = Some(blob.len());
         tracing::info!(
             record = checkpoint.record,
             op = checkpoint.op,
@@ -667,8 +693,7 @@ impl Core {
         };
         if let Some(encoding) = &mut checkpoint.encoding {
             let started = Instant::now();
-            let complete = encoding.encode_step(&self.state, usize::MAX);
-            assert!(complete);
+            encoding.encode_rest(&self.state);
             checkpoint.encode += started.elapsed();
             checkpoint.steps += 1;
             self.checkpoint_write()?;
@@ -688,14 +713,15 @@ impl Core {
         let checkpoint = self.checkpoint.take().expect("a checkpoint under way");
         // Pair with the hand-off: the journal wrote what the core encoded.
         assert_eq!(landed.op, checkpoint.record);
-        assert_eq!(landed.state.len(), checkpoint.size_bytes);
+        let bytes = landed.state.len();
+        assert_eq!(Some(bytes), checkpoint.size_bytes);
         self.checkpoint_buffer = landed.state;
         // Operators see what it cost, and how long the core stopped for it at once: the head, or
         // the longest slice.
         tracing::info!(
             record = checkpoint.record,
             op = checkpoint.op,
-            bytes = checkpoint.size_bytes,
+            bytes,
             head_us = checkpoint.head.as_micros(),
             step_us_max = checkpoint.step_max.as_micros(),
             encode_ms = checkpoint.encode.as_millis(),

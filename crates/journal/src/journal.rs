@@ -746,8 +746,9 @@ impl<S: Storage> Drop for Journal<S> {
 const CHECKPOINT_WRITER_NICE: libc::c_int = 10;
 
 /// Lowers the calling thread's CPU priority to `CHECKPOINT_WRITER_NICE`. On Linux the nice value
-/// is per thread, so the rest of the process keeps its own.
-fn writer_yield_cpu() {
+/// is per thread, so the rest of the process keeps its own. For any thread that prepares a
+/// checkpoint in the background (the writer here, the core's encoders).
+pub fn writer_yield_cpu() {
     // SAFETY: a plain syscall that changes the calling thread's nice value.
     let result = unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, CHECKPOINT_WRITER_NICE) };
     // A writer at the default priority still writes correct checkpoints: say so and go on.

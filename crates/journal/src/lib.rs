@@ -55,7 +55,7 @@ pub use error::{Damage, Evidence, JournalError};
 pub use faulty::{Crash, CrashReport, FaultyDisk, FaultySegment, FaultyStorage, SECTOR_SIZE_BYTES};
 pub use inspect::{inspect, CheckpointStatus, Inspection, KindSummary, TailSummary};
 pub use journal::{
-    CheckpointLanded, Cut, Journal, Options, Recovery, SEGMENT_SIZE_BYTES_MAX,
+    writer_yield_cpu, CheckpointLanded, Cut, Journal, Options, Recovery, SEGMENT_SIZE_BYTES_MAX,
     SEGMENT_SIZE_BYTES_MIN,
 };
 pub use layout::{FORMAT_VERSION, FORMAT_VERSION_MIN, HEADER_SIZE_BYTES, RECORD_ALIGNMENT_BYTES};

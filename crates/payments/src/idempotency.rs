@@ -3,7 +3,7 @@
 //! running again, across restarts; the same key with anything else is an error. Keys expire
 //! 24 hours of core time after their first use.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -35,9 +35,9 @@ struct Remembered {
 /// The keys in use, and their expiry order.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct IdempotencyKeys {
-    keys: BTreeMap<String, Remembered>,
+    keys: OrdMap<String, Remembered>,
     /// `(expires_at, key)`: the order in which keys are forgotten.
-    expiry: BTreeMap<(u64, String), ()>,
+    expiry: OrdMap<(u64, String), ()>,
 }
 
 /// What a key says about a command about to run.
@@ -53,11 +53,13 @@ pub(crate) enum Recall {
 impl IdempotencyKeys {
     /// Forgets every key whose lifetime ended at or before `timestamp`.
     pub(crate) fn expire(&mut self, timestamp: u64) {
-        while let Some(((expires_at, _), ())) = self.expiry.first_key_value() {
+        while let Some(((expires_at, key), ())) = self.expiry.get_min() {
             if *expires_at > timestamp {
                 break;
             }
-            let ((_, key), ()) = self.expiry.pop_first().expect("non-empty: just read");
+            let (expires_at, key) = (*expires_at, key.clone());
+            let forgotten = self.expiry.remove(&(expires_at, key.clone()));
+            assert!(forgotten.is_some(), "non-empty: just read");
             let removed = self.keys.remove(&key);
             assert!(removed.is_some(), "expiry order and keys agree");
         }

@@ -8,7 +8,7 @@
 //! `expires_at`, by the core's pulse (`Payments::pulse`). Rafiki polls for both with a worker;
 //! here completion happens in the command that pays, and expiry in the pulse at the deadline.
 
-use std::collections::{BTreeMap, BTreeSet};
+use imbl::{OrdMap, OrdSet};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -206,16 +206,16 @@ pub enum IncomingPaymentCommand {
 /// The incoming payments and their indexes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct IncomingPayments {
-    pub(crate) payments: BTreeMap<Uuid, IncomingPayment>,
+    pub(crate) payments: OrdMap<Uuid, IncomingPayment>,
     /// Creation timestamp → payment (each command has its own timestamp).
-    pub(crate) created: BTreeMap<u64, Uuid>,
+    pub(crate) created: OrdMap<u64, Uuid>,
     /// `(wallet address, creation timestamp)` → payment.
-    pub(crate) by_wallet_address: BTreeMap<(Uuid, u64), Uuid>,
+    pub(crate) by_wallet_address: OrdMap<(Uuid, u64), Uuid>,
     /// `(expires_at, payment)` of every open payment: what the pulse expires.
-    pub(crate) expiries: BTreeSet<(u64, Uuid)>,
+    pub(crate) expiries: OrdSet<(u64, Uuid)>,
     /// Expired payments that received nothing: Rafiki soft-deletes them, and they are found no
     /// more.
-    pub(crate) deleted: BTreeSet<Uuid>,
+    pub(crate) deleted: OrdSet<Uuid>,
 }
 
 impl IncomingPayments {
@@ -223,7 +223,7 @@ impl IncomingPayments {
         let payment = self.payments.get_mut(&id).expect("a known payment");
         assert!(payment.state.is_open());
         let removed = self.expiries.remove(&(payment.expires_at, id));
-        assert!(removed, "open payments are in the expiry index");
+        assert!(removed.is_some(), "open payments are in the expiry index");
         payment.expires_at = expires_at;
         self.expiries.insert((expires_at, id));
     }
@@ -232,7 +232,7 @@ impl IncomingPayments {
         let payment = self.payments.get_mut(&id).expect("a known payment");
         assert!(payment.state.is_open() && !state.is_open());
         let removed = self.expiries.remove(&(payment.expires_at, id));
-        assert!(removed, "open payments are in the expiry index");
+        assert!(removed.is_some(), "open payments are in the expiry index");
         payment.state = state;
     }
 }
@@ -493,7 +493,7 @@ impl Payments {
 
     /// The earliest deadline of an open incoming payment.
     pub(crate) fn incoming_payment_deadline(&self) -> Option<u64> {
-        self.flows.incoming.expiries.first().map(|(at, _)| *at)
+        self.flows.incoming.expiries.get_min().map(|(at, _)| *at)
     }
 
     /// Expires up to `EXPIRIES_PER_PULSE_MAX` open payments whose deadline is at or before

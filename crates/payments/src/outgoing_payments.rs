@@ -12,7 +12,7 @@
 //! both are on one asset, through the two assets' liquidity accounts when not — and the fee
 //! stays on the payment's account until the ASE withdraws it after the completion event.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -168,13 +168,13 @@ pub enum OutgoingPaymentCommand {
 /// The outgoing payments and their indexes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct OutgoingPayments {
-    pub(crate) payments: BTreeMap<Uuid, OutgoingPayment>,
+    pub(crate) payments: OrdMap<Uuid, OutgoingPayment>,
     /// Creation timestamp → payment.
-    pub(crate) created: BTreeMap<u64, Uuid>,
+    pub(crate) created: OrdMap<u64, Uuid>,
     /// `(wallet address, creation timestamp)` → payment.
-    pub(crate) by_wallet_address: BTreeMap<(Uuid, u64), Uuid>,
+    pub(crate) by_wallet_address: OrdMap<(Uuid, u64), Uuid>,
     /// `outgoing_payment.created` event → payment (`depositEventLiquidity`).
-    pub(crate) by_created_event: BTreeMap<Uuid, Uuid>,
+    pub(crate) by_created_event: OrdMap<Uuid, Uuid>,
 }
 
 /// How a local payment ended.
@@ -675,7 +675,7 @@ impl Payments {
     ) -> (Vec<Uuid>, Page) {
         let outgoing = &self.flows.outgoing;
         let quotes = &self.flows.quotes.quotes;
-        let filtered: BTreeMap<u64, Uuid> = outgoing
+        let filtered: OrdMap<u64, Uuid> = outgoing
             .created
             .iter()
             .filter(|(_, id)| keep(&outgoing.payments[*id], &quotes[*id].receiver))
@@ -704,12 +704,19 @@ impl Payments {
         keep: impl Fn(Uuid) -> bool,
     ) -> (Vec<Uuid>, Page) {
         let flows = &self.flows;
-        let mut merged: BTreeMap<u64, Uuid> = BTreeMap::new();
+        let mut merged: OrdMap<u64, Uuid> = OrdMap::new();
         if incoming {
-            merged.extend(flows.incoming.created.iter().filter(|(_, id)| {
-                !flows.incoming.deleted.contains(*id)
-                    && keep(flows.incoming.payments[*id].wallet_address_id)
-            }));
+            merged.extend(
+                flows
+                    .incoming
+                    .created
+                    .iter()
+                    .filter(|(_, id)| {
+                        !flows.incoming.deleted.contains(*id)
+                            && keep(flows.incoming.payments[*id].wallet_address_id)
+                    })
+                    .map(|(at, id)| (*at, *id)),
+            );
         }
         if outgoing {
             merged.extend(
@@ -717,7 +724,8 @@ impl Payments {
                     .outgoing
                     .created
                     .iter()
-                    .filter(|(_, id)| keep(flows.outgoing.payments[*id].wallet_address_id)),
+                    .filter(|(_, id)| keep(flows.outgoing.payments[*id].wallet_address_id))
+                    .map(|(at, id)| (*at, *id)),
             );
         }
         let key_of = |id: Uuid| {

@@ -2,7 +2,7 @@
 //! the row's id, `after` wins over `before`, flags by probing one row past each end. Every list
 //! is an index from a creation key (unique: each command has its own timestamps) to the id.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 use std::ops::Bound;
 
 use uuid::Uuid;
@@ -43,7 +43,7 @@ pub struct Page {
 /// Reads a page of `index` within `[low, high]`; `key_of` finds a cursor row's key (`None`: the
 /// cursor names no row of this list, and the page is empty, as Rafiki's SQL gives).
 pub(crate) fn page<K: Ord + Copy>(
-    index: &BTreeMap<K, Uuid>,
+    index: &OrdMap<K, Uuid>,
     low: K,
     high: K,
     key_of: impl Fn(Uuid) -> Option<K>,
@@ -112,7 +112,7 @@ pub(crate) fn page<K: Ord + Copy>(
 mod tests {
     use super::*;
 
-    fn index(count: u64) -> BTreeMap<u64, Uuid> {
+    fn index(count: u64) -> OrdMap<u64, Uuid> {
         (1..=count)
             .map(|key| (key, Uuid::from_u128(key.into())))
             .collect()

@@ -8,7 +8,7 @@
 //! amounts an operator sees must match what Rafiki would have quoted. f64 arithmetic is exact
 //! IEEE 754 and so deterministic on replay.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -115,9 +115,9 @@ pub struct QuoteView {
 /// The quotes and their indexes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Quotes {
-    pub(crate) quotes: BTreeMap<Uuid, Quote>,
+    pub(crate) quotes: OrdMap<Uuid, Quote>,
     /// `(wallet address, creation timestamp)` → quote.
-    pub(crate) by_wallet_address: BTreeMap<(Uuid, u64), Uuid>,
+    pub(crate) by_wallet_address: OrdMap<(Uuid, u64), Uuid>,
 }
 
 /// What the local payment method quoted, before fees are added.

@@ -1,7 +1,7 @@
 //! `Payments`: the domain's state, the one place a command is dispatched, the reads the front
 //! makes, and the checkpoint encoding.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -42,24 +42,24 @@ pub(crate) struct PaymentFlows {
 /// the state's bytes (checkpoints, digests) and must not depend on hashing.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Payments {
-    pub(crate) assets: BTreeMap<Uuid, Asset>,
+    pub(crate) assets: OrdMap<Uuid, Asset>,
     /// `(code, scale)` → asset, deleted ones included (a create re-activates them).
-    pub(crate) assets_by_code: BTreeMap<(String, u8), Uuid>,
+    pub(crate) assets_by_code: OrdMap<(String, u8), Uuid>,
     /// Creation timestamp → asset, for pagination.
-    pub(crate) assets_created: BTreeMap<u64, Uuid>,
+    pub(crate) assets_created: OrdMap<u64, Uuid>,
     /// The ledger number of the newest asset.
     pub(crate) ledger_last: u32,
-    pub(crate) fees: BTreeMap<Uuid, Fee>,
+    pub(crate) fees: OrdMap<Uuid, Fee>,
     /// `(asset, creation timestamp)` → fee, for each asset's fee history.
-    pub(crate) fees_created: BTreeMap<(Uuid, u64), Uuid>,
-    pub(crate) fee_latest: BTreeMap<(Uuid, FeeType), Uuid>,
-    pub(crate) peers: BTreeMap<Uuid, Peer>,
+    pub(crate) fees_created: OrdMap<(Uuid, u64), Uuid>,
+    pub(crate) fee_latest: OrdMap<(Uuid, FeeType), Uuid>,
+    pub(crate) peers: OrdMap<Uuid, Peer>,
     /// Creation timestamp → peer, for pagination (a deleted peer leaves it).
-    pub(crate) peers_created: BTreeMap<u64, Uuid>,
+    pub(crate) peers_created: OrdMap<u64, Uuid>,
     /// `(asset, static ILP address)` → peer: unique, and the routing table of `peer_by_address`.
-    pub(crate) peer_by_address: BTreeMap<(Uuid, String), Uuid>,
+    pub(crate) peer_by_address: OrdMap<(Uuid, String), Uuid>,
     /// Incoming token → peer: unique across all peers.
-    pub(crate) peer_by_incoming_token: BTreeMap<String, Uuid>,
+    pub(crate) peer_by_incoming_token: OrdMap<String, Uuid>,
     /// Wallet addresses and their indexes.
     pub(crate) wallet_addresses: WalletAddresses,
     /// Wallet address keys and their indexes.

@@ -2,7 +2,7 @@
 //! Open Payments HTTP signatures of a wallet address's clients. A key is never deleted; revoking
 //! it frees its `kid` for a new key of the same address.
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -88,11 +88,11 @@ pub struct RevokeWalletAddressKey {
 /// The keys, with their indexes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WalletAddressKeys {
-    keys: BTreeMap<Uuid, WalletAddressKey>,
+    keys: OrdMap<Uuid, WalletAddressKey>,
     /// `(wallet address, creation timestamp)` → key, for each address's key list.
-    created: BTreeMap<(Uuid, u64), Uuid>,
+    created: OrdMap<(Uuid, u64), Uuid>,
     /// `(wallet address, kid)` → the key not revoked (Rafiki's partial unique index).
-    active: BTreeMap<(Uuid, String), Uuid>,
+    active: OrdMap<(Uuid, String), Uuid>,
 }
 
 impl Payments {

@@ -11,7 +11,7 @@
 //! `now + WALLET_ADDRESS_DEACTIVATION_PAYMENT_GRACE_PERIOD_MS` (24 h) where it is later, as
 //! Rafiki does (`incoming_payments.rs`).
 
-use std::collections::BTreeMap;
+use imbl::OrdMap;
 
 use serde::{Deserialize, Serialize};
 use tally_ledger::Account;
@@ -159,15 +159,15 @@ pub struct TriggerWalletAddressEvents {
 /// The wallet addresses, with their indexes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WalletAddresses {
-    addresses: BTreeMap<Uuid, WalletAddress>,
+    addresses: OrdMap<Uuid, WalletAddress>,
     /// Lower-cased URL → address (Rafiki's unique `url` column).
-    by_url: BTreeMap<String, Uuid>,
+    by_url: OrdMap<String, Uuid>,
     /// Creation timestamp → address, for pagination.
-    created: BTreeMap<u64, Uuid>,
+    created: OrdMap<u64, Uuid>,
     /// Asset → how many addresses use it (addresses are never deleted).
-    per_asset: BTreeMap<Uuid, u64>,
+    per_asset: OrdMap<Uuid, u64>,
     /// `(process_at, address)` for every address whose `process_at` is set.
-    due: BTreeMap<(u64, Uuid), ()>,
+    due: OrdMap<(u64, Uuid), ()>,
 }
 
 impl WalletAddresses {

@@ -10,7 +10,7 @@
 //! `event_id(seed, i)`, a mix of the seed and `i` stamped as a UUID v4 (the ASE may use an
 //! event id as a transfer id, and transfer ids must be v4).
 
-use std::collections::{BTreeMap, BTreeSet};
+use imbl::{OrdMap, OrdSet};
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -51,10 +51,10 @@ pub struct WebhookWithdrawal {
 /// The events, and their order of creation.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WebhookEvents {
-    events: BTreeMap<Uuid, WebhookEvent>,
+    events: OrdMap<Uuid, WebhookEvent>,
     /// `(created_at, n)` → event, `n` counting the events of one command (they share its
     /// timestamp): the order of the `webhookEvents` list.
-    created: BTreeMap<(u64, u32), Uuid>,
+    created: OrdMap<(u64, u32), Uuid>,
 }
 
 impl WebhookEvents {
@@ -124,9 +124,9 @@ const RETRY_STEPS_MAX: u32 = 6;
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct WebhookDeliveries {
     /// Event → failed attempts so far.
-    attempts: BTreeMap<Uuid, u32>,
+    attempts: OrdMap<Uuid, u32>,
     /// `(next attempt at, event)` of every owed event.
-    due: BTreeSet<(u64, Uuid)>,
+    due: OrdSet<(u64, Uuid)>,
     /// Events given up after `attempts_max` failures.
     given_up: u64,
 }
@@ -222,7 +222,7 @@ impl Payments {
                 request,
             )
         } else {
-            let filtered: BTreeMap<(u64, u32), Uuid> = store
+            let filtered: OrdMap<(u64, u32), Uuid> = store
                 .created
                 .iter()
                 .filter(|(_, id)| types.contains(&store.events[*id].event_type))
