@@ -297,7 +297,11 @@ pub(crate) fn run(args: Args) {
                 .iter()
                 .map(|(key, value)| format!("{key}={value}"))
                 .collect();
-            println!("checkpoint during x{}: {}", outcome.clients, fields.join(" "));
+            println!(
+                "checkpoint during x{}: {}",
+                outcome.clients,
+                fields.join(" ")
+            );
         }
     }
     println!(

@@ -12,6 +12,7 @@
 //! within one request each).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 
 use async_graphql::parser::types::ExecutableDocument;
@@ -21,38 +22,64 @@ pub(crate) const DOCUMENTS_MAX: usize = 512;
 /// Longer query texts are parsed every time rather than kept.
 pub(crate) const QUERY_BYTES_MAX: usize = 16 * 1024;
 
+/// A parsed document, and whether it passed every validation rule once.
+pub(crate) struct CachedDocument {
+    pub(crate) document: ExecutableDocument,
+    rules_passed: AtomicBool,
+}
+
+impl CachedDocument {
+    /// Whether a request of this document was answered without errors.
+    pub(crate) fn rules_passed(&self) -> bool {
+        self.rules_passed.load(Ordering::Relaxed)
+    }
+
+    /// A request of this document was answered without errors: the document passes every
+    /// validation rule (the variables' values aside).
+    pub(crate) fn rules_pass(&self) {
+        self.rules_passed.store(true, Ordering::Relaxed);
+    }
+}
+
 /// Query text → its parsed document.
 #[derive(Default)]
 pub(crate) struct DocumentCache {
-    documents: RwLock<HashMap<Box<str>, Arc<ExecutableDocument>>>,
+    documents: RwLock<HashMap<Box<str>, Arc<CachedDocument>>>,
 }
 
 impl DocumentCache {
-    /// Sets `request`'s parsed document from the cache, parsing and keeping it on a miss. A
-    /// query that does not parse is left for async-graphql to parse and report.
-    pub(crate) fn prepare(&self, request: &mut async_graphql::Request) {
+    /// Sets `request`'s parsed document from the cache, parsing and keeping it on a miss, and
+    /// returns the cache's entry. A query that does not parse is left for async-graphql to
+    /// parse and report.
+    pub(crate) fn prepare(
+        &self,
+        request: &mut async_graphql::Request,
+    ) -> Option<Arc<CachedDocument>> {
         if request.query.len() > QUERY_BYTES_MAX {
-            return;
+            return None;
         }
-        if let Some(document) = self.get(&request.query) {
-            request.set_parsed_query(ExecutableDocument::clone(&document));
-            return;
+        if let Some(cached) = self.get(&request.query) {
+            request.set_parsed_query(cached.document.clone());
+            return Some(cached);
         }
-        let Ok(document) = async_graphql::parser::parse_query(&request.query) else {
-            return;
-        };
-        self.insert(&request.query, Arc::new(document.clone()));
+        let document = async_graphql::parser::parse_query(&request.query).ok()?;
+        let cached = Arc::new(CachedDocument {
+            document: document.clone(),
+            rules_passed: AtomicBool::new(false),
+        });
+        self.insert(&request.query, cached.clone());
         request.set_parsed_query(document);
+        Some(cached)
     }
 
-    fn get(&self, query: &str) -> Option<Arc<ExecutableDocument>> {
+    fn get(&self, query: &str) -> Option<Arc<CachedDocument>> {
         // A poisoned lock only means a panic elsewhere while holding it; the map itself is
         // always whole (insert and clear are single calls).
         let documents = self.documents.read().unwrap_or_else(|p| p.into_inner());
         documents.get(query).cloned()
     }
 
-    fn insert(&self, query: &str, document: Arc<ExecutableDocument>) {
+    fn insert(&self, query: &str, document: Arc<CachedDocument>) {
         let mut documents = self.documents.write().unwrap_or_else(|p| p.into_inner());
         if documents.len() >= DOCUMENTS_MAX {
             documents.clear();
