@@ -19,8 +19,8 @@
 //! checkpoint makes it a restart without replay, outside the timed window). The records include
 //! the clients' register requests (at most one per client; 64 at most against hundreds of
 //! thousands of transfers), and the log bytes are what the journal holds (record headers, entry
-//! headers, the clients' request messages as received); the segment files are preallocated, so
-//! `du` on the directory says more and means less.
+//! headers, the requests as logged: compact, 48 bytes of header and the body); the segment files
+//! are preallocated, so `du` on the directory says more and means less.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -238,8 +238,8 @@ pub(crate) fn run(args: Args) {
          of one create_transfers call (for batch_8189, a whole 8,189-transfer request).\n\
          fsyncs/tx: journal records added / transfers (one record = one write + one fdatasync, \
          group commit); register requests included. tx/fsync: the inverse.\n\
-         disk B/tx: journal log bytes added / transfers (record + entry headers + the request \
-         messages as received).\n\
+         disk B/tx: journal log bytes added / transfers (record + entry headers + the requests \
+         as logged: 48 bytes of their header, and the body).\n\
          requests, resends: the clients' own counters (registers included).\n\
          Targets: batch_8189 >= 1 M tx/s with p99 <= 10 ms; single_64 >= 50 k tx/s; <= 160 B on \
          disk per transfer. TigerBeetle 0.17 on this machine: 189-332 k tx/s at full batches \

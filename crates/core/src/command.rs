@@ -6,7 +6,8 @@
 use tally_ledger::{Account, Record, Transfer, PULSE_EVENTS_MAX};
 use tally_payments::TIMESTAMPS_PER_COMMAND;
 use tally_wire::{
-    decode_multi_batch, BatchShape, Header, Operation, ParsedHeader, RequestHeader, HEADER_SIZE,
+    decode_multi_batch_aligned, BatchShape, Header, MultiBatch, Operation, ParsedHeader, Release,
+    RequestHeader, HEADER_SIZE,
 };
 
 use crate::entry::EntryKind;
@@ -139,15 +140,37 @@ pub(crate) const ADMIN_REPLAY_COST: u64 = 64;
 const RESULTS_PER_FILTER_MAX: u32 =
     ((tally_wire::MESSAGE_BODY_SIZE_MAX - 128) / tally_wire::TRANSFER_SIZE) as u32;
 
-/// A client request as logged: its parsed header and its whole message.
+/// Bytes of a compact request's header (`EntryKind::RequestCompact`).
+pub(crate) const COMPACT_HEADER_SIZE: usize = 48;
+/// What a compact request's body trailer is padded to: the entry alignment, so that the body
+/// (payload, then trailer) keeps the entries after it aligned.
+pub(crate) const COMPACT_TRAILER_ALIGNMENT: usize = crate::entry::ENTRY_ALIGNMENT;
+// The body of a compact request starts aligned, for in-place reads of its events.
+const _: () = assert!(
+    (crate::entry::ENTRY_HEADER_SIZE + COMPACT_HEADER_SIZE) % crate::entry::ENTRY_ALIGNMENT == 0
+);
+
+/// A client request as logged: the header fields replay reads, and the body.
 #[derive(Clone, Copy, Debug)]
 pub struct Request<'a> {
-    /// The header, parsed once.
-    pub header: RequestHeader,
+    /// The request header's checksum: what identifies the request (a resend has the same); the
+    /// session stores it and the reply header carries it.
+    pub checksum: u128,
+    /// The client's id.
+    pub client: u128,
+    /// The request number.
+    pub request: u32,
+    /// The client's release (the reply header echoes it).
+    pub release: Release,
+    /// The wire operation byte (the reply header echoes it).
+    pub operation_wire: u8,
     /// What it asks.
     pub operation: StateOperation,
-    /// Header and body, as received.
-    pub message: &'a [u8],
+    /// The body, as received (`EntryKind::Request`) or with its trailer padded to
+    /// `COMPACT_TRAILER_ALIGNMENT` (`EntryKind::RequestCompact`).
+    body: &'a [u8],
+    /// Which of the two the entry holds.
+    kind: EntryKind,
 }
 
 /// Why a message is not a request the state can execute.
@@ -170,10 +193,13 @@ pub enum RequestInvalid {
     /// The operation is not one the state executes.
     #[error("operation {0} is not executable")]
     Operation(u8),
+    /// A compact request's reserved bytes are not zero.
+    #[error("compact request with non-zero reserved bytes")]
+    Reserved,
 }
 
 impl<'a> Request<'a> {
-    /// Parses a logged message (replay).
+    /// Parses a logged message (replay of an `EntryKind::Request`).
     pub fn parse(message: &'a [u8]) -> Result<Request<'a>, RequestInvalid> {
         let header = Header::from_prefix(message).ok_or(RequestInvalid::Short)?;
         match header.parse() {
@@ -182,7 +208,7 @@ impl<'a> Request<'a> {
         }
     }
 
-    /// A request whose header was parsed already (live: on receipt).
+    /// A request whose header was parsed already (live: on receipt), with its whole message.
     pub fn from_header(
         header: RequestHeader,
         message: &'a [u8],
@@ -197,15 +223,120 @@ impl<'a> Request<'a> {
             .and_then(StateOperation::from_operation)
             .ok_or(RequestInvalid::Operation(header.operation))?;
         Ok(Request {
-            header,
+            checksum: header.checksum,
+            client: header.client,
+            request: header.request,
+            release: header.release,
+            operation_wire: header.operation,
             operation,
-            message,
+            body: &message[HEADER_SIZE..],
+            kind: EntryKind::Request,
         })
+    }
+
+    /// Parses a compact request (replay of an `EntryKind::RequestCompact`):
+    ///
+    /// | offset | size | field |
+    /// |---:|---:|---|
+    /// | 0 | 16 | `checksum` of the request header |
+    /// | 16 | 16 | `client` |
+    /// | 32 | 4 | `request` |
+    /// | 36 | 4 | `release` |
+    /// | 40 | 1 | `operation` |
+    /// | 41 | 7 | reserved, zero |
+    /// | 48 | | the body, its trailer padded to 16 bytes |
+    pub fn parse_compact(bytes: &'a [u8]) -> Result<Request<'a>, RequestInvalid> {
+        let header = bytes
+            .get(..COMPACT_HEADER_SIZE)
+            .ok_or(RequestInvalid::Short)?;
+        if header[41..].iter().any(|&byte| byte != 0) {
+            return Err(RequestInvalid::Reserved);
+        }
+        let u128_at = |at: usize| u128::from_le_bytes(header[at..at + 16].try_into().expect("16"));
+        let u32_at = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4"));
+        let operation_wire = header[40];
+        // Only batch operations are logged compact: a register keeps its whole message.
+        let operation = Operation::from_u8(operation_wire)
+            .and_then(StateOperation::from_operation)
+            .filter(|operation| matches!(operation, StateOperation::Batch(_)))
+            .ok_or(RequestInvalid::Operation(operation_wire))?;
+        Ok(Request {
+            checksum: u128_at(0),
+            client: u128_at(16),
+            request: u32_at(32),
+            release: Release(u32_at(36)),
+            operation_wire,
+            operation,
+            body: &bytes[COMPACT_HEADER_SIZE..],
+            kind: EntryKind::RequestCompact,
+        })
+    }
+
+    /// Appends the compact form of a batch request (`parse_compact` reads it back) and returns
+    /// `true`; returns `false`, appending nothing, for a register or `get_change_events`, which
+    /// are logged as their whole message. A 1-transfer request takes 192 bytes instead of 512:
+    /// the header's other fields (cluster, size, view, parent, session, body checksum, …) are
+    /// checked on receipt and read by nothing after, and the record's checksum covers the
+    /// entry's bytes.
+    pub fn compact(&self, out: &mut Vec<u8>) -> bool {
+        if !matches!(self.operation, StateOperation::Batch(_)) {
+            return false;
+        }
+        let start = out.len();
+        out.extend_from_slice(&self.checksum.to_le_bytes());
+        out.extend_from_slice(&self.client.to_le_bytes());
+        out.extend_from_slice(&self.request.to_le_bytes());
+        out.extend_from_slice(&self.release.0.to_le_bytes());
+        out.push(self.operation_wire);
+        out.extend_from_slice(&[0; 7]);
+        assert_eq!(out.len() - start, COMPACT_HEADER_SIZE);
+        self.multi_batch().repad(COMPACT_TRAILER_ALIGNMENT, out);
+        assert_eq!((out.len() - start) % COMPACT_TRAILER_ALIGNMENT, 0);
+        true
+    }
+
+    /// The entry kind the request was read from.
+    pub fn entry_kind(&self) -> EntryKind {
+        self.kind
     }
 
     /// The request's body.
     pub fn body(&self) -> &'a [u8] {
-        &self.message[HEADER_SIZE..]
+        self.body
+    }
+
+    /// Where the body starts in the entry's bytes.
+    pub fn body_offset(&self) -> usize {
+        match self.kind {
+            EntryKind::RequestCompact => COMPACT_HEADER_SIZE,
+            EntryKind::Request | EntryKind::Pulse | EntryKind::Admin => HEADER_SIZE,
+        }
+    }
+
+    /// What the body's trailer is padded to.
+    pub fn trailer_alignment(&self) -> usize {
+        match (self.kind, self.operation) {
+            (EntryKind::RequestCompact, _) => COMPACT_TRAILER_ALIGNMENT,
+            (_, StateOperation::Batch(operation)) => operation
+                .operation()
+                .event_size()
+                .expect("batch operations have an event size"),
+            // Not a multi-batch: never decoded as one.
+            (_, StateOperation::Register | StateOperation::GetChangeEvents) => 1,
+        }
+    }
+
+    /// The body of a batch request, decoded (it passed validation on receipt).
+    fn multi_batch(&self) -> MultiBatch<'a> {
+        let StateOperation::Batch(operation) = self.operation else {
+            unreachable!("only batch requests have multi-batch bodies");
+        };
+        let event_size = operation
+            .operation()
+            .event_size()
+            .expect("batch operations have an event size");
+        decode_multi_batch_aligned(self.body, event_size, self.trailer_alignment())
+            .expect("a logged request passed body validation")
     }
 
     /// What replaying the request costs, in events: its events, or for a filter read the
@@ -231,9 +362,7 @@ impl<'a> Request<'a> {
             .operation()
             .event_size()
             .expect("batch operations have an event size");
-        decode_multi_batch(self.body(), event_size)
-            .map(|batches| (batches.payload().len() / event_size) as u64)
-            .expect("a logged request passed body validation")
+        (self.multi_batch().payload().len() / event_size) as u64
     }
 }
 
@@ -256,7 +385,7 @@ impl Command<'_> {
     /// The entry kind this command is logged as.
     pub fn kind(&self) -> EntryKind {
         match self {
-            Command::Request(_) => EntryKind::Request,
+            Command::Request(request) => request.entry_kind(),
             Command::Pulse => EntryKind::Pulse,
             Command::Admin(_) => EntryKind::Admin,
         }

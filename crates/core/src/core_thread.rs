@@ -106,6 +106,8 @@ pub struct Core {
     /// Replay work appended since the last checkpoint (`CHECKPOINT_INTERVAL_WORK`).
     work_since_checkpoint: u64,
     record_body: Vec<u8>,
+    /// Where a request's compact entry is put together before it is stamped.
+    compact_request: Vec<u8>,
     /// The record body limit: `BATCH_BYTES_MAX`, or less if a segment cannot hold that.
     record_bytes_max: usize,
     /// A submission that did not fit in the last record; it opens the next one.
@@ -203,6 +205,7 @@ impl Core {
             entries_since_checkpoint: options.unsaved_entries,
             work_since_checkpoint: options.unsaved_work,
             record_body: Vec::with_capacity(record_bytes_max),
+            compact_request: Vec::with_capacity(tally_wire::MESSAGE_SIZE_MAX),
             record_bytes_max,
             carried: None,
             checkpoint: None,
@@ -430,18 +433,27 @@ impl Core {
             entry_append(body, &header, message);
             timestamp = base + reserved;
         };
+        let mut compact = std::mem::take(&mut self.compact_request);
         for entry in &pending {
             match entry {
                 Pending::Request { message, header } => {
                     let request =
                         Request::from_header(*header, message).expect("checked on receipt");
                     work += request.replay_cost();
-                    stamp(
-                        &mut self.record_body,
-                        EntryKind::Request,
-                        Command::Request(request).timestamps_reserved(),
-                        message,
-                    );
+                    let reserved = Command::Request(request).timestamps_reserved();
+                    compact.clear();
+                    // Batch requests are logged compact (docs/server.md); registers whole.
+                    if request.compact(&mut compact) {
+                        assert!(compact.len() <= message.len());
+                        stamp(
+                            &mut self.record_body,
+                            EntryKind::RequestCompact,
+                            reserved,
+                            &compact,
+                        );
+                    } else {
+                        stamp(&mut self.record_body, EntryKind::Request, reserved, message);
+                    }
                 }
                 Pending::Admin { command, .. } => {
                     work += ADMIN_REPLAY_COST;
@@ -454,6 +466,7 @@ impl Core {
                 }
             }
         }
+        self.compact_request = compact;
         if pulse {
             stamp(
                 &mut self.record_body,

@@ -1,9 +1,12 @@
 //! The body of a journal record: the commands of one core batch, as they will be replayed.
 //!
-//! A record holds one or more *entries*. Each entry is a 32-byte `EntryHeader` followed by the
-//! client's request message exactly as received (256-byte header and body), or nothing for a
-//! pulse; entries are padded to 16 bytes so that every request's events stay 16-byte aligned in
-//! the log (the ledger reads `Transfer`s in place). The entry header carries the only inputs that
+//! A record holds one or more *entries*. Each entry is a 32-byte `EntryHeader` followed by a
+//! compact request (`EntryKind::RequestCompact`: the 48 bytes of the request's header that
+//! replay reads, then the body with its trailer padded to 16 bytes; see `command.rs`), the
+//! client's request message exactly as received (`EntryKind::Request`: 256-byte header and body;
+//! written for registers and by versions before the compact kind), or nothing for a pulse;
+//! entries are padded to 16 bytes so that every request's events stay 16-byte aligned in the log
+//! (the ledger reads `Transfer`s in place). The entry header carries the only inputs that
 //! were not in the client's bytes: the op number and the base timestamp the core chose from its
 //! clock. Everything else (per-batch timestamps, handles, results, replies) is derived again on
 //! replay by the same code (`State::apply_record`). An admin entry holds an Admin API command,
@@ -27,6 +30,9 @@ pub enum EntryKind {
     Pulse = 2,
     /// An Admin API command (since format 2 of the server state).
     Admin = 3,
+    /// A TigerBeetle client request without the header bytes replay does not read, and with
+    /// its body's trailer padded to 16 bytes instead of the event size (`Request::compact`).
+    RequestCompact = 4,
 }
 
 /// The fixed part of an entry.
@@ -38,7 +44,7 @@ pub(crate) struct EntryHeader {
     pub timestamp: u64,
     /// The entry's op: one per entry, dense.
     pub op: u64,
-    /// Bytes that follow the header (the request message; 0 for a pulse).
+    /// Bytes that follow the header (the request, message or compact; 0 for a pulse).
     pub message_size: u32,
 }
 
@@ -89,6 +95,7 @@ impl EntryHeader {
             1 => EntryKind::Request,
             2 => EntryKind::Pulse,
             3 => EntryKind::Admin,
+            4 => EntryKind::RequestCompact,
             kind => return Err(EntryError::Kind { offset, kind }),
         };
         if header[1..8]

@@ -218,18 +218,19 @@ fn last_request_ops<L: LogBytes>(
         };
         let position = body_position(journal, &record.position);
         for (offset, entry) in entries {
-            match entry.kind {
-                EntryKind::Request => {}
+            let message_position = position + (offset + ENTRY_HEADER_SIZE) as u64;
+            let message = log.bytes(message_position, entry.message_size as usize);
+            let request = match entry.kind {
+                EntryKind::Request => Request::parse(message),
+                EntryKind::RequestCompact => Request::parse_compact(message),
                 EntryKind::Admin => {
                     work += ADMIN_REPLAY_COST;
                     continue;
                 }
                 EntryKind::Pulse => continue,
-            }
-            let message_position = position + (offset + ENTRY_HEADER_SIZE) as u64;
-            let message = log.bytes(message_position, entry.message_size as usize);
-            if let Ok(request) = Request::parse(message) {
-                last.insert(request.header.client, entry.op);
+            };
+            if let Ok(request) = request {
+                last.insert(request.client, entry.op);
                 work += request.replay_cost();
             }
         }

@@ -13,8 +13,8 @@ use std::collections::HashMap;
 use tally_ledger::{Account, AccountBalance, AccountFilter, Ledger, QueryFilter, Record, Transfer};
 use tally_payments::{Outcome, Payments};
 use tally_wire::{
-    decode_multi_batch, encode_register_reply, encode_reply, MultiBatchEncoder, ReplyParams,
-    RequestHeader, SessionConfig, SessionTable, HEADER_SIZE, MESSAGE_BODY_SIZE_MAX,
+    decode_multi_batch_aligned, encode_register_reply, encode_reply, MultiBatchEncoder,
+    ReplyParams, RequestHeader, SessionConfig, SessionTable, MESSAGE_BODY_SIZE_MAX,
 };
 
 use crate::command::{
@@ -190,7 +190,7 @@ impl State {
             let message_position = position + ENTRY_HEADER_SIZE as u64;
             let message = log.bytes(message_position, entry.message_size as usize);
             let received = match (&mut requests_received, entry.kind) {
-                (Some(requests), EntryKind::Request) => Some(
+                (Some(requests), EntryKind::Request | EntryKind::RequestCompact) => Some(
                     *requests
                         .next()
                         .expect("one received header per request entry"),
@@ -300,7 +300,7 @@ impl State {
         request: &Request<'_>,
         mode: ApplyMode<'_>,
     ) -> Result<Option<Reply>, ApplyError> {
-        let header = &request.header;
+        let header = request;
         let params = ReplyParams {
             cluster: self.cluster,
             view: self.sessions.config().view,
@@ -310,7 +310,7 @@ impl State {
             op: entry.op,
             timestamp: entry.timestamp + Command::Request(*request).timestamps_reserved(),
             request: header.request,
-            operation: header.operation,
+            operation: header.operation_wire,
         };
         let operation = match request.operation {
             StateOperation::Register => {
@@ -352,14 +352,8 @@ impl State {
             // Change events (CDC) are not kept (docs/server.md): an empty reply.
             None => Vec::new(),
             Some(operation) => {
-                let body_position = message_position + HEADER_SIZE as u64;
-                self.execute_batches(
-                    log,
-                    operation,
-                    body_position,
-                    request.body(),
-                    entry.timestamp,
-                )?
+                let body_position = message_position + request.body_offset() as u64;
+                self.execute_batches(log, operation, body_position, request, entry.timestamp)?
             }
         };
         let reply = encode_reply(&params, &body);
@@ -384,9 +378,10 @@ impl State {
         log: &L,
         operation: BatchOperation,
         body_position: u64,
-        body: &[u8],
+        request: &Request<'_>,
         timestamp_base: u64,
     ) -> Result<Vec<u8>, ApplyError> {
+        let body = request.body();
         let invalid = |reason: String| ApplyError::Body {
             position: body_position,
             reason,
@@ -398,8 +393,8 @@ impl State {
         let result_size = wire
             .result_size()
             .expect("batch operations have a result size");
-        let batches =
-            decode_multi_batch(body, event_size).map_err(|error| invalid(error.to_string()))?;
+        let batches = decode_multi_batch_aligned(body, event_size, request.trailer_alignment())
+            .map_err(|error| invalid(error.to_string()))?;
         let mut encoder = MultiBatchEncoder::new(result_size);
         let mut timestamp = timestamp_base;
         let mut results = Vec::new();
@@ -593,22 +588,28 @@ fn command_decode<'a>(
         position: message_position,
         reason,
     };
+    // Pair with receipt: the logged request is the one whose header was parsed (both forms
+    // start with the header's checksum).
+    let received_check = |request: Request<'a>| {
+        if let Some(header) = received {
+            assert_eq!(request.checksum, header.checksum);
+            assert_eq!(request.client, header.client);
+            assert_eq!(request.request, header.request);
+        }
+        request
+    };
     match entry.kind {
         EntryKind::Request => match received {
-            Some(header) => {
-                // Pair with receipt: the logged message is the one whose header was parsed.
-                assert_eq!(
-                    message.get(..16).map(|checksum| u128::from_le_bytes(
-                        checksum.try_into().expect("16 bytes")
-                    )),
-                    Some(header.checksum)
-                );
-                Request::from_header(header, message)
-            }
+            Some(header) => Request::from_header(header, message),
             None => Request::parse(message),
         }
+        .map(received_check)
         .map(Command::Request)
         .map_err(request_invalid),
+        EntryKind::RequestCompact => Request::parse_compact(message)
+            .map(received_check)
+            .map(Command::Request)
+            .map_err(request_invalid),
         EntryKind::Pulse => Ok(Command::Pulse),
         EntryKind::Admin => admin_decode(message)
             .map(|command| Command::Admin(Box::new(command)))
@@ -649,5 +650,247 @@ struct LedgerAccounts<'a>(&'a tally_ledger::Ledger);
 impl tally_payments::LedgerRead for LedgerAccounts<'_> {
     fn account(&self, id: u128) -> Option<tally_ledger::Account> {
         self.0.account(id).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! A request logged compact (`EntryKind::RequestCompact`) applies exactly as the same
+    //! request logged as its whole message (`EntryKind::Request`, what older versions wrote):
+    //! the same replies, byte for byte, and the same state digest, live and on replay.
+
+    use tally_ledger::{Account, Transfer};
+    use tally_wire::{
+        encode_request, Header, MultiBatchEncoder, Operation, ParsedHeader, Release, RequestParams,
+    };
+
+    use super::*;
+    use crate::entry::{entry_append, EntryHeader};
+
+    /// A log in memory: records appended one after the other.
+    #[derive(Default)]
+    struct MemoryLog(Vec<u8>);
+
+    impl LogBytes for MemoryLog {
+        fn bytes(&self, position: u64, size: usize) -> &[u8] {
+            &self.0[position as usize..][..size]
+        }
+    }
+
+    const CLIENT: u128 = 0xC0FFEE;
+
+    /// A request message of `operation` with `batches` (each the bytes of its events).
+    fn request(number: u32, operation: Operation, batches: &[Vec<u8>]) -> Vec<u8> {
+        let body = match operation.event_size() {
+            None => vec![0; 256],
+            Some(event_size) => {
+                let mut encoder = MultiBatchEncoder::new(event_size);
+                for batch in batches {
+                    encoder.push_batch(batch).unwrap();
+                }
+                encoder.finish()
+            }
+        };
+        let params = RequestParams {
+            cluster: 0,
+            view: 0,
+            release: Release::new(0, 17, 9),
+            parent: u128::from(number) * 7,
+            client: CLIENT,
+            session: u64::from(number > 0),
+            timestamp: 0,
+            request: number,
+            operation: operation.as_u8(),
+            previous_request_latency: 0,
+        };
+        encode_request(&params, &body)
+    }
+
+    fn header_of(message: &[u8]) -> RequestHeader {
+        match Header::from_prefix(message).unwrap().parse() {
+            Ok(ParsedHeader::Request(header)) => header,
+            other => panic!("not a request: {other:?}"),
+        }
+    }
+
+    fn event<R: Record>(record: R) -> Vec<u8> {
+        R::slice_as_bytes(&[record]).to_vec()
+    }
+
+    /// Appends `messages` as one record, each compact where it can be or whole, and applies it
+    /// live (`compact`) or as a replay; returns the replies' bytes.
+    fn apply(
+        log: &mut MemoryLog,
+        state: &mut State,
+        messages: &[Vec<u8>],
+        compact: bool,
+    ) -> Vec<Vec<u8>> {
+        let mut body = Vec::new();
+        let (mut op, mut timestamp) = (state.op, state.timestamp);
+        let mut received = Vec::new();
+        for message in messages {
+            let header = header_of(message);
+            received.push(header);
+            let request = Request::from_header(header, message).unwrap();
+            let mut compacted = Vec::new();
+            let (kind, logged) = if compact && request.compact(&mut compacted) {
+                (EntryKind::RequestCompact, &compacted)
+            } else {
+                (EntryKind::Request, message)
+            };
+            op += 1;
+            let entry = EntryHeader {
+                kind,
+                timestamp: timestamp + 1,
+                op,
+                message_size: logged.len() as u32,
+            };
+            entry_append(&mut body, &entry, logged);
+            timestamp = entry.timestamp + Command::Request(request).timestamps_reserved();
+        }
+        let position = log.0.len() as u64;
+        log.0.extend_from_slice(&body);
+        let last_request_op = HashMap::new();
+        let mode = if compact {
+            ApplyMode::Live {
+                requests: &received,
+            }
+        } else {
+            ApplyMode::Replay {
+                last_request_op: &last_request_op,
+            }
+        };
+        let mut replies = Vec::new();
+        state
+            .apply_record(log, position, body.len(), mode, &mut replies)
+            .expect("the record applies");
+        replies
+            .into_iter()
+            .map(|reply| match reply {
+                Reply::Native { message, .. } => message,
+                Reply::Admin(_) => unreachable!("no admin commands here"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn compact_requests_apply_as_whole_messages() {
+        let accounts: Vec<u8> = (1..=3u128)
+            .flat_map(|id| {
+                event(Account {
+                    id,
+                    ledger: 1,
+                    code: 1,
+                    ..Account::default()
+                })
+            })
+            .collect();
+        let transfer = |id: u128, debit: u128| {
+            event(Transfer {
+                id,
+                debit_account_id: debit,
+                credit_account_id: 3,
+                amount: 5,
+                ledger: 1,
+                code: 1,
+                ..Transfer::default()
+            })
+        };
+        let lookup: Vec<u8> = [10u128, 12, 99]
+            .iter()
+            .flat_map(|id| id.to_le_bytes())
+            .collect();
+        let records = [
+            vec![request(0, Operation::Register, &[])],
+            vec![request(1, Operation::CreateAccounts, &[accounts])],
+            // One transfer in one batch (the common small request), then three batches, one
+            // empty and one whose second event fails (a duplicate id).
+            vec![request(2, Operation::CreateTransfers, &[transfer(10, 1)])],
+            vec![request(
+                3,
+                Operation::CreateTransfers,
+                &[
+                    transfer(11, 1),
+                    vec![],
+                    [transfer(12, 2), transfer(10, 2)].concat(),
+                ],
+            )],
+            vec![request(4, Operation::LookupTransfers, &[lookup])],
+        ];
+
+        let (mut whole_log, mut compact_log) = (MemoryLog::default(), MemoryLog::default());
+        let mut whole = State::new(0, SessionConfig::default());
+        let mut compact = State::new(0, SessionConfig::default());
+        for messages in &records {
+            let expected = apply(&mut whole_log, &mut whole, messages, false);
+            let replies = apply(&mut compact_log, &mut compact, messages, true);
+            assert_eq!(replies, expected);
+        }
+        assert_eq!(compact.digest(&compact_log), whole.digest(&whole_log));
+        assert_eq!(compact.ledger.transfer_count(), 3);
+        // The compact log is smaller: each batch request drops 208 header bytes, and the
+        // creates (128-byte events) 112 bytes of trailer padding; the register is whole.
+        assert_eq!(
+            whole_log.0.len() - compact_log.0.len(),
+            3 * (208 + 112) + 208
+        );
+
+        // A replay of the compact log reaches the same state.
+        let mut replayed = State::new(0, SessionConfig::default());
+        let last_request_op = HashMap::new();
+        let mut replies = Vec::new();
+        replayed
+            .apply_record(
+                &compact_log,
+                0,
+                compact_log.0.len(),
+                ApplyMode::Replay {
+                    last_request_op: &last_request_op,
+                },
+                &mut replies,
+            )
+            .expect("the compact log replays");
+        assert_eq!(replayed.digest(&compact_log), whole.digest(&whole_log));
+    }
+
+    #[test]
+    fn a_one_transfer_request_is_logged_in_224_bytes() {
+        let message = request(1, Operation::CreateTransfers, &[vec![1; 128]]);
+        assert_eq!(message.len(), 512);
+        let request = Request::from_header(header_of(&message), &message).unwrap();
+        let mut compacted = Vec::new();
+        assert!(request.compact(&mut compacted));
+        assert_eq!(crate::entry::ENTRY_HEADER_SIZE + compacted.len(), 224);
+        let parsed = Request::parse_compact(&compacted).unwrap();
+        assert_eq!(
+            (
+                parsed.checksum,
+                parsed.client,
+                parsed.request,
+                parsed.release
+            ),
+            (
+                request.checksum,
+                request.client,
+                request.request,
+                request.release
+            )
+        );
+        assert_eq!(parsed.operation_wire, request.operation_wire);
+        assert_eq!(parsed.operation, request.operation);
+        assert_eq!(parsed.replay_cost(), request.replay_cost());
+        // Reserved bytes must be zero; a register is never compact.
+        compacted[45] = 1;
+        assert_eq!(
+            Request::parse_compact(&compacted).err(),
+            Some(RequestInvalid::Reserved)
+        );
+        let register = request_register();
+        let request = Request::from_header(header_of(&register), &register).unwrap();
+        assert!(!request.compact(&mut Vec::new()));
+    }
+
+    fn request_register() -> Vec<u8> {
+        request(0, Operation::Register, &[])
     }
 }

@@ -27,7 +27,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::id_table::IdIndex;
-use crate::ledger::{transfers_created, BalanceSnapshot, Ledger};
+use crate::ledger::{accounts_created, transfers_created, BalanceSnapshot, Ledger};
 use crate::store::TransferStore;
 use crate::types::{Account, Record};
 
@@ -237,8 +237,9 @@ impl LedgerDecoded {
         }
         let count_max = (ledger.transfer_count as usize).saturating_add(transfers_additional);
         let states = &ledger.transfer_state;
-        ledger.transfer_index = IdIndex::built(count_max, |placer| {
-            transfers_created(store, states, placer);
+        let handles = 0..states.len() as u64;
+        ledger.transfer_index = IdIndex::built(count_max, handles, |placer, handles| {
+            transfers_created(store, states, placer, handles);
         });
         // Pair with the states' count, checked on decode.
         assert_eq!(ledger.transfer_index.len() as u64, ledger.transfer_count);
@@ -345,10 +346,9 @@ impl Ledger {
             return Err(CheckpointError::BadMagic);
         };
         let accounts = &ledger.accounts;
-        ledger.account_index = IdIndex::built(accounts.len(), |placer| {
-            for (index, account) in accounts.iter().enumerate() {
-                placer.push(account.id, index as u64);
-            }
+        let positions = 0..accounts.len() as u64;
+        ledger.account_index = IdIndex::built(accounts.len(), positions, |placer, positions| {
+            accounts_created(accounts, placer, positions);
         });
         ledger.check_consistent()?;
         Ok((LedgerDecoded { ledger }, r.offset))

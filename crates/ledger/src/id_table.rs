@@ -7,23 +7,107 @@
 //! keeps the core's heap per stored transfer small (`docs/ledger.md`).
 //!
 //! Linear probing, load factor at most 7/8. Removal exists only to undo the newest insertions of
-//! a rolled-back linked chain, in exact reverse order, and never across a resize
-//! (`reserve` is called before each batch): under those two conditions clearing the slot is
+//! a rolled-back linked chain, in exact reverse order, and never across a `reserve` (which is
+//! called before each batch, never inside one): under those two conditions clearing the slot is
 //! correct, because no entry that stays could have probed past a slot that was empty when it
 //! was placed.
+//!
+//! Growth is incremental, so that no batch pays for the whole index (at 7 M transfers a one-shot
+//! rebuild held the core for a third of a second). It has three stages, each a bounded step of
+//! every `reserve` (which each batch calls first), paced by the insertions reserved so that each
+//! ends before the next is due:
+//!
+//! 1. **Prepare.** Once the table is half full (and the previous growth is over), the next
+//!    table, twice the size, is allocated and its pages are written a few at a time (a fresh
+//!    allocation is only backed by memory where it is first written; inserting at random
+//!    places would fault all its pages in within a batch or two: 70 ms for 128 MB here).
+//! 2. **Migrate.** When the table reaches its load limit the next one takes over: every
+//!    insertion goes to it, and each `reserve` moves the next run of values (handles, or account
+//!    positions) from the old table's contents, in value order, so that the ids are read back
+//!    sequentially. A lookup searches the new table, then the old one: an entry whose value is
+//!    below the migration's cursor is in the new table already, the rest only in the old one.
+//!    The moves end when half of the new table's room is used, long before it must grow
+//!    again; should a caller reserve more than that at once, the rest is moved first.
+//! 3. **Release.** The old table is given back to the allocator from its end, a run of slots
+//!    at a time (`Vec::shrink_to`, which glibc does in place with `mremap`), instead of in one
+//!    `munmap` of up to 64 MB (5–10 ms here).
+//!
+//! Every step depends only on the calls made, so the layout is deterministic (and no result
+//! depends on the layout anyway: every hit is verified against the stored id).
+
+use core::ops::Range;
 
 const VALUE_BITS: u32 = 48;
 const VALUE_MASK: u64 = (1 << VALUE_BITS) - 1;
 /// The largest value the index can hold (`value + 1` must fit in 48 bits).
 pub(crate) const VALUE_MAX: u64 = VALUE_MASK - 1;
 const CAPACITY_MIN: usize = 1024;
+/// The first table of `small_for_tests`: it holds 14 entries.
+const TESTS_CAPACITY: usize = 16;
+/// A migration moves at least this many values per `reserve`, so that small batches (one
+/// transfer per request, one `reserve` each) still end it soon, at a few microseconds each.
+const MIGRATION_STEP_VALUES_MIN: u64 = 64;
+/// A migration moves its values this many times faster than the new table's room is used up: 2
+/// ends it when half of the room is used. Faster means fewer batches that also probe the old
+/// table (at 7/8 load, a miss there scans about 32 slots), but more moves in each of them:
+/// what sets a growing ledger's p99 batch.
+const MIGRATION_SPEEDUP: u64 = 2;
+/// Slots in a 4 KiB page: preparing a table writes one slot in each.
+const PAGE_SLOTS: usize = 4096 / 8;
+/// A table smaller than this (256 KiB) is neither prepared nor released in steps: all of it
+/// costs less than one step.
+const STEPPED_SLOTS_MIN: usize = 1 << 15;
+/// A release gives back at least this many slots per `reserve` (64 KiB: one `mremap`).
+const RELEASE_STEP_SLOTS_MIN: usize = 1 << 13;
+/// And this many per insertion reserved (128 bytes: 1 MiB per batch of 8,190).
+const RELEASE_SLOTS_PER_INSERTION: usize = 16;
 
 pub(crate) struct IdIndex {
+    /// The table every insertion goes to.
     slots: Vec<u64>,
+    /// Entries in `slots`.
     count: usize,
+    /// The table the next growth will move to, while its pages are being written.
+    next: Option<NextTable>,
+    /// The table being moved into `slots`, while a growth is in progress.
+    migration: Option<Migration>,
+    /// A table whose entries have all moved, being given back a run of slots at a time (empty
+    /// when there is none).
+    released: Vec<u64>,
+    /// The fewest values a migration step moves (`MIGRATION_STEP_VALUES_MIN`, or 1 in tests
+    /// that want migrations to span many batches).
+    step_values_min: u64,
+    /// The count the index was sized for (`with_capacity`): no next table is prepared before
+    /// it is passed, so that an index sized up front never holds a second table.
+    count_sized: usize,
 }
 
-/// Where a lookup ended: at the value, or at the empty slot where the id would go.
+/// A table allocated ahead of its growth, whose pages are written a few per `reserve`.
+struct NextTable {
+    slots: Vec<u64>,
+    /// Slots `0..touched` have been written (a multiple of `PAGE_SLOTS`, or the length).
+    touched: usize,
+    /// Slots to write per insertion reserved, so that all are written by the growth.
+    slots_per_insertion: usize,
+}
+
+/// An old table whose entries move to the new one a run of values at a time.
+struct Migration {
+    slots: Vec<u64>,
+    /// Entries in `slots`, all with a value below `values_end`.
+    count: usize,
+    /// One past the highest value the old table can hold: new values go to the new table.
+    values_end: u64,
+    /// Entries with a value below this have moved.
+    cursor: u64,
+    /// Entries moved so far (at most `count`).
+    moved: usize,
+    /// Values to move per insertion reserved, so that the moves end in time.
+    values_per_insertion: u64,
+}
+
+/// Where a lookup ended: at the value, or at the empty slot (of the new table) where the id
+/// would go.
 pub(crate) enum Probe {
     Found { value: u64 },
     Vacant { slot: usize },
@@ -50,54 +134,143 @@ impl Default for IdIndex {
     }
 }
 
+/// The slots a table of `capacity` may fill (7/8).
+fn load_max(capacity: usize) -> usize {
+    capacity / 8 * 7
+}
+
+/// The smallest table (a power of two, at least `CAPACITY_MIN`) that holds `count_max`.
+fn capacity_for(count_max: usize) -> usize {
+    let mut capacity = CAPACITY_MIN;
+    while count_max > load_max(capacity) {
+        capacity *= 2;
+    }
+    capacity
+}
+
+/// Searches one table for `id` from its home slot: `Ok(value)`, or `Err(slot)`, the empty slot
+/// that ended the probe.
+#[inline]
+fn search(slots: &[u64], hash: u64, id: u128, id_of: &impl Fn(u64) -> u128) -> Result<u64, usize> {
+    let tag = hash >> VALUE_BITS;
+    let mask = slots.len() - 1;
+    let mut slot = (hash as usize) & mask;
+    // Bounded: a table is never full (load <= 7/8), so an empty slot ends every probe.
+    for _ in 0..slots.len() {
+        let entry = slots[slot];
+        if entry == 0 {
+            return Err(slot);
+        }
+        if entry >> VALUE_BITS == tag {
+            let value = (entry & VALUE_MASK) - 1;
+            if id_of(value) == id {
+                return Ok(value);
+            }
+        }
+        slot = (slot + 1) & mask;
+    }
+    unreachable!("IdIndex has no empty slot: load factor invariant broken");
+}
+
+/// The value of the first slot of one table whose tag matches (see `IdIndex::peek`).
+#[inline]
+fn search_tag(slots: &[u64], hash: u64) -> Option<u64> {
+    let tag = hash >> VALUE_BITS;
+    let mask = slots.len() - 1;
+    let mut slot = (hash as usize) & mask;
+    for _ in 0..PEEK_PROBES_MAX {
+        let entry = slots[slot];
+        if entry == 0 {
+            return None;
+        }
+        if entry >> VALUE_BITS == tag {
+            return Some((entry & VALUE_MASK) - 1);
+        }
+        slot = (slot + 1) & mask;
+    }
+    None
+}
+
 impl IdIndex {
     pub(crate) fn new() -> Self {
         Self::with_capacity(0)
     }
 
     /// An index that holds `count_max` entries without growing (TigerBeetle-style static
-    /// sizing: no rebuild ever stalls a batch while the count stays below it).
+    /// sizing: not even a migration runs while the count stays below it).
     pub(crate) fn with_capacity(count_max: usize) -> Self {
-        let mut capacity = CAPACITY_MIN;
-        while count_max * 8 > capacity * 7 {
-            capacity *= 2;
-        }
         Self {
-            slots: vec![0; capacity],
+            slots: vec![0; capacity_for(count_max)],
             count: 0,
+            next: None,
+            migration: None,
+            released: Vec::new(),
+            step_values_min: MIGRATION_STEP_VALUES_MIN,
+            count_sized: count_max,
         }
     }
 
-    pub(crate) fn len(&self) -> usize {
-        self.count
+    /// An index that starts at `TESTS_CAPACITY` slots and moves as few values per step as it
+    /// may: so that a test of a few hundred insertions goes through several growths, each
+    /// spanning several batches.
+    pub(crate) fn small_for_tests() -> Self {
+        Self {
+            slots: vec![0; TESTS_CAPACITY],
+            count: 0,
+            next: None,
+            migration: None,
+            released: Vec::new(),
+            step_values_min: 1,
+            count_sized: 0,
+        }
     }
 
+    /// Entries in the index (each once, whether it has moved yet or not).
+    pub(crate) fn len(&self) -> usize {
+        match &self.migration {
+            None => self.count,
+            Some(migration) => self.count + (migration.count - migration.moved),
+        }
+    }
+
+    /// Whether a growth is still moving entries (tests and benchmarks).
+    pub(crate) fn is_migrating(&self) -> bool {
+        self.migration.is_some()
+    }
+
+    /// Whether a growth is in any stage: preparing, migrating or releasing.
+    pub(crate) fn is_growing(&self) -> bool {
+        self.next.is_some() || self.migration.is_some() || !self.released.is_empty()
+    }
+
+    /// Heap held by the tables (capacity; of a table being prepared, only the pages written
+    /// so far: the rest is address space, not memory, until it takes over).
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.slots.capacity() * 8
+        let next = self.next.as_ref().map_or(0, |next| next.touched);
+        let old = self
+            .migration
+            .as_ref()
+            .map_or(0, |migration| migration.slots.capacity());
+        (self.slots.capacity() + next + old + self.released.capacity()) * 8
     }
 
     /// Finds `id`; `id_of(value)` returns the id stored under a value.
     #[inline]
     pub(crate) fn probe(&self, id: u128, id_of: impl Fn(u64) -> u128) -> Probe {
         let hash = hash_id(id);
-        let tag = hash >> VALUE_BITS;
-        let mask = self.slots.len() - 1;
-        let mut slot = (hash as usize) & mask;
-        // Bounded: the table is never full (load <= 7/8), so an empty slot ends every probe.
-        for _ in 0..self.slots.len() {
-            let entry = self.slots[slot];
-            if entry == 0 {
-                return Probe::Vacant { slot };
+        let slot = match search(&self.slots, hash, id, &id_of) {
+            Ok(value) => return Probe::Found { value },
+            Err(slot) => slot,
+        };
+        if let Some(migration) = &self.migration {
+            if let Ok(value) = search(&migration.slots, hash, id, &id_of) {
+                // An entry below the cursor has moved, so the new table would have had it.
+                assert!(value >= migration.cursor, "a moved entry is missing");
+                assert!(value < migration.values_end);
+                return Probe::Found { value };
             }
-            if entry >> VALUE_BITS == tag {
-                let value = (entry & VALUE_MASK) - 1;
-                if id_of(value) == id {
-                    return Probe::Found { value };
-                }
-            }
-            slot = (slot + 1) & mask;
         }
-        unreachable!("IdIndex has no empty slot: load factor invariant broken");
+        Probe::Vacant { slot }
     }
 
     #[inline]
@@ -108,16 +281,23 @@ impl IdIndex {
         }
     }
 
-    /// Inserts at the vacant slot that `probe` returned for `id`, with no insertion or resize in
-    /// between. The caller must have reserved room with `reserve`.
+    /// Inserts at the vacant slot that `probe` returned for `id`, with no insertion or
+    /// `reserve` in between. The caller must have reserved room with `reserve`.
     #[inline]
     pub(crate) fn insert_vacant(&mut self, slot: usize, id: u128, value: u64) {
         assert!(value <= VALUE_MAX);
         assert_eq!(self.slots[slot], 0);
+        // Every entry still in the old table will move here too.
         assert!(
-            (self.count + 1) * 8 <= self.slots.len() * 7,
+            self.len() < load_max(self.slots.len()),
             "IdIndex::reserve was not called"
         );
+        if let Some(migration) = &self.migration {
+            assert!(
+                value >= migration.values_end,
+                "the old table's values are closed"
+            );
+        }
         let tag = hash_id(id) >> VALUE_BITS;
         self.slots[slot] = (tag << VALUE_BITS) | (value + 1);
         self.count += 1;
@@ -130,36 +310,175 @@ impl IdIndex {
         self.count -= 1;
     }
 
-    /// Makes room for `additional` insertions without a resize in between. On a resize, `fill`
-    /// pushes every entry of the index into the `Placer` it is given, in insertion order (so
-    /// that a rebuilt index is laid out exactly as one built by inserting: deterministic); in
-    /// order, the ids are read sequentially, which is what makes a rebuild of millions of
-    /// entries fast.
-    pub(crate) fn reserve(&mut self, additional: usize, fill: impl FnOnce(&mut Placer<'_>)) {
-        let needed = self.count + additional;
-        if needed * 8 <= self.slots.len() * 7 {
-            return;
+    /// Makes room for `additional` insertions without any change in between, and takes the
+    /// next step of a growth in progress (see the module docs). `values_end` is one past every
+    /// value inserted so far (the next handle, or the number of accounts): the values a new
+    /// migration leaves in the old table. `fill(placer, values)` must push the entry of every
+    /// value of `values` that the index holds, in value order (so that the ids are read
+    /// sequentially, which is what makes moving millions of entries fast).
+    pub(crate) fn reserve(
+        &mut self,
+        additional: usize,
+        values_end: u64,
+        mut fill: impl FnMut(&mut Placer<'_>, Range<u64>),
+    ) {
+        self.release_step(additional);
+        if let Some(migration) = &self.migration {
+            assert!(values_end >= migration.values_end);
+            let step = (additional as u64)
+                .saturating_mul(migration.values_per_insertion)
+                .max(self.step_values_min);
+            self.migrate(step, &mut fill);
         }
-        let mut capacity = self.slots.len();
-        while needed * 8 > capacity * 7 {
-            capacity *= 2;
+        self.prepare_step(additional);
+        let needed = self.len() + additional;
+        if needed > load_max(self.slots.len()) {
+            self.grow(needed, additional, values_end, &mut fill);
+        } else if self.next.is_none()
+            && !self.is_growing()
+            && self.slots.len() >= STEPPED_SLOTS_MIN
+            && self.len() >= self.slots.len() / 2
+            && self.len() > self.count_sized
+        {
+            // Half full (and past what it was sized for): allocate the next table and write
+            // its pages by the time this one is full (each insertion reserved uses at most one
+            // slot of the room left).
+            let slots = vec![0; self.slots.len() * 2];
+            let room = load_max(self.slots.len()) - self.len();
+            let slots_per_insertion = slots.len().div_ceil(room.max(1));
+            self.next = Some(NextTable {
+                slots,
+                touched: 0,
+                slots_per_insertion,
+            });
+            self.prepare_step(additional);
         }
-        self.slots = vec![0; capacity];
-        let count = self.count;
-        let placed = Placer::fill(self, fill);
-        assert_eq!(placed, count, "reserve was given every entry");
     }
 
-    /// An index of the entries `fill` pushes (in insertion order, as for `reserve`) with room
-    /// for `count_max` entries in all: how a checkpoint's index comes back, since checkpoints
-    /// hold no index (it would cost its capacity, not its contents, on every checkpoint).
-    pub(crate) fn built(count_max: usize, fill: impl FnOnce(&mut Placer<'_>)) -> Self {
+    /// Switches to a larger table and begins moving the entries to it.
+    fn grow(
+        &mut self,
+        needed: usize,
+        additional: usize,
+        values_end: u64,
+        fill: &mut impl FnMut(&mut Placer<'_>, Range<u64>),
+    ) {
+        // A growth before the last one ended: only a caller reserving more than half the room
+        // at once gets here (the steps keep pace with batches). Finish it whole.
+        self.migrate(u64::MAX, fill);
+        assert!(self.migration.is_none());
+        self.released = Vec::new();
+        let count = self.count;
+        let capacity = capacity_for(needed.max(load_max(self.slots.len()) + 1));
+        let slots = match self.next.take() {
+            Some(next) if next.slots.len() == capacity => next.slots,
+            _ => vec![0; capacity],
+        };
+        assert_eq!(slots.len(), capacity);
+        let slots = core::mem::replace(&mut self.slots, slots);
+        self.count = 0;
+        let room = load_max(capacity) - needed + additional;
+        // Move `values_end` values while at most half of `room` is used (at least 1 a step).
+        let values_per_insertion = (values_end * MIGRATION_SPEEDUP)
+            .div_ceil(room as u64)
+            .max(1);
+        self.migration = Some(Migration {
+            slots,
+            count,
+            values_end,
+            cursor: 0,
+            moved: 0,
+            values_per_insertion,
+        });
+        let step = (additional as u64)
+            .saturating_mul(values_per_insertion)
+            .max(self.step_values_min);
+        self.migrate(step, fill);
+    }
+
+    /// Writes the next run of the next table's pages.
+    fn prepare_step(&mut self, additional: usize) {
+        let Some(next) = &mut self.next else {
+            return;
+        };
+        let step = additional
+            .saturating_mul(next.slots_per_insertion)
+            .max(PAGE_SLOTS);
+        let end = next
+            .touched
+            .saturating_add(step)
+            .next_multiple_of(PAGE_SLOTS)
+            .min(next.slots.len());
+        for slot in (next.touched..end).step_by(PAGE_SLOTS) {
+            // Pair: the table is still empty, so this write changes no value (only which
+            // pages are backed by memory).
+            debug_assert_eq!(next.slots[slot], 0);
+            // SAFETY: `slot` is in bounds; a volatile write of the zero the slot holds, so that
+            // the compiler cannot drop it as redundant.
+            unsafe { core::ptr::write_volatile(&mut next.slots[slot], 0) };
+        }
+        next.touched = end;
+    }
+
+    /// Gives back the next run of slots of a table whose entries have all moved.
+    fn release_step(&mut self, additional: usize) {
+        if self.released.is_empty() {
+            return;
+        }
+        let step = additional
+            .saturating_mul(RELEASE_SLOTS_PER_INSERTION)
+            .max(RELEASE_STEP_SLOTS_MIN);
+        if self.released.len() <= step {
+            self.released = Vec::new();
+        } else {
+            let len = self.released.len() - step;
+            self.released.truncate(len);
+            self.released.shrink_to(len);
+        }
+    }
+
+    /// Moves the entries of the next `step` values of the migration, and ends it when they
+    /// are all moved.
+    fn migrate(&mut self, step: u64, fill: &mut impl FnMut(&mut Placer<'_>, Range<u64>)) {
+        let Some(migration) = &self.migration else {
+            return;
+        };
+        let start = migration.cursor;
+        let end = migration.values_end.min(start.saturating_add(step));
+        let moved = Placer::fill(self, start..end, |placer, values| fill(placer, values));
+        let migration = self.migration.as_mut().expect("migrating");
+        migration.cursor = end;
+        migration.moved += moved;
+        assert!(
+            migration.moved <= migration.count,
+            "more entries than the old table held"
+        );
+        if end == migration.values_end {
+            // Pair: every entry of the old table has moved.
+            assert_eq!(migration.moved, migration.count, "fill skipped entries");
+            let old = self.migration.take().expect("migrating").slots;
+            if old.len() >= STEPPED_SLOTS_MIN {
+                assert!(self.released.is_empty());
+                self.released = old;
+            }
+        }
+    }
+
+    /// An index of the entries `fill` pushes for `values` (in value order, as for `reserve`)
+    /// with room for `count_max` entries in all: how a checkpoint's index comes back, since
+    /// checkpoints hold no index (it would cost its capacity, not its contents, on every
+    /// checkpoint).
+    pub(crate) fn built(
+        count_max: usize,
+        values: Range<u64>,
+        fill: impl FnOnce(&mut Placer<'_>, Range<u64>),
+    ) -> Self {
         let mut index = Self::with_capacity(count_max);
-        index.count = Placer::fill(&mut index, fill);
+        Placer::fill(&mut index, values, fill);
         index
     }
 
-    /// Puts an entry in the first empty slot from its home slot (rebuilds only).
+    /// Puts an entry in the first empty slot from its home slot (rebuilds and moves only).
     #[inline]
     fn place(&mut self, hash: u64, value: u64) {
         let mask = self.slots.len() - 1;
@@ -168,66 +487,79 @@ impl IdIndex {
             slot = (slot + 1) & mask;
         }
         self.slots[slot] = ((hash >> VALUE_BITS) << VALUE_BITS) | (value + 1);
+        self.count += 1;
     }
 
-    /// Hints the CPU to fetch the slot where a probe for `id` starts: a batch prefetches a few
-    /// events ahead so that the probe finds the line in cache (the index is far larger than the
-    /// caches, so every probe would otherwise stall on memory).
+    /// Hints the CPU to fetch the slot where a probe for `id` starts (in both tables while a
+    /// migration runs): a batch prefetches a few events ahead so that the probe finds the line
+    /// in cache (the index is far larger than the caches, so every probe would otherwise stall
+    /// on memory).
     #[inline]
     pub(crate) fn prefetch(&self, id: u128) {
-        let slot = (hash_id(id) as usize) & (self.slots.len() - 1);
-        prefetch_read(&self.slots[slot]);
+        let hash = hash_id(id) as usize;
+        prefetch_read(&self.slots[hash & (self.slots.len() - 1)]);
+        if let Some(migration) = &self.migration {
+            // The old table is at its load limit, where a miss scans about 4 lines: fetch two.
+            let mask = migration.slots.len() - 1;
+            prefetch_read(&migration.slots[hash & mask]);
+            prefetch_read(&migration.slots[(hash + 8) & mask]);
+        }
     }
 }
 
 impl IdIndex {
-    /// The value of the first slot whose tag matches `id`, without reading the id back: a
-    /// guess, right unless two ids share a tag, good only for prefetching what the value names
-    /// (reading the id to verify would stall on exactly the memory being prefetched).
+    /// The value of the first slot whose tag matches `id` (in the new table, then the old),
+    /// without reading the id back: a guess, right unless two ids share a tag, good only for
+    /// prefetching what the value names (reading the id to verify would stall on exactly the
+    /// memory being prefetched).
     #[inline]
     pub(crate) fn peek(&self, id: u128) -> Option<u64> {
         let hash = hash_id(id);
-        let tag = hash >> VALUE_BITS;
-        let mask = self.slots.len() - 1;
-        let mut slot = (hash as usize) & mask;
-        for _ in 0..PEEK_PROBES_MAX {
-            let entry = self.slots[slot];
-            if entry == 0 {
-                return None;
-            }
-            if entry >> VALUE_BITS == tag {
-                return Some((entry & VALUE_MASK) - 1);
-            }
-            slot = (slot + 1) & mask;
-        }
-        None
+        search_tag(&self.slots, hash).or_else(|| {
+            self.migration
+                .as_ref()
+                .and_then(|migration| search_tag(&migration.slots, hash))
+        })
     }
 }
 
-/// Places entries into an empty table a window behind: `push` hashes each entry and prefetches
-/// its home slot, and places the entry `REBUILD_WINDOW` pushes later, so that placing rarely
-/// waits on memory (the table is far larger than the caches).
+/// Places entries a window behind: `push` hashes each entry and prefetches its home slot, and
+/// places the entry `REBUILD_WINDOW` pushes later, so that placing rarely waits on memory (the
+/// table is far larger than the caches).
 pub(crate) struct Placer<'a> {
     index: &'a mut IdIndex,
     window: [(u64, u64); REBUILD_WINDOW],
     pushed: usize,
+    /// Entries in the table before the first push.
+    count_start: usize,
+    /// The values this fill may push, in increasing order: the next must be at least `start`.
+    values: Range<u64>,
 }
 
 impl Placer<'_> {
-    /// Runs `fill` on a placer over `index`'s table, just allocated and so all empty; returns
-    /// how many entries it placed.
-    fn fill(index: &mut IdIndex, fill: impl FnOnce(&mut Placer<'_>)) -> usize {
+    /// Runs `fill` on a placer over `index`'s table for the values of `values`; returns how
+    /// many entries it placed.
+    fn fill(
+        index: &mut IdIndex,
+        values: Range<u64>,
+        fill: impl FnOnce(&mut Placer<'_>, Range<u64>),
+    ) -> usize {
+        let count_start = index.count;
         let mut placer = Placer {
             index,
             window: [(0, 0); REBUILD_WINDOW],
             pushed: 0,
+            count_start,
+            values: values.clone(),
         };
-        fill(&mut placer);
+        fill(&mut placer, values);
         let pushed = placer.pushed;
         for index in pushed.saturating_sub(REBUILD_WINDOW)..pushed {
             let (hash, value) = placer.window[index % REBUILD_WINDOW];
             placer.index.place(hash, value);
         }
+        // Pair with the pushes: each placed once.
+        assert_eq!(placer.index.count, count_start + pushed);
         pushed
     }
 
@@ -235,10 +567,15 @@ impl Placer<'_> {
     #[inline]
     pub(crate) fn push(&mut self, id: u128, value: u64) {
         assert!(value <= VALUE_MAX);
+        assert!(
+            self.values.contains(&value),
+            "a value outside the fill's run, or out of order"
+        );
+        self.values.start = value + 1;
         let slots = &self.index.slots;
         // A table at its load limit has no empty slot left for `place` to find.
         assert!(
-            (self.pushed + 1) * 8 <= slots.len() * 7,
+            self.count_start + self.pushed < load_max(slots.len()),
             "more entries than room"
         );
         let hash = hash_id(id);
@@ -280,55 +617,250 @@ pub fn prefetch_address<T>(address: *const T) {
 mod tests {
     use super::*;
 
-    #[test]
-    fn insert_find_undo_across_resizes() {
-        let ids: Vec<u128> = (0..20_000u128).map(|i| (i * 7919) << 64 | i).collect();
-        let mut index = IdIndex::new();
-        let id_of = |ids: &Vec<u128>, value: u64| ids[value as usize];
-        for (value, &id) in ids.iter().enumerate() {
-            index.reserve(1, |placer| {
-                for earlier in 0..value as u64 {
-                    placer.push(id_of(&ids, earlier), earlier);
-                }
-            });
-            match index.probe(id, |v| id_of(&ids, v)) {
-                Probe::Vacant { slot } => index.insert_vacant(slot, id, value as u64),
-                Probe::Found { .. } => panic!("duplicate"),
-            }
-        }
-        for (value, &id) in ids.iter().enumerate() {
-            assert_eq!(index.get(id, |v| id_of(&ids, v)), Some(value as u64));
-        }
-        assert_eq!(index.get(u128::MAX - 3, |v| id_of(&ids, v)), None);
+    /// The ids of values `0..n`: structured, so that neighbours share bits.
+    fn ids(n: u64) -> Vec<u128> {
+        (0..u128::from(n)).map(|i| (i * 7919) << 64 | i).collect()
+    }
 
-        // Undo the newest 500 in reverse order; the rest stay findable.
-        let mut undo = Vec::new();
-        let more: Vec<u128> = (0..500u128).map(|i| u128::MAX - 10 - i).collect();
-        let all: Vec<u128> = ids.iter().chain(more.iter()).copied().collect();
-        index.reserve(more.len(), |placer| {
-            for value in 0..ids.len() as u64 {
-                placer.push(id_of(&all, value), value);
+    /// Pushes the values of a run that the index holds: all but those `undone` (as the ledger
+    /// skips the handles of failed events).
+    fn fill_from<'a>(
+        ids: &'a [u128],
+        undone: &'a [bool],
+    ) -> impl FnMut(&mut Placer<'_>, Range<u64>) + 'a {
+        |placer, values| {
+            for value in values {
+                if !undone.get(value as usize).copied().unwrap_or(false) {
+                    placer.push(ids[value as usize], value);
+                }
             }
-        });
-        for (i, &id) in more.iter().enumerate() {
-            let value = (ids.len() + i) as u64;
-            match index.probe(id, |v| id_of(&all, v)) {
+        }
+    }
+
+    /// Inserts `ids[values]` one batch: reserve, then probe and insert each.
+    fn insert_batch(
+        index: &mut IdIndex,
+        ids: &[u128],
+        undone: &[bool],
+        values: Range<u64>,
+    ) -> Vec<(usize, u64)> {
+        index.reserve(
+            (values.end - values.start) as usize,
+            values.start,
+            fill_from(ids, undone),
+        );
+        let mut inserted = Vec::new();
+        for value in values {
+            let id = ids[value as usize];
+            match index.probe(id, |v| ids[v as usize]) {
                 Probe::Vacant { slot } => {
                     index.insert_vacant(slot, id, value);
-                    undo.push((slot, value));
+                    inserted.push((slot, value));
                 }
                 Probe::Found { .. } => panic!("duplicate"),
             }
         }
+        inserted
+    }
+
+    #[test]
+    fn insert_find_undo_across_growths() {
+        let n = 20_000u64;
+        let all = ids(n + 500);
+        let mut index = IdIndex::new();
+        let mut growths = 0;
+        for value in 0..n {
+            let migrating = index.is_migrating();
+            insert_batch(&mut index, &all, &[], value..value + 1);
+            growths += usize::from(!migrating && index.is_migrating());
+            assert_eq!(index.len(), value as usize + 1);
+            // Every entry is found, moved or not (checked at a few points: the loop is long).
+            if value % 1_999 == 0 {
+                for earlier in 0..=value {
+                    let found = index.get(all[earlier as usize], |v| all[v as usize]);
+                    assert_eq!(found, Some(earlier));
+                }
+            }
+        }
+        // 1,024 slots hold 896; 20,000 need 32,768: five doublings, each migrated.
+        assert_eq!(growths, 5);
+        for value in 0..n {
+            assert_eq!(
+                index.get(all[value as usize], |v| all[v as usize]),
+                Some(value)
+            );
+        }
+        assert_eq!(index.get(u128::MAX - 3, |v| all[v as usize]), None);
+
+        // Undo the newest 500 in reverse order; the rest stay findable.
+        let undo = insert_batch(&mut index, &all, &[], n..n + 500);
         for (slot, value) in undo.into_iter().rev() {
             index.remove_newest(slot, value);
         }
-        assert_eq!(index.len(), ids.len());
-        for (value, &id) in ids.iter().enumerate() {
-            assert_eq!(index.get(id, |v| id_of(&all, v)), Some(value as u64));
+        assert_eq!(index.len(), n as usize);
+        for value in 0..n {
+            assert_eq!(
+                index.get(all[value as usize], |v| all[v as usize]),
+                Some(value)
+            );
         }
-        for &id in &more {
-            assert_eq!(index.get(id, |v| id_of(&all, v)), None);
+        for value in n..n + 500 {
+            assert_eq!(index.get(all[value as usize], |v| all[v as usize]), None);
+        }
+    }
+
+    /// A growth moves a bounded run per `reserve`, lookups see every entry while it runs, it
+    /// ends before the new table fills, and a batch undone during it leaves the rest intact.
+    #[test]
+    fn migration_is_incremental_and_undoable() {
+        let batch = 100u64;
+        let all = ids(400_000);
+        let mut index = IdIndex::new();
+        let mut next = 0u64;
+        let mut steps_max = 0usize;
+        let mut migrating_batches = 0;
+        let mut undone = vec![false; all.len()];
+        let mut growths = 0;
+        let mut prepared_growths = 0;
+        let mut released_max = 0;
+        while next + batch <= all.len() as u64 {
+            let migrating = index.is_migrating();
+            let len_before = index.len();
+            let capacity = index.slots.len();
+            let prepared = index
+                .next
+                .as_ref()
+                .map(|next| (next.slots.as_ptr(), next.touched == next.slots.len()));
+            let undo = next.is_multiple_of(7 * batch);
+            let inserted = insert_batch(&mut index, &all, &undone, next..next + batch);
+            if migrating || index.is_migrating() {
+                migrating_batches += 1;
+            }
+            if index.slots.len() != capacity {
+                // Each migration ended before its table had to grow again (no fallback).
+                assert!(!migrating);
+                growths += 1;
+                if capacity >= STEPPED_SLOTS_MIN {
+                    // A large table grows into the one prepared for it, all of it written.
+                    assert_eq!(prepared, Some((index.slots.as_ptr(), true)));
+                    prepared_growths += 1;
+                }
+            }
+            released_max = released_max.max(index.released.len());
+            if let Some(next) = &index.next {
+                assert!(index.migration.is_none() && index.released.is_empty());
+                assert!(next.touched <= next.slots.len());
+            }
+            if undo {
+                for (slot, value) in inserted.into_iter().rev() {
+                    index.remove_newest(slot, value);
+                }
+                assert_eq!(index.len(), len_before);
+                // Undone values stay taken (as failed handles do): the next batch starts after.
+                for value in next..next + batch {
+                    assert_eq!(index.get(all[value as usize], |v| all[v as usize]), None);
+                    undone[value as usize] = true;
+                }
+            }
+            if let Some(migration) = &index.migration {
+                // Bounded: one step moves at most values_per_insertion per insertion reserved.
+                let step = (batch * migration.values_per_insertion).max(MIGRATION_STEP_VALUES_MIN);
+                assert!(migration.cursor <= step * (migrating_batches as u64));
+                steps_max = steps_max.max(step as usize);
+                // The new table still has room for what remains to move.
+                assert!(index.len() <= load_max(index.slots.len()));
+            }
+            next += batch;
+        }
+        assert!(growths >= 7, "{growths} growths");
+        assert!(prepared_growths >= 2, "{prepared_growths} prepared growths");
+        // A moved table of 32 Ki slots was released in steps: seen part-way.
+        assert!(released_max >= STEPPED_SLOTS_MIN / 2, "{released_max}");
+        assert!(
+            steps_max > 0 && steps_max <= 4 * batch as usize + MIGRATION_STEP_VALUES_MIN as usize
+        );
+        for value in 0..next {
+            let undone = (value / batch * batch).is_multiple_of(7 * batch);
+            let expected = (!undone).then_some(value);
+            assert_eq!(
+                index.get(all[value as usize], |v| all[v as usize]),
+                expected
+            );
+        }
+    }
+
+    /// An index sized up front holds no second table while it stays within its size, even past
+    /// half full; beyond it, it prepares and grows like any other.
+    #[test]
+    fn sized_index_prepares_only_past_its_size() {
+        let sized = 100_000u64;
+        let all = ids(2 * sized);
+        let mut index = IdIndex::with_capacity(sized as usize);
+        let capacity = index.slots.len();
+        for start in (0..sized).step_by(1_000) {
+            insert_batch(&mut index, &all, &[], start..start + 1_000);
+            assert!(!index.is_growing());
+        }
+        let mut start = sized;
+        while index.slots.len() == capacity {
+            insert_batch(&mut index, &all, &[], start..start + 1_000);
+            start += 1_000;
+        }
+        assert!(index.is_migrating());
+    }
+
+    /// Reserving more than the room left finishes the migration first, then grows again.
+    #[test]
+    fn reserving_past_the_room_finishes_the_migration() {
+        let all = ids(50_000);
+        let mut index = IdIndex::new();
+        let mut next = 0;
+        while !index.is_migrating() || index.len() < 3_000 {
+            insert_batch(&mut index, &all, &[], next..next + 10);
+            next += 10;
+        }
+        assert!(index.is_migrating());
+        let capacity = index.slots.len();
+        insert_batch(&mut index, &all, &[], next..next + 40_000);
+        next += 40_000;
+        assert!(index.slots.len() > capacity);
+        for value in 0..next {
+            assert_eq!(
+                index.get(all[value as usize], |v| all[v as usize]),
+                Some(value)
+            );
+        }
+        while index.is_migrating() {
+            index.reserve(0, next, fill_from(&all, &[]));
+        }
+        assert_eq!(index.len(), next as usize);
+    }
+
+    /// The same calls give the same tables (the layout is deterministic), and `built` finds
+    /// the same entries.
+    #[test]
+    fn growth_is_deterministic() {
+        let all = ids(30_000);
+        let run = || {
+            let mut index = IdIndex::new();
+            for start in (0..30_000).step_by(300) {
+                insert_batch(&mut index, &all, &[], start..start + 300);
+            }
+            index
+        };
+        let (a, b) = (run(), run());
+        assert_eq!(a.slots, b.slots);
+        assert_eq!(
+            a.migration.as_ref().map(|m| (&m.slots, m.cursor)),
+            b.migration.as_ref().map(|m| (&m.slots, m.cursor))
+        );
+        let built = IdIndex::built(30_000, 0..30_000, fill_from(&all, &[]));
+        for value in 0..30_000 {
+            let id = all[value as usize];
+            assert_eq!(
+                built.get(id, |v| all[v as usize]),
+                a.get(id, |v| all[v as usize])
+            );
         }
     }
 }

@@ -6,6 +6,7 @@
 //! batches in the same order always produce the same state and the same results.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ops::Range;
 
 use crate::id_table::{IdIndex, Placer, Probe};
 use crate::store::{StoredEvent, TransferStore};
@@ -244,6 +245,18 @@ impl Ledger {
         }
     }
 
+    /// An empty ledger whose indexes start at 16 slots and move as few entries per batch as
+    /// they may when they grow: for tests that must see growths (and lookups, undos and
+    /// checkpoints in the middle of one) within a few hundred events. Behaves as `new` in
+    /// every result and digest.
+    #[doc(hidden)]
+    pub fn with_small_indexes_for_tests() -> Self {
+        let mut ledger = Self::new();
+        ledger.account_index = IdIndex::small_for_tests();
+        ledger.transfer_index = IdIndex::small_for_tests();
+        ledger
+    }
+
     /// Accounts created so far.
     pub fn account_count(&self) -> usize {
         self.accounts.len()
@@ -280,11 +293,10 @@ impl Ledger {
     ) {
         self.batch_begin(timestamp, events.len());
         let accounts = &self.accounts;
-        self.account_index.reserve(events.len(), |placer| {
-            for (index, account) in accounts.iter().enumerate() {
-                placer.push(account.id, index as u64);
-            }
-        });
+        self.account_index
+            .reserve(events.len(), accounts.len() as u64, |placer, values| {
+                accounts_created(accounts, placer, values);
+            });
         self.execute(timestamp, events, results, |ledger, account, _index| {
             ledger.create_account(store, account)
         });
@@ -376,12 +388,20 @@ impl Ledger {
     }
 
     /// Makes room in the transfer index for `additional` more transfers now, so that applying
-    /// them (a replay, say, whose size the caller knows) rebuilds the index at most once.
+    /// them (a replay, say, whose size the caller knows) grows the index at most once. Also
+    /// moves the next run of a growth in progress (each batch does this first).
     pub fn reserve_transfers<S: TransferStore>(&mut self, store: &S, additional: usize) {
         let states = &self.transfer_state;
-        self.transfer_index.reserve(additional, |placer| {
-            transfers_created(store, states, placer);
-        });
+        self.transfer_index
+            .reserve(additional, states.len() as u64, |placer, handles| {
+                transfers_created(store, states, placer, handles);
+            });
+    }
+
+    /// Whether an index is still moving entries to a larger table (see `IdIndex`): for tests
+    /// and benchmarks that want to see a growth begin and end.
+    pub fn index_migrating(&self) -> bool {
+        self.account_index.is_migrating() || self.transfer_index.is_migrating()
     }
 
     fn batch_begin(&mut self, timestamp: u64, count: usize) {
@@ -1283,12 +1303,29 @@ impl Ledger {
 
 /// Pushes every created transfer (its id and handle, in handle order) into `placer`, reading
 /// the ids in one sweep of the store.
+/// Pushes the id of every account at a position of `positions`, in order: what the account
+/// index holds.
+pub(crate) fn accounts_created(
+    accounts: &[Account],
+    placer: &mut Placer<'_>,
+    positions: Range<u64>,
+) {
+    let range = positions.start as usize..positions.end as usize;
+    for (offset, account) in accounts[range].iter().enumerate() {
+        placer.push(account.id, positions.start + offset as u64);
+    }
+}
+
+/// Pushes the id of every created transfer among `handles`, in handle order: what the transfer
+/// index holds (failed events have a handle but no entry).
 pub(crate) fn transfers_created<S: TransferStore>(
     store: &S,
     states: &[u8],
     placer: &mut Placer<'_>,
+    handles: Range<u64>,
 ) {
-    store.event_ids_for_each(0..states.len() as u64, |handle, id| {
+    assert!(handles.end <= states.len() as u64);
+    store.event_ids_for_each(handles, |handle, id| {
         if states[handle as usize] & STATE_CREATED != 0 {
             placer.push(id, handle);
         }

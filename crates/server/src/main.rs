@@ -78,8 +78,8 @@ enum Command {
         #[arg(long, default_value_t = 256)]
         segment_mib: u64,
         /// Size the transfer index for this many transfers at start-up (static sizing, as
-        /// TigerBeetle allocates at start-up), so that it never stalls a batch by growing
-        /// below that count; 0 grows it as needed.
+        /// TigerBeetle allocates at start-up), so that it never grows below that count; 0
+        /// grows it as needed, a bounded step per batch (docs/ledger.md).
         #[arg(long, env = "TALLY_TRANSFERS_MAX", default_value_t = 0)]
         transfers_max: u64,
         /// Cut a damaged journal tail even where the log cannot prove it was never

@@ -37,8 +37,8 @@ pub use header::{
     PongClientHeader, ReplyHeader, ReplyParams, RequestHeader, RequestParams,
 };
 pub use multi_batch::{
-    decode_multi_batch, trailer_size, Batches, MultiBatch, MultiBatchEncodeError,
-    MultiBatchEncoder, MultiBatchError,
+    decode_multi_batch, decode_multi_batch_aligned, trailer_size, Batches, MultiBatch,
+    MultiBatchEncodeError, MultiBatchEncoder, MultiBatchError,
 };
 pub use protocol::{BatchShape, Command, EvictionReason, Operation, Release};
 pub use session::{

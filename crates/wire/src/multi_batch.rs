@@ -111,7 +111,19 @@ pub fn decode_multi_batch(
     body: &[u8],
     element_size: usize,
 ) -> Result<MultiBatch<'_>, MultiBatchError> {
+    decode_multi_batch_aligned(body, element_size, element_size)
+}
+
+/// Decodes a multi-batch body whose trailer is padded to a multiple of `trailer_alignment`
+/// rather than of the element size (a body written by [`MultiBatch::repad`]); the same checks
+/// otherwise. With `trailer_alignment == element_size` this is [`decode_multi_batch`].
+pub fn decode_multi_batch_aligned(
+    body: &[u8],
+    element_size: usize,
+    trailer_alignment: usize,
+) -> Result<MultiBatch<'_>, MultiBatchError> {
     assert!(element_size > 0);
+    assert!(trailer_alignment > 0);
     let body_size = body.len();
     if body_size < ITEM_SIZE {
         return Err(MultiBatchError::BodyTooSmall { body_size });
@@ -123,7 +135,7 @@ pub fn decode_multi_batch(
     if batch_count > BATCH_COUNT_MAX {
         return Err(MultiBatchError::BatchCountPadding);
     }
-    let trailer_size = trailer_size(batch_count, element_size);
+    let trailer_size = trailer_size(batch_count, trailer_alignment);
     if trailer_size > body_size {
         return Err(MultiBatchError::TrailerTooLarge {
             trailer_size,
@@ -183,6 +195,21 @@ impl<'a> MultiBatch<'a> {
     /// All batches' elements, concatenated in batch order.
     pub fn payload(&self) -> &'a [u8] {
         &self.body[..self.payload_size]
+    }
+
+    /// Appends the same batches to `out` with the trailer padded to a multiple of
+    /// `trailer_alignment` (at least the 2-byte items) instead of the element size: a 1-event
+    /// body of 128-byte events takes 144 bytes instead of 256. `decode_multi_batch_aligned`
+    /// with the same alignment reads it back to the same payload and counts.
+    pub fn repad(&self, trailer_alignment: usize, out: &mut Vec<u8>) {
+        let start = out.len();
+        let items_size = ITEM_SIZE * (self.batch_count as usize + 1);
+        let trailer_size = trailer_size(self.batch_count, trailer_alignment);
+        out.extend_from_slice(self.payload());
+        out.resize(out.len() + trailer_size - items_size, PADDING_BYTE);
+        out.extend_from_slice(&self.body[self.body.len() - items_size..]);
+        // Pair: what was written is the payload and the trailer, no more.
+        assert_eq!(out.len() - start, self.payload_size + trailer_size);
     }
 
     /// The batches in order, each as its elements' bytes.
@@ -309,6 +336,48 @@ mod tests {
         assert_eq!(trailer_size(63, 128), 128);
         assert_eq!(trailer_size(64, 128), 256);
         assert_eq!(trailer_size(BATCH_COUNT_MAX, 8), 131_072);
+    }
+
+    #[test]
+    fn repadded_bodies_decode_to_the_same_batches() {
+        for (counts, element_size) in [
+            (vec![1u16], 128usize),
+            (vec![3, 0, 2], 128),
+            (vec![0], 128),
+            ((0..70).map(|i| i % 3).collect(), 128),
+            (vec![5, 1], 16),
+        ] {
+            let mut encoder = MultiBatchEncoder::new(element_size);
+            for (batch, &count) in counts.iter().enumerate() {
+                let elements = vec![batch as u8; count as usize * element_size];
+                encoder.push_batch(&elements).unwrap();
+            }
+            let body = encoder.finish();
+            let original = decode_multi_batch(&body, element_size).unwrap();
+            let mut compact = Vec::new();
+            original.repad(16, &mut compact);
+            assert_eq!(compact.len() % 16, 0);
+            let trailer = trailer_size(counts.len() as u16, 16);
+            assert_eq!(compact.len(), original.payload().len() + trailer);
+            let decoded = decode_multi_batch_aligned(&compact, element_size, 16).unwrap();
+            assert_eq!(decoded.payload(), original.payload());
+            assert!(decoded.batches().eq(original.batches()));
+            // The aligned reading is as strict: a payload one element short is refused.
+            let short = &compact[element_size.min(compact.len())..];
+            if !original.payload().is_empty() {
+                assert!(decode_multi_batch_aligned(short, element_size, 16).is_err());
+            }
+        }
+        // One 128-byte transfer: 144 bytes instead of 256.
+        let mut encoder = MultiBatchEncoder::new(128);
+        encoder.push_batch(&[7; 128]).unwrap();
+        let body = encoder.finish();
+        assert_eq!(body.len(), 256);
+        let mut compact = Vec::new();
+        decode_multi_batch(&body, 128)
+            .unwrap()
+            .repad(16, &mut compact);
+        assert_eq!(compact.len(), 144);
     }
 
     #[test]
