@@ -13,6 +13,7 @@ mod document_cache;
 mod errors;
 mod http;
 mod liquidity;
+mod observe;
 mod payments;
 mod peers;
 mod rates;
@@ -23,15 +24,18 @@ mod wallet_addresses;
 mod webhooks;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::State;
-use axum::response::{Html, IntoResponse};
+use axum::http::StatusCode;
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tracing::Instrument;
 
 pub use crate::auto_peering::{auto_peering_app, AutoPeeringOptions, PEERING_REQUEST_TIMEOUT};
 pub use crate::core_handle::{CoreHandle, CoreUnavailable};
@@ -61,6 +65,8 @@ pub struct AppOptions {
     pub introspection: bool,
     /// Open Payments URL, expiries and exchange rates for the payment mutations.
     pub payments: PaymentsOptions,
+    /// Where operations are counted and timed, and whether the core serves yet.
+    pub metrics: tally_metrics::Metrics,
 }
 
 /// The Admin API's routes over `core`.
@@ -85,6 +91,7 @@ pub fn app(core: CoreHandle, options: AppOptions) -> Router {
         .with_state(Front {
             schema,
             documents: Arc::default(),
+            metrics: options.metrics,
         })
 }
 
@@ -93,6 +100,7 @@ pub fn app(core: CoreHandle, options: AppOptions) -> Router {
 struct Front {
     schema: AdminSchema,
     documents: Arc<DocumentCache>,
+    metrics: tally_metrics::Metrics,
 }
 
 /// CORS as Rafiki's Koa `cors()` answers: the request's origin and requested headers mirrored,
@@ -112,11 +120,40 @@ fn cors() -> CorsLayer {
         ])
 }
 
-async fn graphql(State(front): State<Front>, request: GraphQLRequest) -> GraphQLResponse {
-    let mut request = request.into_inner();
+/// Serves one request inside a span carrying its request id, so that every line it logs names
+/// it; counts and times it once answered. While the core recovers the answer is 503: the
+/// listener is up early so that `/healthz` can say so.
+async fn graphql(State(front): State<Front>, request: GraphQLRequest) -> Response {
+    if front.metrics.health.phase() != tally_metrics::Phase::Serving {
+        return (StatusCode::SERVICE_UNAVAILABLE, "recovering").into_response();
+    }
+    let span = tracing::info_span!("graphql", request_id = observe::request_id());
+    graphql_execute(front, request.into_inner())
+        .instrument(span)
+        .await
+        .into_response()
+}
+
+async fn graphql_execute(front: Front, mut request: async_graphql::Request) -> GraphQLResponse {
+    let started = Instant::now();
     front.documents.prepare(&mut request);
+    // Taken out and put back: `parsed_query` borrows the whole request mutably.
+    let operation_name = request.operation_name.take();
+    let operation = match request.parsed_query() {
+        Ok(document) => observe::operation_label(document, operation_name.as_deref()),
+        Err(_) => observe::OPERATION_OTHER,
+    };
+    request.operation_name = operation_name;
     let mut response = front.schema.execute(request).await;
     errors::codes_complete(&mut response);
+    let code = observe::code_label(&response);
+    front
+        .metrics
+        .graphql
+        .observe(operation, code, started.elapsed());
+    if code != observe::CODE_OK {
+        tracing::debug!(operation, code, "graphql error");
+    }
     response.into()
 }
 

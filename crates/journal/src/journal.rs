@@ -677,6 +677,11 @@ impl<S: Storage> Journal<S> {
         self.address_end
     }
 
+    /// Segment files in use.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
     /// The highest op known durable.
     pub fn op_synced(&self) -> u64 {
         self.syncer.op_synced()
