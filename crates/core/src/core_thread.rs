@@ -245,7 +245,6 @@ impl Core {
     /// the process ends.
     pub fn run(self, queue: mpsc::Receiver<Submission>) -> Result<(), CoreError> {
         let health = self.metrics.health.clone();
-        health.phase_set(Phase::Serving);
         let result = self.serve(queue);
         if result.is_err() {
             health.phase_set(Phase::Failed);

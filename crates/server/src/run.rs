@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tally_core::{Core, CoreError, CoreOptions, OpenOptions, Recovered, RecoveryError, Submission};
-use tally_metrics::Metrics;
+use tally_metrics::{Metrics, Phase};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
@@ -153,6 +153,8 @@ pub fn start(options: &StartOptions) -> Result<(), StartError> {
             what: "core thread",
             source,
         })?;
+    // Before any listener says it is ready: the core takes submissions from now on.
+    metrics.health.phase_set(Phase::Serving);
     let served = runtime.block_on(serve_until_stopped(
         options,
         listeners,
