@@ -259,11 +259,31 @@ fn last_request_ops<L: LogBytes>(
     Ok((last, work))
 }
 
-/// Prints what the journal holds; never writes.
+/// Prints what the journal holds; never writes. On a terminal, a bar shows how much of the log
+/// has been verified (a large journal takes seconds); elsewhere nothing is drawn.
 pub fn inspect(directory: &Path) -> Result<(), RecoveryError> {
-    let inspection = tally_journal::inspect(directory).map_err(journal_error(directory))?;
-    println!("{inspection}");
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0).with_style(inspect_bar_style())
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let inspection = tally_journal::inspect_with_progress(directory, &mut |progress| {
+        bar.set_length(progress.address_max);
+        bar.set_position(progress.address_end);
+    })
+    .map_err(journal_error(directory));
+    bar.finish_and_clear();
+    println!("{}", inspection?);
     Ok(())
+}
+
+/// Bytes verified of the segments' bytes, the rate and the time left.
+fn inspect_bar_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "verifying {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec}, {eta} left",
+    )
+    .expect("a valid template")
 }
 
 /// Rebuilds the state twice, from the newest checkpoint and from the first record, and prints

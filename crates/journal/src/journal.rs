@@ -256,7 +256,7 @@ impl<S: Storage> Journal<S> {
             segment_size_bytes: marker.segment_size_bytes,
             runs: &runs,
         };
-        let mut walk = scan::walk(log, marker.checksum);
+        let mut walk = scan::walk(log, marker.checksum, &mut |_| {});
         let state_size_bytes_max = options.state_size_bytes_max;
         let checkpoints = [
             checkpoint_read(directory, 0, marker.cluster, state_size_bytes_max)?,
