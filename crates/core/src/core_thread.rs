@@ -183,7 +183,7 @@ impl Core {
         let record_bytes_max = options.record_bytes_max.min(BATCH_BYTES_MAX);
         // One full-size request and a pulse always fit in a record.
         assert!(record_bytes_max >= tally_wire::MESSAGE_SIZE_MAX + 4 * ENTRY_HEADER_SIZE);
-        Core {
+        let core = Core {
             state,
             journal,
             routes: Routes::default(),
@@ -196,7 +196,9 @@ impl Core {
             checkpoint: None,
             checkpoint_buffer: Vec::new(),
             metrics,
-        }
+        };
+        core.metrics_publish();
+        core
     }
 
     /// The submissions of one turn: waits for the first (up to 100 ms, so that due pulses run
@@ -260,7 +262,6 @@ impl Core {
             .map_err(CoreError::Timer)?;
         let mut unsynced: Option<Unsynced> = None;
         let mut shutdown = false;
-        self.metrics_publish();
         while !shutdown {
             self.metrics
                 .core

@@ -21,8 +21,8 @@ struct Cli {
     /// (`info,tally_core=debug`); else `TALLY_LOG`, then `RUST_LOG`, then `info`.
     #[arg(long, global = true)]
     log_level: Option<String>,
-    /// How often long work reports progress, in ms: recovery's replay logs a line, `tally
-    /// inspect` redraws its bar on a terminal.
+    /// How often a long recovery logs its replay progress, in ms (once the replay has run
+    /// this long).
     #[arg(
         long,
         global = true,

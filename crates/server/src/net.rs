@@ -148,17 +148,18 @@ impl Drop for Registered {
 /// request is one atomic add, no lock.
 struct Counters {
     connections: Gauge,
-    /// By wire value; values that name no operation share the `unknown` counter.
+    /// By wire value; the values of operations Tally does not execute (and of none) share the
+    /// `unsupported` counter, so that a scrape lists only the series that can move.
     requests: Vec<Counter>,
 }
 
 impl Counters {
     fn new(metrics: &NativeMetrics) -> Counters {
-        let unknown = metrics.requests("unknown");
+        let unsupported = metrics.requests("unsupported");
         let requests = (0..=u8::MAX)
             .map(|value| match Operation::from_u8(value) {
-                Some(operation) => metrics.requests(operation.name()),
-                None => unknown.clone(),
+                Some(operation) if operation.is_supported() => metrics.requests(operation.name()),
+                Some(_) | None => unsupported.clone(),
             })
             .collect();
         Counters {

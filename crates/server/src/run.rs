@@ -140,12 +140,17 @@ pub fn start(options: &StartOptions) -> Result<(), StartError> {
         unsaved_work: recovered.replayed_work,
     };
     let (stopped, core_stopped) = oneshot::channel();
-    let core_metrics = metrics.clone();
+    // Built here: it publishes the state's gauges before health says it serves.
+    let core = Core::new(
+        recovered.state,
+        recovered.journal,
+        core_options,
+        metrics.clone(),
+    );
     let core = std::thread::Builder::new()
         .name("tally-core".into())
         .spawn(move || {
-            let tally_core::Recovered { journal, state, .. } = recovered;
-            let result = Core::new(state, journal, core_options, core_metrics).run(queue);
+            let result = core.run(queue);
             let _ = stopped.send(());
             result
         })
