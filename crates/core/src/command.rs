@@ -354,7 +354,7 @@ impl<'a> Request<'a> {
     }
 
     /// Events in a batch request's body, over all its batches.
-    fn batch_event_count(&self) -> u64 {
+    pub(crate) fn batch_event_count(&self) -> u64 {
         let StateOperation::Batch(operation) = self.operation else {
             return 0;
         };

@@ -11,6 +11,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tally_journal::{CheckpointLanded, Journal, JournalError, SyncTicket};
+use tally_metrics::{Metrics, Phase};
 use tally_payments::Outcome;
 use tally_wire::{
     encode_eviction, encode_pong_client, EvictionHeader, EvictionReason, Header, ParsedHeader,
@@ -118,6 +119,8 @@ pub struct Core {
     /// the core does not stop for page faults while it copies (the memory a checkpoint needs
     /// stays allocated, as TigerBeetle allocates at start-up).
     checkpoint_buffer: Vec<u8>,
+    /// Atomics the scrape reads; the core only stores and adds to them.
+    metrics: Metrics,
 }
 
 /// An idle core's longest wait for a submission: due pulses run at least this often.
@@ -188,16 +191,18 @@ enum Outgoing {
 /// A batch whose fsync is in flight, and the replies waiting for it.
 struct Unsynced {
     ticket: SyncTicket,
+    /// When the fsync was submitted (`tally_journal_fsync_duration_seconds`).
+    submitted: Instant,
     outgoing: Vec<Outgoing>,
 }
 
 impl Core {
-    /// A core over recovered state and journal.
-    pub fn new(state: State, journal: Journal, options: CoreOptions) -> Core {
+    /// A core over recovered state and journal, reporting to `metrics`.
+    pub fn new(state: State, journal: Journal, options: CoreOptions, metrics: Metrics) -> Core {
         let record_bytes_max = options.record_bytes_max.min(BATCH_BYTES_MAX);
         // One full-size request and a pulse always fit in a record.
         assert!(record_bytes_max >= tally_wire::MESSAGE_SIZE_MAX + 4 * ENTRY_HEADER_SIZE);
-        Core {
+        let core = Core {
             state,
             journal,
             routes: Routes::default(),
@@ -210,7 +215,10 @@ impl Core {
             carried: None,
             checkpoint: None,
             checkpoint_buffer: Vec::new(),
-        }
+            metrics,
+        };
+        core.metrics_publish();
+        core
     }
 
     /// The submissions of one turn: waits for the first up to `wait` (`None`: takes only what
@@ -254,8 +262,18 @@ impl Core {
     }
 
     /// Serves until a `Shutdown` submission (or the queue closing), then drains, checkpoints
-    /// and returns. An error means the journal can no longer be trusted.
-    pub fn run(mut self, mut queue: mpsc::Receiver<Submission>) -> Result<(), CoreError> {
+    /// and returns. An error means the journal can no longer be trusted: health says so until
+    /// the process ends.
+    pub fn run(self, queue: mpsc::Receiver<Submission>) -> Result<(), CoreError> {
+        let health = self.metrics.health.clone();
+        let result = self.serve(queue);
+        if result.is_err() {
+            health.phase_set(Phase::Failed);
+        }
+        result
+    }
+
+    fn serve(mut self, mut queue: mpsc::Receiver<Submission>) -> Result<(), CoreError> {
         // A timer for the queue wait only; the core's work never awaits anything.
         let timer = tokio::runtime::Builder::new_current_thread()
             .enable_time()
@@ -264,6 +282,10 @@ impl Core {
         let mut unsynced: Option<Unsynced> = None;
         let mut shutdown = false;
         while !shutdown {
+            self.metrics
+                .core
+                .submit_queue_depth
+                .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
             // An idle core waits for work (up to 100 ms, so that due pulses run without
             // traffic), but not while a checkpoint's tail is being copied, and only briefly while
             // the payments domain's encoder runs (it does not wake the core when it is done).
@@ -304,6 +326,7 @@ impl Core {
                 Some(mut appended) => {
                     appended.outgoing.extend(deferred);
                     unsynced = Some(appended);
+                    self.metrics_publish();
                 }
                 None => self.outgoing_send(deferred),
             }
@@ -421,6 +444,7 @@ impl Core {
         let mut op = self.state.op;
         let mut timestamp = self.state.timestamp;
         let mut work = 0;
+        let mut events = 0;
         let mut stamp = |body: &mut Vec<u8>, kind: EntryKind, reserved: u64, message: &[u8]| {
             op += 1;
             let base = (timestamp + 1).max(now);
@@ -440,6 +464,7 @@ impl Core {
                     let request =
                         Request::from_header(*header, message).expect("checked on receipt");
                     work += request.replay_cost();
+                    events += request.batch_event_count();
                     let reserved = Command::Request(request).timestamps_reserved();
                     compact.clear();
                     // Batch requests are logged compact (docs/server.md); registers whole.
@@ -457,6 +482,7 @@ impl Core {
                 }
                 Pending::Admin { command, .. } => {
                     work += ADMIN_REPLAY_COST;
+                    events += 1;
                     stamp(
                         &mut self.record_body,
                         EntryKind::Admin,
@@ -482,6 +508,8 @@ impl Core {
         {
             Ok(appended) => appended,
             Err(error) if !journal_failed(&error) => {
+                self.metrics.core.append_failures.inc();
+                self.metrics.health.journal_writable_set(false);
                 // The log is unchanged (the journal appends all or nothing), so nothing was
                 // applied: forget the requests (their clients resend until there is room) and
                 // answer admin callers that nothing happened.
@@ -499,6 +527,10 @@ impl Core {
             }
             Err(source) => return Err(CoreError::Append { source }),
         };
+        self.metrics.health.journal_writable_set(true);
+        self.metrics.core.batches.inc();
+        self.metrics.core.batch_entries.observe(entries as f64);
+        self.metrics.core.batch_events.observe(events as f64);
         self.log_bytes_since_checkpoint += self.record_body.len() as u64;
         self.entries_since_checkpoint += entries;
         self.work_since_checkpoint += work;
@@ -557,7 +589,11 @@ impl Core {
             .journal
             .sync_begin()
             .map_err(|source| CoreError::Sync { source })?;
-        Ok(Some(Unsynced { ticket, outgoing }))
+        Ok(Some(Unsynced {
+            ticket,
+            submitted: Instant::now(),
+            outgoing,
+        }))
     }
 
     /// Waits for a batch's fsync, then sends its replies.
@@ -566,6 +602,10 @@ impl Core {
             self.journal
                 .sync_wait(unsynced.ticket)
                 .map_err(|source| CoreError::Sync { source })?;
+            self.metrics
+                .core
+                .fsync_seconds
+                .observe(unsynced.submitted.elapsed().as_secs_f64());
             self.outgoing_send(unsynced.outgoing);
         }
         Ok(())
@@ -729,6 +769,13 @@ impl Core {
         let bytes = landed.state.len();
         assert_eq!(Some(bytes), checkpoint.size_bytes);
         self.checkpoint_buffer = landed.state;
+        let metrics = &self.metrics.core;
+        metrics.checkpoints.inc();
+        metrics
+            .checkpoint_seconds
+            .observe(checkpoint.began.elapsed().as_secs_f64());
+        metrics.checkpoint_bytes.set(gauge(bytes));
+        metrics.checkpoint_age.reset();
         // Operators see what it cost, and how long the core stopped for it at once: the head, or
         // the longest slice.
         tracing::info!(
@@ -744,6 +791,41 @@ impl Core {
             "checkpoint"
         );
     }
+}
+
+impl Core {
+    /// Stores what the scrape reads of the state and the journal: a handful of relaxed atomic
+    /// stores once per committed record.
+    fn metrics_publish(&self) {
+        let metrics = &self.metrics.core;
+        let (backlog, given_up) = self.state.payments.webhook_backlog();
+        metrics.op.set(gauge(self.state.op));
+        metrics
+            .journal_bytes
+            .set(gauge(self.journal.log_size_bytes()));
+        metrics
+            .journal_segments
+            .set(gauge(self.journal.segment_count()));
+        metrics
+            .accounts
+            .set(gauge(self.state.ledger.account_count()));
+        metrics
+            .transfers
+            .set(gauge(self.state.ledger.transfer_count()));
+        metrics
+            .sessions
+            .set(gauge(self.state.sessions.sessions().len()));
+        metrics
+            .idempotency_keys
+            .set(gauge(self.state.payments.idempotency_key_count()));
+        metrics.webhook_backlog.set(gauge(backlog));
+        tally_metrics::CoreMetrics::counter_set(&metrics.webhook_given_up, given_up);
+    }
+}
+
+/// A count as a Prometheus gauge's value (they are i64; no count here comes near 2^63).
+fn gauge<N: TryInto<i64>>(count: N) -> i64 {
+    count.try_into().unwrap_or(i64::MAX)
 }
 
 /// Whether the journal can take no more appends (after a failed sync nothing written later

@@ -7,6 +7,7 @@ mod command;
 mod core_thread;
 mod entry;
 mod error;
+mod progress;
 mod recovery;
 mod routes;
 mod state;
@@ -27,6 +28,7 @@ pub use crate::core_thread::{
 };
 pub use crate::entry::{EntryKind, RECORD_KIND_BATCH};
 pub use crate::error::{CoreError, RecoveryError};
+pub use crate::progress::PROGRESS_INTERVAL;
 pub use crate::recovery::{
     digest, format, inspect, is_formatted, journal_options, open, OpenOptions, Recovered,
     SEGMENT_SIZE_BYTES_MIN,

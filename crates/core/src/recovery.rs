@@ -3,14 +3,17 @@
 
 use std::collections::HashMap;
 use std::path::Path;
+use std::time::Duration;
 
 use tally_journal::{Journal, Options};
+use tally_metrics::RecoveryMetrics;
 use tally_wire::SessionConfig;
 
 use crate::command::{Request, ADMIN_REPLAY_COST};
 use crate::core_thread::hex;
 use crate::entry::{entry_offsets, EntryKind, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH};
 use crate::error::RecoveryError;
+use crate::progress::{ReplayProgress, PROGRESS_INTERVAL};
 use crate::state::{ApplyMode, State};
 use crate::storage::{body_position, JournalBytes, LogBytes};
 
@@ -70,11 +73,25 @@ pub struct Recovered {
 }
 
 /// How to open.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct OpenOptions {
     /// Cut a damaged tail even where the log cannot prove it was never acknowledged
     /// (`tally start --cut-unproven-tail`, after a power loss the operator knows of).
     pub cut_unproven_tail: bool,
+    /// How often a long replay logs its progress.
+    pub progress_interval: Duration,
+    /// Where the replay's progress is published.
+    pub metrics: RecoveryMetrics,
+}
+
+impl Default for OpenOptions {
+    fn default() -> OpenOptions {
+        OpenOptions {
+            cut_unproven_tail: false,
+            progress_interval: PROGRESS_INTERVAL,
+            metrics: tally_metrics::Metrics::new().recovery,
+        }
+    }
 }
 
 /// Opens the journal (which cuts a torn tail and refuses damage before it) and rebuilds the
@@ -114,7 +131,13 @@ pub fn open(directory: &Path, options: OpenOptions) -> Result<Recovered, Recover
         })?,
         None => State::new(journal.cluster(), SessionConfig::default()),
     };
-    let (state, replayed) = replay(&journal, state, checkpoint_op)?;
+    let mut progress = ReplayProgress::new(
+        &options.metrics,
+        options.progress_interval,
+        journal.op_last() - checkpoint_op,
+        replay_size_bytes(&journal, checkpoint_op),
+    );
+    let (state, replayed) = replay(&journal, state, checkpoint_op, &mut progress)?;
     tracing::info!(
         op = state.op,
         checkpoint_op,
@@ -143,6 +166,7 @@ fn replay(
     journal: &Journal,
     mut state: State,
     op_applied: u64,
+    progress: &mut ReplayProgress<'_>,
 ) -> Result<(State, Replayed), RecoveryError> {
     let log = JournalBytes(journal);
     // Size the index for the replay once, instead of rebuilding it at every doubling.
@@ -153,20 +177,18 @@ fn replay(
     };
     let op_first = state.op;
     let mut replies = Vec::new();
-    for record in journal.records_from(op_applied + 1) {
+    let mut position_first = None;
+    for (records, record) in (1..).zip(journal.records_from(op_applied + 1)) {
         replies.clear();
+        let position = body_position(journal, &record.position);
         state
-            .apply_record(
-                &log,
-                body_position(journal, &record.position),
-                record.body.len(),
-                mode,
-                &mut replies,
-            )
+            .apply_record(&log, position, record.body.len(), mode, &mut replies)
             .map_err(|source| RecoveryError::Replay {
                 op: record.position.op,
                 source,
             })?;
+        let first = *position_first.get_or_insert(position);
+        progress.advance(records, position + record.body.len() as u64 - first);
     }
     let entries = state.op - op_first;
     Ok((
@@ -238,11 +260,31 @@ fn last_request_ops<L: LogBytes>(
     Ok((last, work))
 }
 
-/// Prints what the journal holds; never writes.
+/// Prints what the journal holds; never writes. On a terminal, a bar shows how much of the log
+/// has been verified (a large journal takes seconds); elsewhere nothing is drawn.
 pub fn inspect(directory: &Path) -> Result<(), RecoveryError> {
-    let inspection = tally_journal::inspect(directory).map_err(journal_error(directory))?;
-    println!("{inspection}");
+    use std::io::IsTerminal;
+    let bar = if std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(0).with_style(inspect_bar_style())
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    let inspection = tally_journal::inspect_with_progress(directory, &mut |progress| {
+        bar.set_length(progress.address_max);
+        bar.set_position(progress.address_end);
+    })
+    .map_err(journal_error(directory));
+    bar.finish_and_clear();
+    println!("{}", inspection?);
     Ok(())
+}
+
+/// Bytes verified of the segments' bytes, the rate and the time left.
+fn inspect_bar_style() -> indicatif::ProgressStyle {
+    indicatif::ProgressStyle::with_template(
+        "verifying {bar:30} {bytes}/{total_bytes} {binary_bytes_per_sec}, {eta} left",
+    )
+    .expect("a valid template")
 }
 
 /// Rebuilds the state twice, from the newest checkpoint and from the first record, and prints
@@ -252,10 +294,18 @@ pub fn digest(directory: &Path) -> Result<(), RecoveryError> {
     let Recovered { journal, state, .. } = open(directory, OpenOptions::default())?;
     let log = JournalBytes(&journal);
     let from_checkpoint = state.digest(&log);
+    let options = OpenOptions::default();
+    let mut progress = ReplayProgress::new(
+        &options.metrics,
+        options.progress_interval,
+        journal.op_last(),
+        replay_size_bytes(&journal, 0),
+    );
     let from_start = replay(
         &journal,
         State::new(journal.cluster(), SessionConfig::default()),
         0,
+        &mut progress,
     )?
     .0
     .digest(&log);

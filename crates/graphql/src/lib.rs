@@ -14,6 +14,7 @@ mod errors;
 mod http;
 mod known_valid;
 mod liquidity;
+mod observe;
 mod payments;
 mod peers;
 mod rates;
@@ -24,17 +25,20 @@ mod wallet_addresses;
 mod webhooks;
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_graphql::http::GraphiQLSource;
 use async_graphql::{ParseRequestError, ValidationMode};
 use async_graphql_axum::rejection::GraphQLRejection;
 use async_graphql_axum::{GraphQLRequest, GraphQLResponse};
 use axum::extract::{FromRequest, State};
+use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use tower_http::cors::{AllowHeaders, AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
+use tracing::Instrument;
 
 pub use crate::auto_peering::{auto_peering_app, AutoPeeringOptions, PEERING_REQUEST_TIMEOUT};
 pub use crate::core_handle::{CoreHandle, CoreUnavailable};
@@ -65,6 +69,8 @@ pub struct AppOptions {
     pub introspection: bool,
     /// Open Payments URL, expiries and exchange rates for the payment mutations.
     pub payments: PaymentsOptions,
+    /// Where operations are counted and timed, and whether the core serves yet.
+    pub metrics: tally_metrics::Metrics,
 }
 
 /// The Admin API's routes over `core`.
@@ -98,6 +104,7 @@ pub fn app(core: CoreHandle, options: AppOptions) -> Router {
             schema_known_valid,
             input_types,
             documents: Arc::default(),
+            metrics: options.metrics,
         })
 }
 
@@ -110,6 +117,7 @@ struct Front {
     schema_known_valid: AdminSchema,
     input_types: Arc<InputTypes>,
     documents: Arc<DocumentCache>,
+    metrics: tally_metrics::Metrics,
 }
 
 /// CORS as Rafiki's Koa `cors()` answers: the request's origin and requested headers mirrored,
@@ -129,12 +137,34 @@ fn cors() -> CorsLayer {
         ])
 }
 
+/// Serves one request inside a span carrying its request id, so that every line it logs names
+/// it; counts and times it once answered. While the core recovers the answer is 503: the
+/// listener is up early so that `/healthz` can say so.
 async fn graphql(State(front): State<Front>, request: axum::extract::Request) -> Response {
-    let mut request = match graphql_request(request).await {
+    if front.metrics.health.phase() != tally_metrics::Phase::Serving {
+        return (StatusCode::SERVICE_UNAVAILABLE, "recovering").into_response();
+    }
+    let request = match graphql_request(request).await {
         Ok(request) => request,
         Err(rejection) => return rejection.into_response(),
     };
+    let span = tracing::info_span!("graphql", request_id = observe::request_id());
+    graphql_execute(front, request)
+        .instrument(span)
+        .await
+        .into_response()
+}
+
+async fn graphql_execute(front: Front, mut request: async_graphql::Request) -> GraphQLResponse {
+    let started = Instant::now();
     let cached = front.documents.prepare(&mut request);
+    // Taken out and put back: `parsed_query` borrows the whole request mutably.
+    let operation_name = request.operation_name.take();
+    let operation = match request.parsed_query() {
+        Ok(document) => observe::operation_label(document, operation_name.as_deref()),
+        Err(_) => observe::OPERATION_OTHER,
+    };
+    request.operation_name = operation_name;
     let known_valid = cached.as_ref().is_some_and(|cached| {
         cached.rules_passed()
             && front
@@ -151,7 +181,15 @@ async fn graphql(State(front): State<Front>, request: axum::extract::Request) ->
         cached.rules_pass();
     }
     errors::codes_complete(&mut response);
-    GraphQLResponse::from(response).into_response()
+    let code = observe::code_label(&response);
+    front
+        .metrics
+        .graphql
+        .observe(operation, code, started.elapsed());
+    if code != observe::CODE_OK {
+        tracing::debug!(operation, code, "graphql error");
+    }
+    response.into()
 }
 
 /// The request of a `POST /graphql`, as async-graphql-axum's `GraphQLRequest` extracts it, but

@@ -17,6 +17,7 @@ use async_graphql::futures_util::future::join_all;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
+use tally_metrics::WebhookMetrics;
 use tally_payments::{Command, Mutation, WebhookDeliveryResult, WebhookEvent};
 
 use crate::core_handle::CoreHandle;
@@ -48,8 +49,9 @@ pub struct WebhookOptions {
     pub attempts_max: u32,
 }
 
-/// Delivers until the core stops answering (the server is shutting down).
-pub async fn deliver(core: CoreHandle, options: WebhookOptions) {
+/// Delivers until the core stops answering (the server is shutting down); counts attempts in
+/// `metrics`.
+pub async fn deliver(core: CoreHandle, options: WebhookOptions, metrics: WebhookMetrics) {
     assert!(options.attempts_max > 0);
     loop {
         let now = now_ns();
@@ -70,7 +72,10 @@ pub async fn deliver(core: CoreHandle, options: WebhookOptions) {
         // All of a round's POSTs run together, each bounded by the timeout.
         let delivered = join_all(due.iter().map(|event| post(&options, event))).await;
         for (event, delivered) in due.iter().zip(delivered) {
-            if !delivered {
+            if delivered {
+                metrics.deliveries.inc();
+            } else {
+                metrics.delivery_failures.inc();
                 tracing::warn!(event = %event.id, event_type = %event.event_type, "webhook delivery failed");
             }
             let command = Command {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::checkpoint::{checkpoint_choose, checkpoint_proof, checkpoint_read, CheckpointProblem};
 use crate::directory::{self, format_read, LockMode, CHECKPOINT_FILES, SEGMENTS_DIRECTORY};
 use crate::error::{Damage, Evidence, JournalError};
-use crate::scan::{self, Log, Tail};
+use crate::scan::{self, Log, Tail, WalkProgress};
 use memmap2::Mmap;
 
 use crate::segment::{segment_name, segment_open_read_only, segments_list};
@@ -124,6 +124,15 @@ impl Inspection {
 
 /// Verifies the whole log (every header, chain link and body) and both checkpoint slots.
 pub fn inspect(directory: &Path) -> Result<Inspection, JournalError> {
+    inspect_with_progress(directory, &mut |_| {})
+}
+
+/// `inspect`, telling `progress` how far the verification of the log has come after each record
+/// (a large journal takes a while: `tally inspect` draws a bar on a terminal).
+pub fn inspect_with_progress(
+    directory: &Path,
+    progress: &mut dyn FnMut(WalkProgress),
+) -> Result<Inspection, JournalError> {
     let lock = directory::lock(directory, LockMode::Shared)?;
     let marker = format_read(directory)?;
     let segments_directory = directory.join(SEGMENTS_DIRECTORY);
@@ -141,7 +150,7 @@ pub fn inspect(directory: &Path) -> Result<Inspection, JournalError> {
         segment_size_bytes: marker.segment_size_bytes,
         runs: &runs,
     };
-    let mut walk = scan::walk(log, marker.checksum);
+    let mut walk = scan::walk(log, marker.checksum, progress);
     // No limit applies here: inspect maps the state, it does not allocate it.
     let slots = [
         checkpoint_read(directory, 0, marker.cluster, u64::MAX)?,

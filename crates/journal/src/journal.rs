@@ -256,7 +256,7 @@ impl<S: Storage> Journal<S> {
             segment_size_bytes: marker.segment_size_bytes,
             runs: &runs,
         };
-        let mut walk = scan::walk(log, marker.checksum);
+        let mut walk = scan::walk(log, marker.checksum, &mut |_| {});
         let state_size_bytes_max = options.state_size_bytes_max;
         let checkpoints = [
             checkpoint_read(directory, 0, marker.cluster, state_size_bytes_max)?,
@@ -675,6 +675,11 @@ impl<S: Storage> Journal<S> {
     /// Bytes from the first segment's start to the end of the last record (global address).
     pub fn log_size_bytes(&self) -> u64 {
         self.address_end
+    }
+
+    /// Segment files in use.
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
     }
 
     /// The highest op known durable.

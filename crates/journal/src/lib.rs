@@ -53,13 +53,15 @@ mod sync;
 pub use checkpoint::{Checkpoint, CheckpointProblem, CheckpointRejection};
 pub use error::{Damage, Evidence, JournalError};
 pub use faulty::{Crash, CrashReport, FaultyDisk, FaultySegment, FaultyStorage, SECTOR_SIZE_BYTES};
-pub use inspect::{inspect, CheckpointStatus, Inspection, KindSummary, TailSummary};
+pub use inspect::{
+    inspect, inspect_with_progress, CheckpointStatus, Inspection, KindSummary, TailSummary,
+};
 pub use journal::{
     writer_yield_cpu, CheckpointLanded, Cut, Journal, Options, Recovery, SEGMENT_SIZE_BYTES_MAX,
     SEGMENT_SIZE_BYTES_MIN,
 };
 pub use layout::{FORMAT_VERSION, FORMAT_VERSION_MIN, HEADER_SIZE_BYTES, RECORD_ALIGNMENT_BYTES};
-pub use scan::{RecordPosition, RecordView};
+pub use scan::{RecordPosition, RecordView, WalkProgress};
 pub use segment::{DataRuns, FileSegment, SEGMENT_COUNT_MAX};
 pub use storage::{FileStorage, Storage, StorageSegment};
 pub use sync::{SyncMode, SyncTicket, SYNCS_IN_FLIGHT_MAX, SYNC_SEGMENTS_MAX};

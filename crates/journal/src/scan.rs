@@ -241,7 +241,11 @@ impl TailDamage {
 }
 
 /// Verifies the chain from op 1 (header, reserved bytes, op, parent, body) until it breaks.
-pub(crate) fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
+pub(crate) fn walk<S: AsRef<[u8]>>(
+    log: Log<'_, S>,
+    genesis: u128,
+    progress: &mut dyn FnMut(WalkProgress),
+) -> Walk {
     let mut walk = Walk {
         op_last: 0,
         checksum_last: genesis,
@@ -264,6 +268,10 @@ pub(crate) fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
                 walk.checksum_last = header.checksum;
                 walk.op_synced_last = header.op_synced;
                 walk.address_end = address + record_size_bytes(header.body_size);
+                progress(WalkProgress {
+                    address_end: walk.address_end,
+                    address_max: log.address_max(),
+                });
             }
             Err(damage) => {
                 let expected = Expected {
@@ -282,6 +290,15 @@ pub(crate) fn walk<S: AsRef<[u8]>>(log: Log<'_, S>, genesis: u128) -> Walk {
         walk.op_last.div_ceil(INDEX_STRIDE_OPS)
     );
     walk
+}
+
+/// How far a walk has verified the log, after each valid record.
+#[derive(Clone, Copy, Debug)]
+pub struct WalkProgress {
+    /// Just past the last record verified.
+    pub address_end: u64,
+    /// The bytes of every segment file: the log cannot reach past this.
+    pub address_max: u64,
 }
 
 /// The record the walk expected where it found damage.

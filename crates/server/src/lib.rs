@@ -6,4 +6,5 @@
 //! else is private to the crate.
 
 mod net;
+mod ops;
 pub mod run;

@@ -21,6 +21,16 @@ struct Cli {
     /// (`info,tally_core=debug`); else `TALLY_LOG`, then `RUST_LOG`, then `info`.
     #[arg(long, global = true)]
     log_level: Option<String>,
+    /// How often a long recovery logs its replay progress, in ms (once the replay has run
+    /// this long).
+    #[arg(
+        long,
+        global = true,
+        env = "TALLY_PROGRESS_INTERVAL_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000)
+    )]
+    progress_interval_ms: u64,
     #[command(subcommand)]
     command: Command,
 }
@@ -90,6 +100,10 @@ enum Command {
         /// Serve Rafiki's Admin API (GraphQL) here; `off` serves none.
         #[arg(long, env = "TALLY_GRAPHQL_ADDRESS", default_value = "127.0.0.1:3001")]
         graphql_address: String,
+        /// Serve `GET /metrics` and `GET /healthz` here too (they are always on the GraphQL
+        /// listener); `off` serves no such listener. Binds before recovery.
+        #[arg(long, env = "TALLY_METRICS_ADDRESS", default_value = "off")]
+        metrics_address: String,
         /// Answer GraphQL introspection queries (GraphiQL and code generators need them).
         #[arg(
             long,
@@ -217,6 +231,7 @@ fn main() -> ExitCode {
             transfers_max,
             cut_unproven_tail,
             graphql_address,
+            metrics_address,
             admin_api_introspection,
             admin_api_secret,
             admin_api_signature_version,
@@ -238,6 +253,7 @@ fn main() -> ExitCode {
             webhook_retry_delay,
         } => address_or_off(&graphql_address).and_then(|graphql_address| {
             let auto_peering_address = address_or_off(&auto_peering_address)?;
+            let metrics_address = address_or_off(&metrics_address)?;
             let rates_table = match &exchange_rates_file {
                 Some(path) => tally_graphql::load_rates_file(path).map_err(StartError::Config)?,
                 None => Default::default(),
@@ -251,6 +267,8 @@ fn main() -> ExitCode {
                 transfers_max,
                 cut_unproven_tail,
                 graphql_address,
+                metrics_address,
+                progress_interval: std::time::Duration::from_millis(cli.progress_interval_ms),
                 graphql_introspection: admin_api_introspection,
                 graphql_signature: admin_api_secret.filter(|secret| !secret.is_empty()).map(
                     |secret| tally_graphql::SignatureOptions {
@@ -314,8 +332,9 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // One line naming what failed and where, for the operator and for scripts.
         Err(error) => {
-            eprintln!("tally: {error}");
+            eprintln!("error: {error}");
             ExitCode::FAILURE
         }
     }

@@ -14,12 +14,16 @@ use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tally_wire::{FrameError, FrameReader, ParsedHeader};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use tally_metrics::NativeMetrics;
+use tally_wire::{FrameError, FrameReader, Operation, ParsedHeader};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use tally_core::{Connection, Submission};
 
@@ -75,8 +79,10 @@ pub(crate) async fn serve(
     listener: TcpListener,
     options: ListenerOptions,
     core: mpsc::Sender<Submission>,
+    metrics: &NativeMetrics,
 ) {
     let registry = Arc::new(Registry::new(CONNECTIONS_MAX));
+    let counters = Arc::new(Counters::new(metrics));
     let mut connection_id: u64 = 0;
     loop {
         let (stream, peer) = match listener.accept().await {
@@ -100,10 +106,23 @@ pub(crate) async fn serve(
         let registered = Registered {
             registry: registry.clone(),
             id,
+            connections: counters.connections.clone(),
         };
+        registered.connections.inc();
+        let counters = counters.clone();
         tokio::spawn(async move {
-            let closed =
-                connection_serve(stream, outbox_receiver, connection, &slot, options, core).await;
+            let closed = connection_serve(
+                stream,
+                outbox_receiver,
+                connection,
+                &slot,
+                options,
+                Forward {
+                    core: &core,
+                    counters: &counters,
+                },
+            )
+            .await;
             drop(registered);
             tracing::debug!(id, %peer, reason = %closed, "connection closed");
         });
@@ -114,12 +133,53 @@ pub(crate) async fn serve(
 struct Registered {
     registry: Arc<Registry>,
     id: u64,
+    /// `tally_native_connections`, decremented with the place.
+    connections: Gauge,
 }
 
 impl Drop for Registered {
     fn drop(&mut self) {
         self.registry.remove(self.id);
+        self.connections.dec();
     }
+}
+
+/// The listener's metrics, with each operation's request counter looked up once: counting a
+/// request is one atomic add, no lock.
+struct Counters {
+    connections: Gauge,
+    /// By wire value; the values of operations Tally does not execute (and of none) share the
+    /// `unsupported` counter, so that a scrape lists only the series that can move.
+    requests: Vec<Counter>,
+}
+
+impl Counters {
+    fn new(metrics: &NativeMetrics) -> Counters {
+        let unsupported = metrics.requests("unsupported");
+        let requests = (0..=u8::MAX)
+            .map(|value| match Operation::from_u8(value) {
+                Some(operation) if operation.is_supported() => metrics.requests(operation.name()),
+                Some(_) | None => unsupported.clone(),
+            })
+            .collect();
+        Counters {
+            connections: metrics.connections.clone(),
+            requests,
+        }
+    }
+}
+
+/// Where a connection's messages go: the core's submit queue, counted.
+#[derive(Clone, Copy)]
+struct Forward<'a> {
+    core: &'a mpsc::Sender<Submission>,
+    counters: &'a Counters,
+}
+
+/// A new native request id: unique within the process, in the order requests arrived.
+fn request_id() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
 }
 
 /// Serves one connection until it closes; returns why it did.
@@ -129,7 +189,7 @@ async fn connection_serve(
     connection: Connection,
     slot: &Slot,
     options: ListenerOptions,
-    core: mpsc::Sender<Submission>,
+    forward: Forward<'_>,
 ) -> Closed {
     let (reader, mut writer) = stream.into_split();
     let writer_task = tokio::spawn(async move {
@@ -139,7 +199,7 @@ async fn connection_serve(
             }
         }
     });
-    let closed = connection_read(&reader, &connection, slot, options, &core).await;
+    let closed = connection_read(&reader, &connection, slot, options, forward).await;
     drop(connection);
     // Ends the receiver too, which tells the core the connection is gone.
     writer_task.abort();
@@ -152,7 +212,7 @@ async fn connection_read(
     connection: &Connection,
     slot: &Slot,
     options: ListenerOptions,
-    core: &mpsc::Sender<Submission>,
+    forward: Forward<'_>,
 ) -> Closed {
     let mut frames = FrameReader::new(options.cluster);
     let idle = tokio::time::sleep(options.idle_timeout);
@@ -185,7 +245,7 @@ async fn connection_read(
             Err(error) => return Closed::Read(error),
         };
         frames.advance(read);
-        match forward_messages(&mut frames, connection, core).await {
+        match forward_messages(&mut frames, connection, forward).await {
             Ok(0) => {}
             Ok(_forwarded) => {
                 slot.touch();
@@ -200,7 +260,7 @@ async fn connection_read(
 async fn forward_messages(
     frames: &mut FrameReader,
     connection: &Connection,
-    core: &mpsc::Sender<Submission>,
+    forward: Forward<'_>,
 ) -> Result<usize, Closed> {
     let mut forwarded = 0;
     loop {
@@ -210,18 +270,34 @@ async fn forward_messages(
             Err(error) => return Err(Closed::Frame(error)),
         };
         // Messages that fail the validity rules are dropped silently (wire spec §2.6).
-        let forward = matches!(
-            message.header.parse(),
-            Ok(ParsedHeader::Request(_)) | Ok(ParsedHeader::PingClient(_))
-        );
-        if !forward {
-            continue;
-        }
+        // A request gets a span with its id (at debug: a span per request at info would cost
+        // the hot path an allocation for its formatted fields).
+        let span = match message.header.parse() {
+            Ok(ParsedHeader::Request(request)) => {
+                forward.counters.requests[usize::from(request.operation)].inc();
+                tracing::debug_span!(
+                    "native_request",
+                    request_id = request_id(),
+                    connection = connection.id,
+                    client = request.client,
+                    request = request.request,
+                    operation = request.operation,
+                )
+            }
+            Ok(ParsedHeader::PingClient(_)) => tracing::Span::none(),
+            Ok(_) | Err(_) => continue,
+        };
         let command = Submission::Native {
             message: message.to_vec(),
             connection: connection.clone(),
         };
-        core.send(command).await.map_err(|_| Closed::CoreStopped)?;
+        async {
+            tracing::debug!("forwarded to the core");
+            forward.core.send(command).await
+        }
+        .instrument(span)
+        .await
+        .map_err(|_| Closed::CoreStopped)?;
         forwarded += 1;
     }
 }

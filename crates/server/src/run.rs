@@ -6,12 +6,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tally_core::{Core, CoreError, CoreOptions, OpenOptions, RecoveryError, Submission};
+use tally_core::{Core, CoreError, CoreOptions, OpenOptions, Recovered, RecoveryError, Submission};
+use tally_metrics::{Metrics, Phase};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 use tokio::sync::{mpsc, oneshot};
 
-use crate::net;
+use crate::{net, ops};
 
 /// Commands waiting for the core; a full queue makes connections wait (backpressure).
 pub(crate) const SUBMIT_QUEUE_MAX: usize = 4096;
@@ -40,6 +41,11 @@ pub struct StartOptions {
     pub graphql_introspection: bool,
     /// Require Rafiki's request signature on the Admin API (`None`: unsigned requests served).
     pub graphql_signature: Option<tally_graphql::SignatureOptions>,
+    /// Where `/healthz` and `/metrics` are served on their own (`None`: only on the GraphQL
+    /// listener).
+    pub metrics_address: Option<SocketAddr>,
+    /// How often long work (a replay) reports its progress.
+    pub progress_interval: Duration,
     /// The auto-peering endpoint's address (`None`: not served).
     pub auto_peering_address: Option<SocketAddr>,
     /// This instance's ILP address, connector URL and name, for peering.
@@ -81,10 +87,12 @@ pub enum StartError {
         source: std::io::Error,
     },
     /// The listener could not bind.
-    #[error("cannot listen on {address}: {source}")]
+    #[error("cannot listen on {address} ({flag}): {source}")]
     Bind {
         /// The address.
         address: SocketAddr,
+        /// The flag that asked for it.
+        flag: &'static str,
         /// The OS error.
         source: std::io::Error,
     },
@@ -105,52 +113,13 @@ pub enum StartError {
     CorePanicked,
 }
 
-/// Recovers and serves until SIGTERM or SIGINT.
+/// Binds every listener, recovers and serves until SIGTERM or SIGINT.
+///
+/// The listeners bind before recovery, so that a port in use stops the start at once, and the
+/// HTTP listener (GraphQL, or `--metrics-address`) serves `/healthz` (503) and `/metrics`
+/// while the journal is replayed.
 pub fn start(options: &StartOptions) -> Result<(), StartError> {
-    let directory = options.directory.as_path();
-    if !tally_core::is_formatted(directory) {
-        tally_core::format(directory, options.cluster, options.segment_size_bytes)?;
-        tracing::info!(directory = %directory.display(), "formatted");
-    }
-    let open = OpenOptions {
-        cut_unproven_tail: options.cut_unproven_tail,
-    };
-    let tally_core::Recovered {
-        journal,
-        mut state,
-        replayed_bytes,
-        replayed_entries,
-        replayed_work,
-    } = tally_core::open(directory, open)?;
-    if state.cluster != options.cluster {
-        return Err(StartError::Cluster {
-            directory: directory.to_path_buf(),
-            found: state.cluster,
-            cluster: options.cluster,
-        });
-    }
-    reserve(&mut state, &journal, options.transfers_max)?;
-    let core_options = CoreOptions {
-        record_bytes_max: tally_core::journal_options(journal.segment_size_bytes())
-            .body_size_bytes_max as usize,
-        unsaved_log_bytes: replayed_bytes,
-        unsaved_entries: replayed_entries,
-        unsaved_work: replayed_work,
-    };
-    let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_MAX);
-    let (stopped, core_stopped) = oneshot::channel();
-    let core = std::thread::Builder::new()
-        .name("tally-core".into())
-        .spawn(move || {
-            let result = Core::new(state, journal, core_options).run(queue);
-            let _ = stopped.send(());
-            result
-        })
-        .map_err(|source| StartError::Spawn {
-            what: "core thread",
-            source,
-        })?;
-
+    let metrics = Metrics::new();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -159,12 +128,79 @@ pub fn start(options: &StartOptions) -> Result<(), StartError> {
             what: "runtime",
             source,
         })?;
-    let served = runtime.block_on(serve_until_stopped(options, submit, core_stopped));
+    let (submit, queue) = mpsc::channel(SUBMIT_QUEUE_MAX);
+    let mut listeners = runtime.block_on(Listeners::bind(options))?;
+    let early = runtime.block_on(early_serve(options, &mut listeners, &metrics, &submit));
+    let recovered = recover(options, &metrics)?;
+    let core_options = CoreOptions {
+        record_bytes_max: tally_core::journal_options(recovered.journal.segment_size_bytes())
+            .body_size_bytes_max as usize,
+        unsaved_log_bytes: recovered.replayed_bytes,
+        unsaved_entries: recovered.replayed_entries,
+        unsaved_work: recovered.replayed_work,
+    };
+    let (stopped, core_stopped) = oneshot::channel();
+    // Built here: it publishes the state's gauges before health says it serves.
+    let core = Core::new(
+        recovered.state,
+        recovered.journal,
+        core_options,
+        metrics.clone(),
+    );
+    let core = std::thread::Builder::new()
+        .name("tally-core".into())
+        .spawn(move || {
+            let result = core.run(queue);
+            let _ = stopped.send(());
+            result
+        })
+        .map_err(|source| StartError::Spawn {
+            what: "core thread",
+            source,
+        })?;
+    // Before any listener says it is ready: the core takes submissions from now on.
+    metrics.health.phase_set(Phase::Serving);
+    let served = runtime.block_on(serve_until_stopped(
+        options,
+        listeners,
+        early,
+        &metrics,
+        submit,
+        core_stopped,
+    ));
     runtime.shutdown_background();
     let core_result = core.join().map_err(|_| StartError::CorePanicked)?;
     // The core's own error says more than "the core stopped".
     core_result?;
     served
+}
+
+/// Formats the data directory if it is missing, and rebuilds the state from it.
+fn recover(options: &StartOptions, metrics: &Metrics) -> Result<Recovered, StartError> {
+    let directory = options.directory.as_path();
+    if !tally_core::is_formatted(directory) {
+        tally_core::format(directory, options.cluster, options.segment_size_bytes)?;
+        tracing::info!(directory = %directory.display(), "formatted");
+    }
+    let open = OpenOptions {
+        cut_unproven_tail: options.cut_unproven_tail,
+        progress_interval: options.progress_interval,
+        metrics: metrics.recovery.clone(),
+    };
+    let mut recovered = tally_core::open(directory, open)?;
+    if recovered.state.cluster != options.cluster {
+        return Err(StartError::Cluster {
+            directory: directory.to_path_buf(),
+            found: recovered.state.cluster,
+            cluster: options.cluster,
+        });
+    }
+    reserve(
+        &mut recovered.state,
+        &recovered.journal,
+        options.transfers_max,
+    )?;
+    Ok(recovered)
 }
 
 /// Sizes the transfer index for `transfers_max` transfers in all.
@@ -182,35 +218,134 @@ fn reserve(
     Ok(())
 }
 
+/// Every listener `tally start` serves, bound and not yet serving.
+struct Listeners {
+    native: Bound,
+    graphql: Option<Bound>,
+    auto_peering: Option<Bound>,
+    metrics: Option<Bound>,
+}
+
+/// A bound listener and the address it got (the port may have been 0).
+struct Bound {
+    listener: TcpListener,
+    local: SocketAddr,
+}
+
+impl Listeners {
+    async fn bind(options: &StartOptions) -> Result<Listeners, StartError> {
+        Ok(Listeners {
+            native: bind(options.addresses, "--addresses").await?,
+            graphql: bind_or_off(options.graphql_address, "--graphql-address").await?,
+            auto_peering: bind_or_off(options.auto_peering_address, "--auto-peering-address")
+                .await?,
+            metrics: bind_or_off(options.metrics_address, "--metrics-address").await?,
+        })
+    }
+}
+
+/// What serves during recovery, and goes on serving after it.
+struct Early {
+    /// The Admin API with `/healthz` and `/metrics`, and its address (`None`:
+    /// `--graphql-address off`).
+    graphql: Option<(SocketAddr, Serving)>,
+    /// `/healthz` and `/metrics` alone (`None`: `--metrics-address off`).
+    metrics: Option<Serving>,
+}
+
+/// Starts serving the HTTP listeners: the Admin API answers 503 until the core serves
+/// (`tally_graphql::app`), `/healthz` and `/metrics` answer at once.
+async fn early_serve(
+    options: &StartOptions,
+    listeners: &mut Listeners,
+    metrics: &Metrics,
+    submit: &mpsc::Sender<Submission>,
+) -> Early {
+    let graphql = listeners.graphql.take().map(|bound| {
+        let app_options = tally_graphql::AppOptions {
+            signature: options.graphql_signature.clone(),
+            auto_peering: options.auto_peering.clone(),
+            introspection: options.graphql_introspection,
+            payments: options.payments.clone(),
+            metrics: metrics.clone(),
+        };
+        // Built before recovery: signatures timestamped before this moment (plus the allowance
+        // for clocks ahead) are refused (docs/graphql.md). An earlier process of this data
+        // directory has stopped by now, or this one could not have bound its ports.
+        let app = tally_graphql::app(tally_graphql::CoreHandle::new(submit.clone()), app_options)
+            .merge(ops::router(metrics.clone()));
+        (bound.local, http_serve(bound.listener, app, "graphql"))
+    });
+    let metrics_serving = listeners.metrics.take().map(|bound| {
+        // Tests and scripts wait for this line; it comes before recovery, since this listener
+        // serves from now on.
+        announce(&format!("metrics listening on {}", bound.local));
+        http_serve(bound.listener, ops::router(metrics.clone()), "metrics")
+    });
+    Early {
+        graphql,
+        metrics: metrics_serving,
+    }
+}
+
+/// Spawns the serving of `app` on a listener, so that it serves while this thread recovers;
+/// the returned future ends only if serving fails.
+fn http_serve(listener: TcpListener, app: axum::Router, name: &'static str) -> Serving {
+    let task = tokio::spawn(async move {
+        if let Err(error) = axum::serve(listener, app).await {
+            tracing::error!(%error, listener = name, "listener stopped");
+        }
+    });
+    Box::pin(async move {
+        let _ = task.await;
+    })
+}
+
 async fn serve_until_stopped(
     options: &StartOptions,
+    listeners: Listeners,
+    early: Early,
+    metrics: &Metrics,
     submit: mpsc::Sender<Submission>,
     core_stopped: oneshot::Receiver<()>,
 ) -> Result<(), StartError> {
-    let (listener, local) = bind(options.addresses).await?;
     // The handlers come first: a SIGTERM sent as soon as the line below appears must drain.
     let mut terminate = signal(SignalKind::terminate()).map_err(StartError::Signal)?;
     let mut interrupt = signal(SignalKind::interrupt()).map_err(StartError::Signal)?;
     // Tests and scripts wait for this line (the port may have been 0).
-    announce(&format!("listening on {local}"));
+    announce(&format!("listening on {}", listeners.native.local));
     let listener_options = net::ListenerOptions {
         cluster: options.cluster,
         idle_timeout: options.idle_timeout,
     };
-    let serving = net::serve(listener, listener_options, submit.clone());
-    let graphql = graphql_serve(options, submit.clone()).await?;
-    let auto_peering = auto_peering_serve(options, submit.clone()).await?;
+    let serving = net::serve(
+        listeners.native.listener,
+        listener_options,
+        submit.clone(),
+        &metrics.native,
+    );
+    let graphql = match early.graphql {
+        Some((local, serving)) => {
+            announce(&format!("graphql listening on {local}"));
+            serving
+        }
+        None => pending(),
+    };
+    let metrics_serving = early.metrics.unwrap_or_else(pending);
+    let auto_peering = auto_peering_serve(options, listeners.auto_peering, submit.clone());
     if let Some(webhooks) = &options.webhooks {
         // Runs until the core stops answering; it owes nothing on shutdown (what is owed is
         // in the core's state).
         tokio::spawn(tally_graphql::webhooks_deliver(
             tally_graphql::CoreHandle::new(submit.clone()),
             webhooks.clone(),
+            metrics.webhooks.clone(),
         ));
     }
     tokio::select! {
         () = serving => {}
         () = graphql => {}
+        () = metrics_serving => {}
         () = auto_peering => {}
         _ = terminate.recv() => tracing::info!("SIGTERM: draining"),
         _ = interrupt.recv() => tracing::info!("SIGINT: draining"),
@@ -229,64 +364,52 @@ fn announce(line: &str) {
     let _ = stdout.flush();
 }
 
-/// Binds a listener; returns it with the address it got (the port may have been 0).
-async fn bind(address: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
-    let listener = TcpListener::bind(address)
-        .await
-        .map_err(|source| StartError::Bind { address, source })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| StartError::Bind { address, source })?;
-    Ok((listener, local))
+/// Binds a listener asked for by `flag`.
+async fn bind(address: SocketAddr, flag: &'static str) -> Result<Bound, StartError> {
+    let bind_error = |source| StartError::Bind {
+        address,
+        flag,
+        source,
+    };
+    let listener = TcpListener::bind(address).await.map_err(bind_error)?;
+    let local = listener.local_addr().map_err(bind_error)?;
+    Ok(Bound { listener, local })
 }
 
-/// Binds the Admin API's listener and returns the future that serves it (pending forever when
-/// the API is off).
-async fn graphql_serve(
-    options: &StartOptions,
-    submit: mpsc::Sender<Submission>,
-) -> Result<Serving, StartError> {
-    let Some(address) = options.graphql_address else {
-        return Ok(Box::pin(std::future::pending()));
-    };
-    let (listener, local) = bind(address).await?;
-    let app_options = tally_graphql::AppOptions {
-        signature: options.graphql_signature.clone(),
-        auto_peering: options.auto_peering.clone(),
-        introspection: options.graphql_introspection,
-        payments: options.payments.clone(),
-    };
-    // Built after the core has recovered and just before serving: signatures timestamped
-    // before this moment (plus the allowance for clocks ahead) are refused (docs/graphql.md).
-    let app = tally_graphql::app(tally_graphql::CoreHandle::new(submit), app_options);
-    announce(&format!("graphql listening on {local}"));
-    Ok(Box::pin(async move {
-        if let Err(error) = axum::serve(listener, app).await {
-            tracing::error!(%error, "graphql listener stopped");
-        }
-    }))
+async fn bind_or_off(
+    address: Option<SocketAddr>,
+    flag: &'static str,
+) -> Result<Option<Bound>, StartError> {
+    match address {
+        Some(address) => bind(address, flag).await.map(Some),
+        None => Ok(None),
+    }
 }
 
-/// Binds the auto-peering endpoint and returns the future that serves it (pending forever when
-/// it is off).
-async fn auto_peering_serve(
+/// Serves the auto-peering endpoint (pending forever when it is off).
+fn auto_peering_serve(
     options: &StartOptions,
+    bound: Option<Bound>,
     submit: mpsc::Sender<Submission>,
-) -> Result<Serving, StartError> {
-    let Some(address) = options.auto_peering_address else {
-        return Ok(Box::pin(std::future::pending()));
+) -> Serving {
+    let Some(bound) = bound else {
+        return pending();
     };
-    let (listener, local) = bind(address).await?;
     let app = tally_graphql::auto_peering_app(
         tally_graphql::CoreHandle::new(submit),
         options.auto_peering.clone(),
     );
-    announce(&format!("auto-peering listening on {local}"));
-    Ok(Box::pin(async move {
-        if let Err(error) = axum::serve(listener, app).await {
+    announce(&format!("auto-peering listening on {}", bound.local));
+    Box::pin(async move {
+        if let Err(error) = axum::serve(bound.listener, app).await {
             tracing::error!(%error, "auto-peering listener stopped");
         }
-    }))
+    })
+}
+
+/// A listener that is off: serves nothing, forever.
+fn pending() -> Serving {
+    Box::pin(std::future::pending())
 }
 
 /// A listener's serving future.

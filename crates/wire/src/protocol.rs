@@ -251,6 +251,47 @@ impl Operation {
         self as u8
     }
 
+    /// The name TigerBeetle's clients use, in snake case (a metric label).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Operation::Reserved => "reserved",
+            Operation::Root => "root",
+            Operation::Register => "register",
+            Operation::Reconfigure => "reconfigure",
+            Operation::VsrPulse => "vsr_pulse",
+            Operation::Upgrade => "upgrade",
+            Operation::Noop => "noop",
+            Operation::Pulse => "pulse",
+            Operation::DeprecatedCreateAccountsUnbatched => "deprecated_create_accounts_unbatched",
+            Operation::DeprecatedCreateTransfersUnbatched => {
+                "deprecated_create_transfers_unbatched"
+            }
+            Operation::DeprecatedLookupAccountsUnbatched => "deprecated_lookup_accounts_unbatched",
+            Operation::DeprecatedLookupTransfersUnbatched => {
+                "deprecated_lookup_transfers_unbatched"
+            }
+            Operation::DeprecatedGetAccountTransfersUnbatched => {
+                "deprecated_get_account_transfers_unbatched"
+            }
+            Operation::DeprecatedGetAccountBalancesUnbatched => {
+                "deprecated_get_account_balances_unbatched"
+            }
+            Operation::DeprecatedQueryAccountsUnbatched => "deprecated_query_accounts_unbatched",
+            Operation::DeprecatedQueryTransfersUnbatched => "deprecated_query_transfers_unbatched",
+            Operation::GetChangeEvents => "get_change_events",
+            Operation::DeprecatedCreateAccountsSparse => "deprecated_create_accounts_sparse",
+            Operation::DeprecatedCreateTransfersSparse => "deprecated_create_transfers_sparse",
+            Operation::LookupAccounts => "lookup_accounts",
+            Operation::LookupTransfers => "lookup_transfers",
+            Operation::GetAccountTransfers => "get_account_transfers",
+            Operation::GetAccountBalances => "get_account_balances",
+            Operation::QueryAccounts => "query_accounts",
+            Operation::QueryTransfers => "query_transfers",
+            Operation::CreateAccounts => "create_accounts",
+            Operation::CreateTransfers => "create_transfers",
+        }
+    }
+
     /// What Tally executes: `register` and the operations the 0.17.x client library sends
     /// (spec §5.1: 137 and 140–147). Everything else that passes the header rules is answered
     /// with the eviction `invalid_request_operation` (spec §4.5 step 5, §5.7).
