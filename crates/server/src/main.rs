@@ -85,7 +85,7 @@ enum Command {
         )]
         idle_timeout_seconds: u64,
         /// Journal segment size in MiB (only used when formatting).
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, env = "TALLY_SEGMENT_MIB", default_value_t = 256)]
         segment_mib: u64,
         /// Size the transfer index for this many transfers at start-up (static sizing, as
         /// TigerBeetle allocates at start-up), so that it never grows below that count; 0
@@ -201,7 +201,7 @@ enum Command {
         data_dir: PathBuf,
         #[arg(long, env = "TALLY_CLUSTER", default_value_t = 0)]
         cluster: u128,
-        #[arg(long, default_value_t = 256)]
+        #[arg(long, env = "TALLY_SEGMENT_MIB", default_value_t = 256)]
         segment_mib: u64,
     },
     /// Verify the journal and checkpoints and print a summary; never writes.
