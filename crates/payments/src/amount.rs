@@ -2,7 +2,6 @@
 //! and scale.
 
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 /// An amount as the client sends it (`AmountInput`); the domain checks code and scale against
 /// the asset it must be in.
@@ -20,12 +19,23 @@ pub struct AmountInput {
 pub type Amount = AmountInput;
 
 impl AmountInput {
-    /// The JSON Rafiki's webhook data carries: `{value: "<string>", assetCode, assetScale}`.
-    pub(crate) fn to_json(&self) -> Value {
-        json!({
-            "value": self.value.to_string(),
-            "assetCode": self.asset_code,
-            "assetScale": self.asset_scale,
-        })
+    /// What Rafiki's webhook data carries: `{assetCode, assetScale, value: "<string>"}`.
+    pub(crate) fn data(&self) -> AmountData<'_> {
+        AmountData {
+            asset_code: &self.asset_code,
+            asset_scale: self.asset_scale,
+            value: self.value.to_string(),
+        }
     }
+}
+
+/// An amount in webhook event data. Its fields are in the byte order of their names, the order
+/// in which the event data was first written (through serde_json's sorted map): the data is
+/// state, and replaying an old log must give the same bytes.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct AmountData<'a> {
+    asset_code: &'a str,
+    asset_scale: u8,
+    value: String,
 }

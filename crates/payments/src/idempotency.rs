@@ -4,7 +4,6 @@
 //! 24 hours of core time after their first use.
 
 use imbl::OrdMap;
-
 use serde::{Deserialize, Serialize};
 
 use crate::command::Outcome;

@@ -9,9 +9,8 @@
 //! here completion happens in the command that pays, and expiry in the pulse at the deadline.
 
 use imbl::{OrdMap, OrdSet};
-
 use serde::{Deserialize, Serialize};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use tally_ledger::Account;
 use uuid::Uuid;
 
@@ -610,32 +609,60 @@ pub(crate) fn account_create<P: LedgerPort>(
 /// Rafiki's `IncomingPayment.toData`, as JSON text.
 pub(crate) fn incoming_payment_data(view: &IncomingPaymentView) -> String {
     let payment = &view.payment;
-    let mut data = Map::new();
-    data.insert("id".into(), json!(payment.id.to_string()));
-    data.insert(
-        "walletAddressId".into(),
-        json!(payment.wallet_address_id.to_string()),
-    );
-    data.insert("createdAt".into(), json!(iso_8601_ms(payment.created_at)));
-    data.insert("expiresAt".into(), json!(iso_8601_ms(payment.expires_at)));
-    data.insert("receivedAmount".into(), view.received_amount().to_json());
-    data.insert(
-        "completed".into(),
-        json!(payment.state == IncomingPaymentState::Completed),
-    );
-    if let Some(amount) = view.incoming_amount() {
-        data.insert("incomingAmount".into(), amount.to_json());
+    let data = IncomingPaymentData {
+        approved_at: payment.approved_at.map(iso_8601_ms),
+        cancelled_at: payment.cancelled_at.map(iso_8601_ms),
+        completed: payment.state == IncomingPaymentState::Completed,
+        created_at: iso_8601_ms(payment.created_at),
+        expires_at: iso_8601_ms(payment.expires_at),
+        id: payment.id,
+        incoming_amount: view.incoming_amount(),
+        metadata: metadata_value(payment.metadata.as_deref()),
+        received_amount: view.received_amount(),
+        wallet_address_id: payment.wallet_address_id,
+    };
+    serde_json::to_string(&data).expect("plain data serializes")
+}
+
+/// `incoming_payment.*` event data. Fields in the byte order of their names, the order in which
+/// the data was first written (through serde_json's sorted map): the data is state, and
+/// replaying an old log must give the same bytes. Written straight, without a map, since the
+/// core thread writes it for every incoming payment event.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct IncomingPaymentData {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approved_at: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled_at: Option<String>,
+    completed: bool,
+    created_at: String,
+    expires_at: String,
+    id: Uuid,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "amount_data_some"
+    )]
+    incoming_amount: Option<Amount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Value>,
+    #[serde(serialize_with = "amount_data")]
+    received_amount: Amount,
+    wallet_address_id: Uuid,
+}
+
+fn amount_data<S: serde::Serializer>(amount: &Amount, serializer: S) -> Result<S::Ok, S::Error> {
+    amount.data().serialize(serializer)
+}
+
+fn amount_data_some<S: serde::Serializer>(
+    amount: &Option<Amount>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match amount {
+        Some(amount) => amount.data().serialize(serializer),
+        None => serializer.serialize_none(),
     }
-    if let Some(metadata) = metadata_value(payment.metadata.as_deref()) {
-        data.insert("metadata".into(), metadata);
-    }
-    if let Some(at) = payment.approved_at {
-        data.insert("approvedAt".into(), json!(iso_8601_ms(at)));
-    }
-    if let Some(at) = payment.cancelled_at {
-        data.insert("cancelledAt".into(), json!(iso_8601_ms(at)));
-    }
-    Value::Object(data).to_string()
 }
 
 /// Metadata text as a JSON value (the front sends only objects it parsed).

@@ -13,7 +13,6 @@
 //! stays on the payment's account until the ASE withdraws it after the completion event.
 
 use imbl::OrdMap;
-
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use tally_ledger::{CreateTransferStatus, Transfer, TransferFlags};
@@ -23,6 +22,7 @@ use crate::accounts::{
     asset_liquidity_account_id, liquidity_account, liquidity_of, settlement_account_id,
     AccountCode, TransferCode,
 };
+use crate::amount::AmountData;
 use crate::command::{Outcome, Success};
 use crate::error::{LiquidityError, OutgoingPaymentError, PaymentsError, QuoteError};
 use crate::incoming_payments::{account_create, metadata_value};
@@ -762,30 +762,44 @@ fn quote_error_for_payment(error: PaymentsError) -> PaymentsError {
 pub(crate) fn outgoing_payment_data(view: &OutgoingPaymentView) -> String {
     let payment = &view.payment;
     let quote = &view.quote;
-    let mut data = Map::new();
-    data.insert("id".into(), json!(payment.id.to_string()));
-    data.insert(
-        "walletAddressId".into(),
-        json!(payment.wallet_address_id.to_string()),
-    );
-    data.insert("state".into(), json!(payment.state.name()));
-    data.insert("receiver".into(), json!(quote.quote.receiver));
-    data.insert("debitAmount".into(), quote.debit_amount.to_json());
-    data.insert("receiveAmount".into(), quote.receive_amount.to_json());
     let mut sent = quote.debit_amount.clone();
     sent.value = view.sent;
-    data.insert("sentAmount".into(), sent.to_json());
-    data.insert("stateAttempts".into(), json!(payment.state_attempts));
-    data.insert("createdAt".into(), json!(iso_8601_ms(payment.created_at)));
-    data.insert(
-        "balance".into(),
-        json!(view.liquidity.unwrap_or(0).to_string()),
-    );
-    if let Some(metadata) = metadata_value(payment.metadata.as_deref()) {
-        data.insert("metadata".into(), metadata);
-    }
-    if let Some(error) = &payment.error {
-        data.insert("error".into(), json!(error));
-    }
-    Value::Object(data).to_string()
+    let data = OutgoingPaymentData {
+        balance: view.liquidity.unwrap_or(0).to_string(),
+        created_at: iso_8601_ms(payment.created_at),
+        debit_amount: quote.debit_amount.data(),
+        error: payment.error.as_deref(),
+        id: payment.id,
+        metadata: metadata_value(payment.metadata.as_deref()),
+        receive_amount: quote.receive_amount.data(),
+        receiver: &quote.quote.receiver,
+        sent_amount: sent.data(),
+        state: payment.state.name(),
+        state_attempts: payment.state_attempts,
+        wallet_address_id: payment.wallet_address_id,
+    };
+    serde_json::to_string(&data).expect("plain data serializes")
+}
+
+/// `outgoing_payment.*` event data. Fields in the byte order of their names, the order in which
+/// the data was first written (through serde_json's sorted map): the data is state, and
+/// replaying an old log must give the same bytes. Written straight, without a map, since the
+/// core thread writes it for every outgoing payment event.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutgoingPaymentData<'a> {
+    balance: String,
+    created_at: String,
+    debit_amount: AmountData<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<&'a str>,
+    id: Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    metadata: Option<Value>,
+    receive_amount: AmountData<'a>,
+    receiver: &'a str,
+    sent_amount: AmountData<'a>,
+    state: &'a str,
+    state_attempts: u32,
+    wallet_address_id: Uuid,
 }

@@ -9,7 +9,6 @@
 //! IEEE 754 and so deterministic on replay.
 
 use imbl::OrdMap;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -2,7 +2,6 @@
 //! makes, and the checkpoint encoding.
 
 use imbl::OrdMap;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

@@ -3,7 +3,6 @@
 //! it frees its `kid` for a new key of the same address.
 
 use imbl::OrdMap;
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 

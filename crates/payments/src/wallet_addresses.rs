@@ -12,7 +12,6 @@
 //! Rafiki does (`incoming_payments.rs`).
 
 use imbl::OrdMap;
-
 use serde::{Deserialize, Serialize};
 use tally_ledger::Account;
 use uuid::Uuid;

@@ -11,7 +11,6 @@
 //! event id as a transfer id, and transfer ids must be v4).
 
 use imbl::{OrdMap, OrdSet};
-
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
