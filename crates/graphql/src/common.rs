@@ -228,11 +228,24 @@ pub(crate) fn idempotency(
     let mut hasher = Sha256::new();
     hasher.update(mutation_name.as_bytes());
     hasher.update([0]);
-    hasher.update(format!("{arguments:?}").as_bytes());
+    // The same bytes as hashing `format!("{arguments:?}")`, without the string: fingerprints
+    // are kept in the state, so they must not change between versions.
+    std::fmt::Write::write_fmt(&mut HashWriter(&mut hasher), format_args!("{arguments:?}"))
+        .expect("hashing never fails");
     Some(IdempotencyKey {
         key: key.to_owned(),
         fingerprint: Fingerprint(hasher.finalize().into()),
     })
+}
+
+/// Feeds formatted text straight into a hash.
+struct HashWriter<'a>(&'a mut Sha256);
+
+impl std::fmt::Write for HashWriter<'_> {
+    fn write_str(&mut self, text: &str) -> std::fmt::Result {
+        self.0.update(text.as_bytes());
+        Ok(())
+    }
 }
 
 /// Runs a mutation in the core; returns its outcome (a domain error is still a value).
@@ -278,6 +291,30 @@ pub(crate) fn core<'a>(context: &Context<'a>) -> &'a CoreHandle {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Fingerprints are state (kept with each idempotency key): they are the hash of the
+    /// mutation's name, a zero byte and the arguments' `Debug` text, as first written.
+    #[test]
+    fn fingerprints_hash_the_debug_text() {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        struct Arguments {
+            asset_id: String,
+            amount: u128,
+            note: Option<Vec<&'static str>>,
+        }
+        let arguments = Arguments {
+            asset_id: "0f291ead-1d7f-4cc4-a108-3e4161f19ea6".into(),
+            amount: 123_456_789_012_345_678_901,
+            note: Some(vec!["a \"quoted\" word", "ü"]),
+        };
+        let mut expected = Sha256::new();
+        expected.update(b"depositAssetLiquidity\0");
+        expected.update(format!("{arguments:?}").as_bytes());
+        let key = idempotency(Some("k"), "depositAssetLiquidity", &arguments).unwrap();
+        assert_eq!(key.fingerprint.0, <[u8; 32]>::from(expected.finalize()));
+        assert_eq!(key.key, "k");
+    }
 
     #[test]
     fn dates_print_as_rafiki_does() {
