@@ -15,7 +15,7 @@ use tally_ledger::Account;
 use uuid::Uuid;
 
 use crate::accounts::{liquidity_account, liquidity_of, AccountCode};
-use crate::amount::{Amount, AmountInput};
+use crate::amount::{Amount, AmountData, AmountInput};
 use crate::command::{Outcome, Success};
 use crate::error::{IncomingPaymentError, LiquidityError, PaymentsError};
 use crate::liquidity::{transfer_create, withdrawal_transfer, Resolution};
@@ -609,6 +609,7 @@ pub(crate) fn account_create<P: LedgerPort>(
 /// Rafiki's `IncomingPayment.toData`, as JSON text.
 pub(crate) fn incoming_payment_data(view: &IncomingPaymentView) -> String {
     let payment = &view.payment;
+    let (incoming_amount, received_amount) = (view.incoming_amount(), view.received_amount());
     let data = IncomingPaymentData {
         approved_at: payment.approved_at.map(iso_8601_ms),
         cancelled_at: payment.cancelled_at.map(iso_8601_ms),
@@ -616,9 +617,9 @@ pub(crate) fn incoming_payment_data(view: &IncomingPaymentView) -> String {
         created_at: iso_8601_ms(payment.created_at),
         expires_at: iso_8601_ms(payment.expires_at),
         id: payment.id,
-        incoming_amount: view.incoming_amount(),
+        incoming_amount: incoming_amount.as_ref().map(Amount::data),
         metadata: metadata_value(payment.metadata.as_deref()),
-        received_amount: view.received_amount(),
+        received_amount: received_amount.data(),
         wallet_address_id: payment.wallet_address_id,
     };
     serde_json::to_string(&data).expect("plain data serializes")
@@ -630,7 +631,7 @@ pub(crate) fn incoming_payment_data(view: &IncomingPaymentView) -> String {
 /// core thread writes it for every incoming payment event.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
-struct IncomingPaymentData {
+struct IncomingPaymentData<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     approved_at: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -639,30 +640,12 @@ struct IncomingPaymentData {
     created_at: String,
     expires_at: String,
     id: Uuid,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "amount_data_some"
-    )]
-    incoming_amount: Option<Amount>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incoming_amount: Option<AmountData<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     metadata: Option<Value>,
-    #[serde(serialize_with = "amount_data")]
-    received_amount: Amount,
+    received_amount: AmountData<'a>,
     wallet_address_id: Uuid,
-}
-
-fn amount_data<S: serde::Serializer>(amount: &Amount, serializer: S) -> Result<S::Ok, S::Error> {
-    amount.data().serialize(serializer)
-}
-
-fn amount_data_some<S: serde::Serializer>(
-    amount: &Option<Amount>,
-    serializer: S,
-) -> Result<S::Ok, S::Error> {
-    match amount {
-        Some(amount) => amount.data().serialize(serializer),
-        None => serializer.serialize_none(),
-    }
 }
 
 /// Metadata text as a JSON value (the front sends only objects it parsed).
