@@ -94,69 +94,67 @@ pub struct CheckpointEncoding {
 /// The payments domain of a checkpoint: its snapshot (`imbl` maps, shared with the live state
 /// until either changes) is encoded on a background thread, since its size grows with every
 /// idempotency key and payment and the core must not stop for it; then its bytes are copied.
-enum PaymentsEncoding {
-    Running(std::thread::JoinHandle<Vec<u8>>),
-    Copying { bytes: Vec<u8>, copied: usize },
+struct PaymentsEncoding {
+    /// The encoder, until its bytes are taken.
+    thread: Option<std::thread::JoinHandle<Vec<u8>>>,
+    bytes: Vec<u8>,
+    copied: usize,
 }
 
 impl PaymentsEncoding {
     fn start(payments: &Payments) -> PaymentsEncoding {
         let snapshot = payments.clone();
-        let encode = move || {
-            let mut bytes = Vec::new();
-            snapshot.encode_checkpoint(&mut bytes);
-            bytes
-        };
         let thread = std::thread::Builder::new()
             .name("tally-ckpt-pay".into())
             .spawn(move || {
                 tally_journal::writer_yield_cpu();
-                encode()
+                let mut bytes = Vec::new();
+                snapshot.encode_checkpoint(&mut bytes);
+                bytes
             });
+        let mut encoding = PaymentsEncoding {
+            thread: None,
+            bytes: Vec::new(),
+            copied: 0,
+        };
         match thread {
-            Ok(thread) => PaymentsEncoding::Running(thread),
+            Ok(thread) => encoding.thread = Some(thread),
             // No thread to be had: encode here, a pause rather than no checkpoint.
             Err(error) => {
                 tracing::warn!(%error, "encoding the payments domain on the core thread");
-                let mut bytes = Vec::new();
-                payments.encode_checkpoint(&mut bytes);
-                PaymentsEncoding::Copying { bytes, copied: 0 }
+                payments.encode_checkpoint(&mut encoding.bytes);
             }
         }
+        encoding
     }
 
-    /// The bytes, once encoded: waits for the thread if `block`, else `None` while it runs.
-    fn bytes(&mut self, block: bool) -> Option<(&[u8], &mut usize)> {
-        if let PaymentsEncoding::Running(thread) = self {
-            if !block && !thread.is_finished() {
-                return None;
-            }
-            let PaymentsEncoding::Running(thread) = std::mem::replace(
-                self,
-                PaymentsEncoding::Copying {
-                    bytes: Vec::new(),
-                    copied: 0,
-                },
-            ) else {
-                unreachable!("matched above")
-            };
-            let bytes = match thread.join() {
+    /// Whether the encoder is still running.
+    fn running(&self) -> bool {
+        self.thread
+            .as_ref()
+            .is_some_and(|thread| !thread.is_finished())
+    }
+
+    /// Takes the encoder's bytes once it is done (waiting for it if `block`); whether they are
+    /// in `bytes`.
+    fn ready(&mut self, block: bool) -> bool {
+        if !block && self.running() {
+            return false;
+        }
+        if let Some(thread) = self.thread.take() {
+            self.bytes = match thread.join() {
                 Ok(bytes) => bytes,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
-            *self = PaymentsEncoding::Copying { bytes, copied: 0 };
         }
-        match self {
-            PaymentsEncoding::Copying { bytes, copied } => Some((bytes, copied)),
-            PaymentsEncoding::Running(_) => unreachable!("joined above"),
-        }
+        true
     }
 }
 
 impl CheckpointEncoding {
     /// Whether the next step can do nothing but wait for the payments domain's encoder.
     pub fn waits_for_payments(&self) -> bool {
-        matches!(&self.payments, PaymentsEncoding::Running(thread) if !thread.is_finished())
+        self.payments.running()
     }
 
     /// Appends the next slice: about `budget_bytes` (at least one item), never past the end.
@@ -175,20 +173,21 @@ impl CheckpointEncoding {
     fn encode(&mut self, state: &State, budget_bytes: usize, block: bool) -> bool {
         let before = self.blob.len();
         let budget_left = |blob: &Vec<u8>| budget_bytes.saturating_sub(blob.len() - before);
-        let Some((payments, payments_copied)) = self.payments.bytes(block) else {
+        if !self.payments.ready(block) {
             return false;
-        };
-        if *payments_copied < payments.len() {
-            let take = (payments.len() - *payments_copied).min(budget_left(&self.blob));
-            if *payments_copied == 0 {
+        }
+        let payments = &mut self.payments;
+        if payments.copied < payments.bytes.len() {
+            let take = (payments.bytes.len() - payments.copied).min(budget_left(&self.blob));
+            if payments.copied == 0 {
                 // One growth of the blob, while it holds only the parts before the payments.
                 self.blob
-                    .reserve_exact(payments.len() + self.size_bytes_without_payments);
+                    .reserve_exact(payments.bytes.len() + self.size_bytes_without_payments);
             }
             self.blob
-                .extend_from_slice(&payments[*payments_copied..*payments_copied + take]);
-            *payments_copied += take;
-            if *payments_copied < payments.len() {
+                .extend_from_slice(&payments.bytes[payments.copied..payments.copied + take]);
+            payments.copied += take;
+            if payments.copied < payments.bytes.len() {
                 return false;
             }
         }
@@ -243,11 +242,11 @@ impl CheckpointEncoding {
 
     /// The whole encoding's size: known once the payments domain is encoded.
     fn size_bytes(&self) -> usize {
-        let payments = match &self.payments {
-            PaymentsEncoding::Copying { bytes, .. } => bytes.len(),
-            PaymentsEncoding::Running(_) => unreachable!("asked once the payments are in"),
-        };
-        self.size_bytes_without_payments + payments
+        assert!(
+            self.payments.thread.is_none(),
+            "asked once the payments are in"
+        );
+        self.size_bytes_without_payments + self.payments.bytes.len()
     }
 
     /// The encoding, once complete.
