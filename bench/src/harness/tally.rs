@@ -275,6 +275,18 @@ pub(crate) struct Checkpoint {
     pub fields: Map<String, Value>,
 }
 
+impl Checkpoint {
+    /// Its `key=value` fields, as the server logged them (what a bench prints after its runs).
+    pub(crate) fn fields_text(&self) -> String {
+        let fields: Vec<String> = self
+            .fields
+            .iter()
+            .map(|(key, value)| format!("{key}={value}"))
+            .collect();
+        fields.join(" ")
+    }
+}
+
 /// Every `checkpoint` line of `lines`, in order.
 pub(crate) fn checkpoints(lines: &[String]) -> Vec<Checkpoint> {
     checkpoint_lines(lines, "checkpoint")

@@ -329,12 +329,11 @@ pub(crate) fn run(args: Args) {
     );
     for outcome in &outcomes {
         for checkpoint in &outcome.checkpoints {
-            let fields: Vec<String> = checkpoint
-                .fields
-                .iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect();
-            println!("checkpoint during {}: {}", outcome.key(), fields.join(" "));
+            println!(
+                "checkpoint during {}: {}",
+                outcome.key(),
+                checkpoint.fields_text()
+            );
         }
     }
     tally::print_warnings(&warnings);

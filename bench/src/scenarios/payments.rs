@@ -292,15 +292,10 @@ pub(crate) fn run(args: Args) {
     // How long each checkpoint stopped the core (`head_us`, `step_us_max`): the tail's cause.
     for outcome in &outcomes {
         for checkpoint in &outcome.checkpoints {
-            let fields: Vec<String> = checkpoint
-                .fields
-                .iter()
-                .map(|(key, value)| format!("{key}={value}"))
-                .collect();
             println!(
                 "checkpoint during x{}: {}",
                 outcome.clients,
-                fields.join(" ")
+                checkpoint.fields_text()
             );
         }
     }
