@@ -45,13 +45,16 @@ pub(crate) enum TransferState {
 /// One ledger transfer.
 #[derive(SimpleObject)]
 pub(crate) struct AccountingTransfer {
-    id: ID,
+    // `owned`: the `Model` interface resolves these by value.
+    #[graphql(owned)]
+    pub(crate) id: ID,
     debit_account_id: ID,
     credit_account_id: ID,
     amount: UInt64,
     transfer_type: TransferType,
     ledger: UInt8,
-    created_at: String,
+    #[graphql(owned)]
+    pub(crate) created_at: String,
     state: TransferState,
     expires_at: Option<String>,
 }

@@ -19,7 +19,7 @@ pub(crate) struct Asset(pub tally_payments::Asset);
 #[Object]
 impl Asset {
     /// Asset id.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Asset code (ISO 4217 where possible).
@@ -85,7 +85,7 @@ impl Asset {
         }))
     }
     /// When it was created.
-    async fn created_at(&self) -> String {
+    pub(crate) async fn created_at(&self) -> String {
         iso8601(self.0.created_at)
     }
 }
@@ -124,7 +124,7 @@ pub(crate) struct Fee(pub tally_payments::Fee);
 #[Object]
 impl Fee {
     /// Fee id.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// The asset it applies to.
@@ -148,7 +148,7 @@ impl Fee {
         i32::from(self.0.basis_points)
     }
     /// When it was set.
-    async fn created_at(&self) -> String {
+    pub(crate) async fn created_at(&self) -> String {
         iso8601(self.0.created_at)
     }
 }

@@ -12,6 +12,7 @@ mod core_handle;
 mod document_cache;
 mod errors;
 mod http;
+mod interfaces;
 mod known_valid;
 mod liquidity;
 mod observe;

@@ -202,15 +202,15 @@ pub(crate) struct IncomingPayment(pub IncomingPaymentView);
 #[Object]
 impl IncomingPayment {
     /// Incoming payment id.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.payment.id.to_string())
     }
     /// The receiving wallet address.
-    async fn wallet_address_id(&self) -> ID {
+    pub(crate) async fn wallet_address_id(&self) -> ID {
         ID(self.0.payment.wallet_address_id.to_string())
     }
     /// The Open Payments client that created it (always `null`: made through the Admin API).
-    async fn client(&self) -> Option<String> {
+    pub(crate) async fn client(&self) -> Option<String> {
         None
     }
     /// Its account's balance (`null` until money first arrives).
@@ -234,11 +234,11 @@ impl IncomingPayment {
         Amount::of(&self.0.received_amount())
     }
     /// The client's metadata.
-    async fn metadata(&self) -> Option<JsonObject> {
+    pub(crate) async fn metadata(&self) -> Option<JsonObject> {
         metadata_object(self.0.payment.metadata.as_deref())
     }
     /// When it was created.
-    async fn created_at(&self) -> String {
+    pub(crate) async fn created_at(&self) -> String {
         iso8601(self.0.payment.created_at)
     }
 }
@@ -332,15 +332,15 @@ pub(crate) struct OutgoingPayment(pub OutgoingPaymentView);
 #[Object]
 impl OutgoingPayment {
     /// Outgoing payment id (its quote's id).
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.payment.id.to_string())
     }
     /// The sending wallet address.
-    async fn wallet_address_id(&self) -> ID {
+    pub(crate) async fn wallet_address_id(&self) -> ID {
         ID(self.0.payment.wallet_address_id.to_string())
     }
     /// The Open Payments client that created it (always `null`: made through the Admin API).
-    async fn client(&self) -> Option<String> {
+    pub(crate) async fn client(&self) -> Option<String> {
         None
     }
     /// Its account's balance (`null` until funded).
@@ -372,7 +372,7 @@ impl OutgoingPayment {
         &self.0.quote.quote.receiver
     }
     /// The client's metadata.
-    async fn metadata(&self) -> Option<JsonObject> {
+    pub(crate) async fn metadata(&self) -> Option<JsonObject> {
         metadata_object(self.0.payment.metadata.as_deref())
     }
     /// Its quote.
@@ -386,7 +386,7 @@ impl OutgoingPayment {
         Amount::of(&sent)
     }
     /// When it was created.
-    async fn created_at(&self) -> String {
+    pub(crate) async fn created_at(&self) -> String {
         iso8601(self.0.payment.created_at)
     }
     /// The Open Payments grant (always `null`: made through the Admin API).
@@ -398,15 +398,21 @@ impl OutgoingPayment {
 /// A row of the combined `payments` list.
 #[derive(SimpleObject, Clone, Debug)]
 pub(crate) struct Payment {
-    id: ID,
+    // `owned`: the `Model` and `BasePayment` interfaces resolve these by value.
+    #[graphql(owned)]
+    pub(crate) id: ID,
     #[graphql(name = "type")]
     payment_type: PaymentType,
-    wallet_address_id: ID,
-    client: Option<String>,
+    #[graphql(owned)]
+    pub(crate) wallet_address_id: ID,
+    #[graphql(owned)]
+    pub(crate) client: Option<String>,
     state: String,
     liquidity: Option<UInt64>,
-    metadata: Option<JsonObject>,
-    created_at: String,
+    #[graphql(owned)]
+    pub(crate) metadata: Option<JsonObject>,
+    #[graphql(owned)]
+    pub(crate) created_at: String,
 }
 
 macro_rules! connection {

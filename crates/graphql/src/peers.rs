@@ -21,7 +21,7 @@ pub(crate) struct Peer(pub tally_payments::Peer);
 #[Object]
 impl Peer {
     /// Peer id.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Largest amount of one incoming ILP packet.
@@ -60,7 +60,7 @@ impl Peer {
             .map(UInt64))
     }
     /// When it was created.
-    async fn created_at(&self) -> String {
+    pub(crate) async fn created_at(&self) -> String {
         iso8601(self.0.created_at)
     }
 }

@@ -5,6 +5,7 @@ use async_graphql::{EmptySubscription, MergedObject, Schema};
 use crate::accounting::AccountingQuery;
 use crate::assets::{AssetMutation, AssetQuery};
 use crate::auto_peering::AutoPeeringMutation;
+use crate::interfaces::{BasePayment, LiquidityError, Model};
 use crate::liquidity::LiquidityMutation;
 use crate::payments::{PaymentMutation, PaymentQuery};
 use crate::peers::{PeerMutation, PeerQuery};
@@ -45,6 +46,10 @@ pub(crate) fn schema_builder() -> async_graphql::SchemaBuilder<Query, Mutation, 
         .limit_depth(DEPTH_MAX)
         .limit_complexity(COMPLEXITY_MAX)
         .disable_suggestions()
+        // BasePayment first: implementers list it before Model, as Rafiki's SDL does.
+        .register_output_type::<BasePayment>()
+        .register_output_type::<Model>()
+        .register_output_type::<LiquidityError>()
 }
 
 /// The schema in SDL, as `tally schema` prints it.

@@ -29,7 +29,7 @@ pub(crate) struct WalletAddress(pub tally_payments::WalletAddress);
 #[Object]
 impl WalletAddress {
     /// Wallet address id.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Its asset.
@@ -51,7 +51,7 @@ impl WalletAddress {
         self.0.public_name.as_deref()
     }
     /// When it was created.
-    async fn created_at(&self) -> String {
+    pub(crate) async fn created_at(&self) -> String {
         iso8601(self.0.created_at)
     }
     /// Active or inactive.
@@ -249,7 +249,7 @@ pub(crate) struct WalletAddressKey(pub tally_payments::WalletAddressKey);
 #[Object]
 impl WalletAddressKey {
     /// Key row id.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Its wallet address.
@@ -271,7 +271,7 @@ impl WalletAddressKey {
         self.0.revoked
     }
     /// When it was added.
-    async fn created_at(&self) -> String {
+    pub(crate) async fn created_at(&self) -> String {
         iso8601(self.0.created_at)
     }
 }
@@ -311,7 +311,7 @@ pub(crate) struct WebhookEvent(pub tally_payments::WebhookEvent);
 #[Object]
 impl WebhookEvent {
     /// Event id.
-    async fn id(&self) -> ID {
+    pub(crate) async fn id(&self) -> ID {
         ID(self.0.id.to_string())
     }
     /// Event type, e.g. `wallet_address.web_monetization`.
@@ -330,7 +330,7 @@ impl WebhookEvent {
         }
     }
     /// When it happened.
-    async fn created_at(&self) -> String {
+    pub(crate) async fn created_at(&self) -> String {
         iso8601(self.0.created_at)
     }
 }

@@ -296,6 +296,27 @@ fn local_flows_complete_with_exact_amounts() {
     assert_eq!(received["receivedAmount"]["value"], "500");
     assert_eq!(received["liquidity"], "500");
 
+    // Rafiki's `BasePayment` and `Model` interfaces: a client may select through them.
+    let through_interfaces = tally.post(
+        "query($id: String!) { incomingPayment(id: $id) { __typename \
+           ... on BasePayment { id walletAddressId metadata client } \
+           ... on Model { createdAt } } \
+         payments(first: 1) { edges { node { ... on Model { id } } } } }",
+        json!({ "id": into_bob["id"] }),
+    );
+    let node = &through_interfaces["data"]["incomingPayment"];
+    assert_eq!(
+        node["__typename"], "IncomingPayment",
+        "{through_interfaces}"
+    );
+    assert_eq!(node["id"], into_bob["id"]);
+    assert_eq!(node["walletAddressId"], received["walletAddressId"]);
+    assert_eq!(node["createdAt"], received["createdAt"]);
+    assert!(
+        through_interfaces["data"]["payments"]["edges"][0]["node"]["id"].is_string(),
+        "{through_interfaces}"
+    );
+
     // Fixed send, same asset: 100 debited, 100 − ceil(1) − 2 = 97 arrives.
     let open = incoming_payment(&tally, &bob, None, "USD");
     let (quote, paid) = pay(
