@@ -191,6 +191,22 @@ fn search_tag(slots: &[u64], hash: u64) -> Option<u64> {
     None
 }
 
+/// Writes one slot of each page of an empty run of slots, so that every page is backed by
+/// memory before the first probe reads it. A probe that reads a page no one has written maps
+/// the shared zero page; the insertion that then writes it faults a second time, copies the
+/// page and interrupts every other core to flush the old mapping from its TLB: on a fresh
+/// statically sized table that was one fault and one inter-processor interrupt per insertion.
+fn touch_pages(slots: &mut [u64]) {
+    for slot in slots.iter_mut().step_by(PAGE_SLOTS) {
+        // Pair: the run is still empty, so this write changes no value (only which pages are
+        // backed by memory).
+        debug_assert_eq!(*slot, 0);
+        // SAFETY: `slot` is a valid, aligned `u64`; a volatile write of the zero it holds, so
+        // that the compiler cannot drop it as redundant.
+        unsafe { core::ptr::write_volatile(slot, 0) };
+    }
+}
+
 impl IdIndex {
     pub(crate) fn new() -> Self {
         Self::with_capacity(0)
@@ -199,8 +215,10 @@ impl IdIndex {
     /// An index that holds `count_max` entries without growing (TigerBeetle-style static
     /// sizing: not even a migration runs while the count stays below it).
     pub(crate) fn with_capacity(count_max: usize) -> Self {
+        let mut slots = vec![0; capacity_for(count_max)];
+        touch_pages(&mut slots);
         Self {
-            slots: vec![0; capacity_for(count_max)],
+            slots,
             count: 0,
             next: None,
             migration: None,
@@ -409,14 +427,7 @@ impl IdIndex {
             .saturating_add(step)
             .next_multiple_of(PAGE_SLOTS)
             .min(next.slots.len());
-        for slot in (next.touched..end).step_by(PAGE_SLOTS) {
-            // Pair: the table is still empty, so this write changes no value (only which
-            // pages are backed by memory).
-            debug_assert_eq!(next.slots[slot], 0);
-            // SAFETY: `slot` is in bounds; a volatile write of the zero the slot holds, so that
-            // the compiler cannot drop it as redundant.
-            unsafe { core::ptr::write_volatile(&mut next.slots[slot], 0) };
-        }
+        touch_pages(&mut next.slots[next.touched..end]);
         next.touched = end;
     }
 

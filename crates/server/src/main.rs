@@ -88,7 +88,8 @@ enum Command {
         #[arg(long, env = "TALLY_SEGMENT_MIB", default_value_t = 256)]
         segment_mib: u64,
         /// Size the transfer index for this many transfers at start-up (static sizing, as
-        /// TigerBeetle allocates at start-up), so that it never grows below that count; 0
+        /// TigerBeetle allocates at start-up: its memory, 16 bytes a transfer or more, is
+        /// written at start-up too), so that it never grows below that count; 0
         /// grows it as needed, a bounded step per batch (docs/ledger.md).
         #[arg(long, env = "TALLY_TRANSFERS_MAX", default_value_t = 0)]
         transfers_max: u64,
