@@ -1082,6 +1082,88 @@ impl TornContext<'_> {
     }
 }
 
+/// The last pair of records where the later one was appended while the earlier one's sync was
+/// in flight (so it does not prove the earlier one synced), the earlier holding transfers.
+fn unproven_pair(
+    records: &[RecordAt],
+    transfers: impl Fn(RecordAt) -> Vec<u128>,
+) -> Option<[RecordAt; 2]> {
+    records
+        .windows(2)
+        .rev()
+        .find(|pair| pair[1].op_synced < pair[0].op && !transfers(pair[0]).is_empty())
+        .map(|pair| [pair[0], pair[1]])
+}
+
+/// A data directory of acknowledged records from many concurrent clients, stopped by SIGKILL:
+/// a SIGTERM would write a checkpoint covering the last record, which proves it durable, and
+/// damage to a proven record is refused, never cut (docs/journal.md). The cases of
+/// `torn_tail_is_cut` need its last record to hold transfers and some record to have been
+/// appended while the previous one's sync was in flight. Whether the load produced such an
+/// overlap depends on timing (on a loaded machine every sync may end before the next append),
+/// so a run without one is repeated, with a new seed and more clients, a bounded number of
+/// times.
+fn torn_pristine(
+    scratch: &Scratch,
+    seed: u64,
+    mib: u64,
+) -> (PathBuf, Load, Vec<RecordAt>, Vec<Vec<u128>>) {
+    const ATTEMPTS_MAX: u64 = 4;
+    let mut tails = Vec::new();
+    for attempt in 0..ATTEMPTS_MAX {
+        let pristine = scratch.path(&format!("pristine-{attempt}"));
+        let server = Server::start(scratch, &pristine, mib);
+        let clients = (8 << attempt).to_string();
+        let load = Load::spawn(
+            scratch,
+            &server.address,
+            1 + attempt,
+            seed.wrapping_add(attempt),
+            &["--clients", &clients, "--tasks", "2", "--calls", "15"],
+        );
+        let load = load.finish(Duration::from_secs(120));
+        server.sigkill();
+        let records = journal_records(&pristine);
+        let summary = text(&inspect(&pristine).stdout);
+        assert!(summary.contains("tail        clean"), "{summary}");
+        assert!(
+            summary.contains("recovery    replays from op 1 (no usable checkpoint)"),
+            "a checkpoint would prove records durable:\n{summary}"
+        );
+        let last = *records.last().expect("records");
+        assert!(
+            summary.contains(&format!("(ops 1..={})", last.op)),
+            "the test's walk found {} records:\n{summary}",
+            last.op
+        );
+        let events = sent_events(&load.path);
+        let body = |record: RecordAt| {
+            read_at(
+                &pristine,
+                record.segment,
+                record.offset + HEADER_SIZE,
+                record.body_size,
+            )
+        };
+        let transfers = |record: RecordAt| ids_in(&body(record), &events);
+        if !transfers(last).is_empty() && unproven_pair(&records, transfers).is_some() {
+            return (pristine, load, records, events);
+        }
+        let tail: Vec<(u64, u64)> = records
+            .iter()
+            .rev()
+            .take(40)
+            .map(|record| (record.op, record.op_synced))
+            .collect();
+        eprintln!("attempt {attempt}: no usable overlap; (op, op_synced) of the tail: {tail:?}");
+        tails.push(tail);
+    }
+    panic!(
+        "{ATTEMPTS_MAX} loads left no record holding transfers appended before its \
+         predecessor's sync completed (or a last record without transfers): {tails:?}"
+    );
+}
+
 #[test]
 fn torn_tail_is_cut() {
     let _serial = serial();
@@ -1089,37 +1171,9 @@ fn torn_tail_is_cut() {
     let seed = test_seed("torn_tail_is_cut");
     let mut rng = Rng(seed);
     let scratch = Scratch::new("torn");
-    let pristine = scratch.path("pristine");
     let mib = SEGMENT_MIB;
-
-    // Acknowledged records from many concurrent clients (so that some records are appended
-    // while the previous one's fsync is in flight: the cases without proof below), then a
-    // SIGKILL: a SIGTERM would write a checkpoint covering the last record, which proves it
-    // durable, and damage to a proven record is refused, never cut (docs/journal.md).
-    let server = Server::start(&scratch, &pristine, mib);
-    let load = Load::spawn(
-        &scratch,
-        &server.address,
-        1,
-        seed,
-        &["--clients", "8", "--tasks", "2", "--calls", "15"],
-    );
-    let load = load.finish(Duration::from_secs(120));
-    server.sigkill();
-    let records = journal_records(&pristine);
-    let summary = text(&inspect(&pristine).stdout);
-    assert!(summary.contains("tail        clean"), "{summary}");
-    assert!(
-        summary.contains("recovery    replays from op 1 (no usable checkpoint)"),
-        "a checkpoint would prove records durable:\n{summary}"
-    );
+    let (pristine, load, records, events) = torn_pristine(&scratch, seed, mib);
     let last = *records.last().expect("records");
-    assert!(
-        summary.contains(&format!("(ops 1..={})", last.op)),
-        "the test's walk found {} records:\n{summary}",
-        last.op
-    );
-    let events = sent_events(&load.path);
     let context = TornContext {
         scratch: &scratch,
         pristine: &pristine,
@@ -1244,19 +1298,8 @@ fn torn_tail_is_cut() {
     // the later record written back, the earlier one not, or only partly. Its shapes are cut
     // on their own; shapes no write leaves are refused until the operator says
     // `--cut-unproven-tail`.
-    let pair = records
-        .windows(2)
-        .rev()
-        .find(|pair| pair[1].op_synced < pair[0].op && !context.transfers(pair[0]).is_empty())
-        .unwrap_or_else(|| {
-            let tail: Vec<(u64, u64)> = records
-                .iter()
-                .rev()
-                .take(40)
-                .map(|record| (record.op, record.op_synced))
-                .collect();
-            panic!("no record appended before its predecessor's sync completed: {tail:?}")
-        });
+    let pair = unproven_pair(&records, |record| context.transfers(record))
+        .expect("torn_pristine found one");
     let (damaged, later) = (pair[0], pair[1]);
     let unproven_base = scratch.path("unproven-base");
     copy_dir(&pristine, &unproven_base);
