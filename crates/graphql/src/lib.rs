@@ -100,17 +100,18 @@ pub fn app(core: CoreHandle, options: AppOptions) -> Router {
         // limit is enforced on the stream, with 413 as the answer.
         .layer(RequestBodyLimitLayer::new(REQUEST_BODY_BYTES_MAX))
         .layer(cors())
-        .with_state(Front {
+        // In an `Arc`: axum clones the state for each request, and `Metrics` alone is dozens
+        // of `Arc`s, each an atomic increment and decrement shared with the core thread.
+        .with_state(Arc::new(Front {
             schema,
             schema_known_valid,
             input_types,
             documents: Arc::default(),
             metrics: options.metrics,
-        })
+        }))
 }
 
 /// What every `POST /graphql` uses.
-#[derive(Clone)]
 struct Front {
     schema: AdminSchema,
     /// The same schema validating only what `known_valid` does not show (depth, complexity):
@@ -141,7 +142,7 @@ fn cors() -> CorsLayer {
 /// Serves one request inside a span carrying its request id, so that every line it logs names
 /// it; counts and times it once answered. While the core recovers the answer is 503: the
 /// listener is up early so that `/healthz` can say so.
-async fn graphql(State(front): State<Front>, request: axum::extract::Request) -> Response {
+async fn graphql(State(front): State<Arc<Front>>, request: axum::extract::Request) -> Response {
     if front.metrics.health.phase() != tally_metrics::Phase::Serving {
         return (StatusCode::SERVICE_UNAVAILABLE, "recovering").into_response();
     }
@@ -150,13 +151,13 @@ async fn graphql(State(front): State<Front>, request: axum::extract::Request) ->
         Err(rejection) => return rejection.into_response(),
     };
     let span = tracing::info_span!("graphql", request_id = observe::request_id());
-    graphql_execute(front, request)
+    graphql_execute(&front, request)
         .instrument(span)
         .await
         .into_response()
 }
 
-async fn graphql_execute(front: Front, mut request: async_graphql::Request) -> GraphQLResponse {
+async fn graphql_execute(front: &Front, mut request: async_graphql::Request) -> GraphQLResponse {
     let started = Instant::now();
     let cached = front.documents.prepare(&mut request);
     // Taken out and put back: `parsed_query` borrows the whole request mutably.
