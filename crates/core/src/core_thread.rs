@@ -76,8 +76,13 @@ pub enum Submission {
         /// Receives the outcome once it is durable.
         reply: oneshot::Sender<Outcome>,
     },
-    /// A read of the state.
+    /// A read of the state, answered once the state it saw is durable.
     Read(Read),
+    /// A read that only shapes a command the core checks again when it runs (which rates the
+    /// front fetches for a quote): answered in the turn it arrives, without waiting for the
+    /// state it saw to be durable. What it returns must never reach a client: a crash could
+    /// still lose the record that made it true.
+    Peek(Read),
     /// Drain, checkpoint and stop.
     Shutdown,
 }
@@ -298,6 +303,7 @@ impl Core {
             let submissions = self.submissions_gather(&mut queue, &timer, wait);
             let mut pending = Vec::new();
             let mut reads = Vec::new();
+            let mut peeks = Vec::new();
             for submission in submissions {
                 match submission {
                     Submission::Shutdown => shutdown = true,
@@ -309,9 +315,18 @@ impl Core {
                         pending.push(Pending::Admin { command, reply })
                     }
                     Submission::Read(read) => reads.push(read),
+                    Submission::Peek(peek) => peeks.push(peek),
                 }
             }
             let appended = self.batch_commit(pending)?;
+            if !peeks.is_empty() {
+                let view = StateView::new(&self.state, &self.journal);
+                let answers: Vec<Outgoing> = peeks
+                    .into_iter()
+                    .map(|peek| Outgoing::Deferred(peek(&view)))
+                    .collect();
+                self.outgoing_send(answers);
+            }
             // While this turn's fsync is in flight: the replies wait for it anyway.
             self.checkpoint_advance()?;
             // Reads see this turn's record; they answer once it (or, without one, the
@@ -846,7 +861,7 @@ fn submission_size(submission: &Submission) -> usize {
         Submission::Admin { command, .. } => {
             (ENTRY_HEADER_SIZE + command.len()).next_multiple_of(ENTRY_ALIGNMENT)
         }
-        Submission::Read(_) | Submission::Shutdown => 0,
+        Submission::Read(_) | Submission::Peek(_) | Submission::Shutdown => 0,
     }
 }
 

@@ -56,6 +56,29 @@ impl CoreHandle {
         R: Send + 'static,
         F: FnOnce(&StateView<'_>) -> R + Send + 'static,
     {
+        self.submit_read(read, Submission::Read).await
+    }
+
+    /// Runs `peek` on the core thread and returns its result at once, before the state it saw
+    /// is durable: only to shape a command that the core checks again, never for an answer
+    /// (`Submission::Peek`).
+    pub async fn peek<R, F>(&self, peek: F) -> Result<R, CoreUnavailable>
+    where
+        R: Send + 'static,
+        F: FnOnce(&StateView<'_>) -> R + Send + 'static,
+    {
+        self.submit_read(peek, Submission::Peek).await
+    }
+
+    async fn submit_read<R, F>(
+        &self,
+        read: F,
+        submission: fn(tally_core::Read) -> Submission,
+    ) -> Result<R, CoreUnavailable>
+    where
+        R: Send + 'static,
+        F: FnOnce(&StateView<'_>) -> R + Send + 'static,
+    {
         let (sender, receiver) = oneshot::channel();
         let read = Box::new(move |view: &StateView<'_>| -> tally_core::Deferred {
             let result = read(view);
@@ -64,7 +87,7 @@ impl CoreHandle {
             })
         });
         self.submit
-            .send(Submission::Read(read))
+            .send(submission(read))
             .await
             .map_err(|_| CoreUnavailable::Stopped)?;
         receiver.await.map_err(|_| CoreUnavailable::Stopped)

@@ -988,8 +988,11 @@ async fn quote_create(
     let payments = payments_context(context);
     let receiver_payment = payments.receiver_payment(receiver)?;
     let wallet_address_id = uuid(wallet_address_id);
+    // A peek: the codes only choose which rates travel in the command, and the core checks
+    // the wallet address and the receiver again when it runs it. Waiting for durability here
+    // would add a whole fsync to every quote.
     let codes = core(context)
-        .read(move |view| {
+        .peek(move |view| {
             let payments = view.payments();
             let sending = wallet_address_id
                 .and_then(|id| payments.wallet_address(id))
