@@ -3,7 +3,8 @@
 //! turns receiver URLs into local incoming payment ids, fetches exchange rates when the assets
 //! differ, and hands one command to the core; everything else is decided there.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, ID};
@@ -44,6 +45,48 @@ pub(crate) struct PaymentsContext {
     expiry_max_ns: u64,
     lifespan_ns: u64,
     rates: RatesSource,
+    asset_codes: AssetCodes,
+}
+
+/// Asset codes at most kept by `AssetCodes`; when full it is emptied (as the document cache).
+const ASSET_CODES_MAX: usize = 1 << 16;
+
+/// The asset code of wallet addresses and incoming payments this front has seen, so that a
+/// quote knows which rates its command needs without asking the core. Safe to keep without
+/// ever updating: a wallet address's asset, an incoming payment's wallet address and an
+/// asset's code never change once created. A miss asks the core (`quote_create`).
+#[derive(Default)]
+struct AssetCodes {
+    codes: Mutex<HashMap<Uuid, Arc<str>>>,
+}
+
+impl AssetCodes {
+    fn get(&self, id: Uuid) -> Option<Arc<str>> {
+        // A poisoned lock only means a panic elsewhere while holding it; the map is always
+        // whole (insert and clear are single calls).
+        let codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
+        codes.get(&id).cloned()
+    }
+
+    fn remember(&self, entries: &[(Uuid, &Arc<str>)]) {
+        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
+        if codes.len() + entries.len() > ASSET_CODES_MAX {
+            codes.clear();
+        }
+        for (id, code) in entries {
+            codes.insert(*id, Arc::clone(code));
+        }
+        assert!(codes.len() <= ASSET_CODES_MAX);
+    }
+
+    /// An incoming payment and its wallet address, from a view of it.
+    fn remember_incoming(&self, view: &IncomingPaymentView) {
+        let code: Arc<str> = view.asset_code.as_str().into();
+        self.remember(&[
+            (view.payment.id, &code),
+            (view.payment.wallet_address_id, &code),
+        ]);
+    }
 }
 
 impl PaymentsContext {
@@ -54,6 +97,7 @@ impl PaymentsContext {
             expiry_max_ns: nanos(options.incoming_payment_expiry_max),
             lifespan_ns: nanos(options.quote_lifespan),
             rates: RatesSource::new(&options.rates),
+            asset_codes: AssetCodes::default(),
         })
     }
 
@@ -680,9 +724,14 @@ impl PaymentMutation {
         );
         let command = IncomingPaymentCommand::Create(create);
         match execute(context, key, Mutation::IncomingPayment(command)).await? {
-            Success::IncomingPayment(view) => Ok(IncomingPaymentResponse {
-                payment: Some(IncomingPayment(*view)),
-            }),
+            Success::IncomingPayment(view) => {
+                payments_context(context)
+                    .asset_codes
+                    .remember_incoming(&view);
+                Ok(IncomingPaymentResponse {
+                    payment: Some(IncomingPayment(*view)),
+                })
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -708,12 +757,16 @@ impl PaymentMutation {
             payment,
         });
         match execute(context, key, Mutation::IncomingPayment(command)).await? {
-            Success::Receiver(view) => Ok(CreateReceiverResponse {
-                receiver: Some(Receiver {
-                    url: payments_context(context).incoming_payment_url(view.payment.id),
-                    view: *view,
-                }),
-            }),
+            Success::Receiver(view) => {
+                let payments = payments_context(context);
+                payments.asset_codes.remember_incoming(&view);
+                Ok(CreateReceiverResponse {
+                    receiver: Some(Receiver {
+                        url: payments.incoming_payment_url(view.payment.id),
+                        view: *view,
+                    }),
+                })
+            }
             other => Err(unexpected(&other)),
         }
     }
@@ -988,25 +1041,7 @@ async fn quote_create(
     let payments = payments_context(context);
     let receiver_payment = payments.receiver_payment(receiver)?;
     let wallet_address_id = uuid(wallet_address_id);
-    // A peek: the codes only choose which rates travel in the command, and the core checks
-    // the wallet address and the receiver again when it runs it. Waiting for durability here
-    // would add a whole fsync to every quote.
-    let codes = core(context)
-        .peek(move |view| {
-            let payments = view.payments();
-            let sending = wallet_address_id
-                .and_then(|id| payments.wallet_address(id))
-                .and_then(|address| payments.asset(address.asset_id))
-                .map(|asset| asset.code.clone());
-            let receiving = receiver_payment
-                .and_then(|id| payments.incoming_payment(id))
-                .and_then(|payment| payments.asset(payment.asset_id))
-                .map(|asset| asset.code.clone());
-            (sending, receiving)
-        })
-        .await
-        .map_err(unavailable)?;
-    let rates = match codes {
+    let rates = match asset_codes(context, wallet_address_id, receiver_payment).await? {
         (Some(from), Some(to)) if from != to => payments
             .rates
             .rates(&from)
@@ -1024,6 +1059,49 @@ async fn quote_create(
         rates,
         lifespan_ns: payments.lifespan_ns,
     })
+}
+
+/// The asset codes of a quote's sending wallet address and receiving incoming payment (`None`
+/// for one that does not exist), known to the front or asked of the core.
+async fn asset_codes(
+    context: &Context<'_>,
+    wallet_address_id: Option<Uuid>,
+    receiver_payment: Option<Uuid>,
+) -> Result<(Option<Arc<str>>, Option<Arc<str>>), Error> {
+    let known = &payments_context(context).asset_codes;
+    let sending = wallet_address_id.and_then(|id| known.get(id));
+    let receiving = receiver_payment.and_then(|id| known.get(id));
+    if sending.is_some() && receiving.is_some() {
+        return Ok((sending, receiving));
+    }
+    // A peek: the codes only choose which rates travel in the command, and the core checks
+    // the wallet address and the receiver again when it runs it. Waiting for durability here
+    // would add a whole fsync to every quote.
+    let (sending, receiving) = core(context)
+        .peek(move |view| {
+            let payments = view.payments();
+            let code_of = |asset_id| payments.asset(asset_id).map(|asset| asset.code.clone());
+            let sending = wallet_address_id
+                .and_then(|id| payments.wallet_address(id))
+                .and_then(|address| code_of(address.asset_id));
+            let receiving = receiver_payment
+                .and_then(|id| payments.incoming_payment(id))
+                .and_then(|payment| code_of(payment.asset_id));
+            (sending, receiving)
+        })
+        .await
+        .map_err(unavailable)?;
+    let sending: Option<Arc<str>> = sending.map(Into::into);
+    let receiving: Option<Arc<str>> = receiving.map(Into::into);
+    let mut seen = Vec::with_capacity(2);
+    if let (Some(id), Some(code)) = (wallet_address_id, &sending) {
+        seen.push((id, code));
+    }
+    if let (Some(id), Some(code)) = (receiver_payment, &receiving) {
+        seen.push((id, code));
+    }
+    known.remember(&seen);
+    Ok((sending, receiving))
 }
 
 /// Only the rate the quote needs travels in the command.
