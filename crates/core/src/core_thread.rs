@@ -1,10 +1,10 @@
 //! The core thread: the only owner of the state, the journal and the session table.
 //!
 //! Each turn it drains the submit queue into one batch of entries (bounded in count and bytes),
-//! stamps them with the core clock, appends them to the journal as one record, applies the
-//! record from the journal's bytes, and submits an fsync through io_uring. The fsync of batch N
-//! overlaps the gathering and applying of batch N+1; the replies of batch N leave only after
-//! batch N's fsync has completed (group commit: one write and one fsync for many clients'
+//! stamps them with the core clock, appends them to the journal as one record, submits the
+//! record's fsync through io_uring, and applies the record from the journal's bytes while the
+//! fsync runs. The fsync of batch N also overlaps the gathering and applying of batch N+1; the
+//! replies of batch N leave only after batch N's fsync has completed (group commit: one write and one fsync for many clients'
 //! requests). Reads run on the state after the turn's record and answer after it is durable,
 //! so that no read shows a write that could still be lost.
 
@@ -547,6 +547,17 @@ impl Core {
         self.log_bytes_since_checkpoint += self.record_body.len() as u64;
         self.entries_since_checkpoint += entries;
         self.work_since_checkpoint += work;
+        // The record holds the commands, so its fsync need not wait for them to be applied:
+        // the disk flushes while the core applies. No reply leaves before both are done
+        // (`unsynced_finish` waits for the ticket; the replies exist only after the apply).
+        let ticket = self
+            .journal
+            .sync_begin()
+            .map_err(|source| CoreError::Sync { source })?;
+        let submitted = Instant::now();
+        // Pair with the sync just begun: it covers this record, which is not applied yet.
+        assert_eq!(self.journal.op_sync_begun(), appended.op);
+        assert!(self.state.op < op);
         let mut replies = Vec::with_capacity(pending.len());
         let requests: Vec<RequestHeader> = pending
             .iter()
@@ -603,13 +614,9 @@ impl Core {
                 }
             })
             .collect();
-        let ticket = self
-            .journal
-            .sync_begin()
-            .map_err(|source| CoreError::Sync { source })?;
         Ok(Some(Unsynced {
             ticket,
-            submitted: Instant::now(),
+            submitted,
             outgoing,
         }))
     }

@@ -687,6 +687,12 @@ impl<S: Storage> Journal<S> {
         self.syncer.op_synced()
     }
 
+    /// The highest op covered by a `sync_begin`, whether or not that sync has completed: an
+    /// appended op above it will not be durable until another `sync_begin`.
+    pub fn op_sync_begun(&self) -> u64 {
+        self.syncer.op_sync_begun()
+    }
+
     /// The cluster id the directory was formatted for (from the format marker).
     pub fn cluster(&self) -> u128 {
         self.marker.cluster

@@ -166,9 +166,13 @@ fn a_third_sync_waits_for_the_oldest_and_tickets_complete_in_order() {
     let (_temporary, directory) = formatted();
     let (mut journal, _) = Journal::open(&directory, options()).expect("open");
     let mut tickets = Vec::new();
-    for _ in 0..3 {
+    for op in 1..=3 {
         append_standard(&mut journal, BODY_SIZE_MAX);
+        assert_eq!(journal.op_sync_begun(), op - 1, "an append begins no sync");
         tickets.push(journal.sync_begin().expect("sync_begin"));
+        // Begun covers the op whether or not its fsync has completed yet.
+        assert_eq!(journal.op_sync_begun(), op);
+        assert!(journal.op_synced() <= op);
     }
     assert!(
         journal.op_synced() >= 1,
