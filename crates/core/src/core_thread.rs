@@ -1,10 +1,10 @@
 //! The core thread: the only owner of the state, the journal and the session table.
 //!
 //! Each turn it drains the submit queue into one batch of entries (bounded in count and bytes),
-//! stamps them with the core clock, appends them to the journal as one record, applies the
-//! record from the journal's bytes, and submits an fsync through io_uring. The fsync of batch N
-//! overlaps the gathering and applying of batch N+1; the replies of batch N leave only after
-//! batch N's fsync has completed (group commit: one write and one fsync for many clients'
+//! stamps them with the core clock, appends them to the journal as one record, submits the
+//! record's fsync through io_uring, and applies the record from the journal's bytes while the
+//! fsync runs. The fsync of batch N also overlaps the gathering and applying of batch N+1; the
+//! replies of batch N leave only after batch N's fsync has completed (group commit: one write and one fsync for many clients'
 //! requests). Reads run on the state after the turn's record and answer after it is durable,
 //! so that no read shows a write that could still be lost; peeks, which only shape a command
 //! and never reach a client, answer in the turn they arrive.
@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use tally_journal::{CheckpointLanded, Journal, JournalError, SyncTicket};
-use tally_metrics::{Metrics, Phase};
+use tally_metrics::{Metrics, Phase, Stage};
 use tally_payments::Outcome;
 use tally_wire::{
     encode_eviction, encode_pong_client, EvictionHeader, EvictionReason, Header, ParsedHeader,
@@ -26,7 +26,7 @@ use crate::entry::{
     entry_append, EntryHeader, EntryKind, ENTRY_ALIGNMENT, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH,
 };
 use crate::error::CoreError;
-use crate::routes::{Connection, Routes};
+use crate::routes::{Connection, Outbound, Routes};
 use crate::state::{ApplyMode, Reply, State};
 use crate::storage::{body_position, JournalBytes};
 use crate::view::StateView;
@@ -68,6 +68,8 @@ pub enum Submission {
         message: Vec<u8>,
         /// Where replies go.
         connection: Connection,
+        /// When the front handed it to the submit queue (the queue stage).
+        queued: Instant,
     },
     /// An Admin API mutation, encoded by `command::admin_encode` (at most
     /// `ADMIN_COMMAND_SIZE_MAX` bytes).
@@ -302,6 +304,7 @@ impl Core {
                 (false, CheckpointStage::None) => Some(IDLE_WAIT_MAX),
             };
             let submissions = self.submissions_gather(&mut queue, &timer, wait);
+            let gathered = Instant::now();
             let mut pending = Vec::new();
             let mut reads = Vec::new();
             let mut peeks = Vec::new();
@@ -311,7 +314,12 @@ impl Core {
                     Submission::Native {
                         message,
                         connection,
-                    } => self.message_receive(message, connection, &mut pending),
+                        queued,
+                    } => {
+                        let stages = &self.metrics.core.stages;
+                        stages.observe(Stage::Queue, gathered.saturating_duration_since(queued));
+                        self.message_receive(message, connection, &mut pending)
+                    }
                     Submission::Admin { command, reply } => {
                         pending.push(Pending::Admin { command, reply })
                     }
@@ -456,6 +464,7 @@ impl Core {
         if pending.is_empty() && !pulse {
             return Ok(None);
         }
+        let append_started = Instant::now();
         self.record_body.clear();
         let mut op = self.state.op;
         let mut timestamp = self.state.timestamp;
@@ -543,6 +552,10 @@ impl Core {
             }
             Err(source) => return Err(CoreError::Append { source }),
         };
+        self.metrics
+            .core
+            .stages
+            .observe(Stage::Append, append_started.elapsed());
         self.metrics.health.journal_writable_set(true);
         self.metrics.core.batches.inc();
         self.metrics.core.batch_entries.observe(entries as f64);
@@ -550,6 +563,17 @@ impl Core {
         self.log_bytes_since_checkpoint += self.record_body.len() as u64;
         self.entries_since_checkpoint += entries;
         self.work_since_checkpoint += work;
+        // The record holds the commands, so its fsync need not wait for them to be applied:
+        // the disk flushes while the core applies. No reply leaves before both are done
+        // (`unsynced_finish` waits for the ticket; the replies exist only after the apply).
+        let ticket = self
+            .journal
+            .sync_begin()
+            .map_err(|source| CoreError::Sync { source })?;
+        let submitted = Instant::now();
+        // Pair with the sync just begun: it covers this record, which is not applied yet.
+        assert_eq!(self.journal.op_sync_begun(), appended.op);
+        assert!(self.state.op < op);
         let mut replies = Vec::with_capacity(pending.len());
         let requests: Vec<RequestHeader> = pending
             .iter()
@@ -559,6 +583,7 @@ impl Core {
             })
             .collect();
         let log = JournalBytes(&self.journal);
+        let apply_started = Instant::now();
         self.state
             .apply_record(
                 &log,
@@ -573,6 +598,10 @@ impl Core {
                 op: appended.op,
                 source,
             })?;
+        self.metrics
+            .core
+            .stages
+            .observe(Stage::Apply, apply_started.elapsed());
         // Pair with the stamping above: the state consumed exactly what was stamped.
         assert_eq!(self.state.op, op);
         assert_eq!(self.state.timestamp, timestamp);
@@ -601,13 +630,9 @@ impl Core {
                 }
             })
             .collect();
-        let ticket = self
-            .journal
-            .sync_begin()
-            .map_err(|source| CoreError::Sync { source })?;
         Ok(Some(Unsynced {
             ticket,
-            submitted: Instant::now(),
+            submitted,
             outgoing,
         }))
     }
@@ -615,19 +640,28 @@ impl Core {
     /// Waits for a batch's fsync, then sends its replies.
     fn unsynced_finish(&mut self, unsynced: Option<Unsynced>) -> Result<(), CoreError> {
         if let Some(unsynced) = unsynced {
+            let wait_started = Instant::now();
             self.journal
                 .sync_wait(unsynced.ticket)
                 .map_err(|source| CoreError::Sync { source })?;
-            self.metrics
-                .core
-                .fsync_seconds
-                .observe(unsynced.submitted.elapsed().as_secs_f64());
+            let durable = Instant::now();
+            let fsync = durable.saturating_duration_since(unsynced.submitted);
+            let metrics = &self.metrics.core;
+            metrics.fsync_seconds.observe(fsync.as_secs_f64());
+            metrics.stages.observe(Stage::Fsync, fsync);
+            metrics.stages.observe(
+                Stage::FsyncWait,
+                durable.saturating_duration_since(wait_started),
+            );
             self.outgoing_send(unsynced.outgoing);
         }
         Ok(())
     }
 
     fn outgoing_send(&mut self, outgoing: Vec<Outgoing>) {
+        // When the replies' record was seen durable (or, for reads without a record, when
+        // they were answered): the reply stage starts here.
+        let durable = Instant::now();
         for reply in outgoing {
             match reply {
                 Outgoing::Native {
@@ -635,7 +669,7 @@ impl Core {
                     message,
                 } => {
                     if let Some(connection) = connection {
-                        send(&connection, message);
+                        send_reply(&connection, message, durable);
                     }
                 }
                 // A caller that stopped waiting (its HTTP request was cancelled) loses nothing:
@@ -869,7 +903,28 @@ fn submission_size(submission: &Submission) -> usize {
 /// Sends without waiting: a client that does not read its replies loses them and resends, which
 /// the protocol makes safe; the core never blocks on a connection.
 fn send(connection: &Connection, message: Vec<u8>) {
-    if connection.outbox.try_send(message).is_err() {
+    outbox_push(
+        connection,
+        Outbound {
+            message,
+            durable: None,
+        },
+    );
+}
+
+/// Sends a request's reply, which left the core at `durable` (the reply stage starts there).
+fn send_reply(connection: &Connection, message: Vec<u8>, durable: Instant) {
+    outbox_push(
+        connection,
+        Outbound {
+            message,
+            durable: Some(durable),
+        },
+    );
+}
+
+fn outbox_push(connection: &Connection, outbound: Outbound) {
+    if connection.outbox.try_send(outbound).is_err() {
         tracing::debug!(
             connection = connection.id,
             "outbox full or closed; message dropped"

@@ -33,7 +33,7 @@ pub use crate::recovery::{
     digest, format, inspect, is_formatted, journal_options, open, OpenOptions, Recovered,
     SEGMENT_SIZE_BYTES_MIN,
 };
-pub use crate::routes::Connection;
+pub use crate::routes::{Connection, Outbound};
 pub use crate::state::{ApplyError, ApplyMode, Reply, State};
 pub use crate::storage::{JournalBytes, LogBytes};
 pub use crate::view::StateView;

@@ -11,9 +11,20 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::time::Instant;
 
 use tally_wire::SessionTable;
 use tokio::sync::mpsc;
+
+/// A message for a connection's writer.
+#[derive(Debug)]
+pub struct Outbound {
+    /// The bytes to write.
+    pub message: Vec<u8>,
+    /// For a reply to a request: when the core saw its record durable, so that the writer
+    /// can count the reply stage (`tally_core_stage_duration_seconds{stage="reply"}`).
+    pub durable: Option<Instant>,
+}
 
 /// Where to send a connection's outgoing messages.
 #[derive(Clone)]
@@ -21,7 +32,7 @@ pub struct Connection {
     /// Unique per connection while the server runs.
     pub id: u64,
     /// The connection's writer.
-    pub outbox: mpsc::Sender<Vec<u8>>,
+    pub outbox: mpsc::Sender<Outbound>,
     /// How many clients the core routes replies to this connection: each has a session or a
     /// request executing. The listener spares a connection with any from its idle timeout and
     /// from eviction at the connection limit.
@@ -30,7 +41,7 @@ pub struct Connection {
 
 impl Connection {
     /// A connection with nothing routed to it yet.
-    pub fn new(id: u64, outbox: mpsc::Sender<Vec<u8>>) -> Connection {
+    pub fn new(id: u64, outbox: mpsc::Sender<Outbound>) -> Connection {
         Connection {
             id,
             outbox,
@@ -174,7 +185,7 @@ mod tests {
         sessions.commit_register(request.client, request.release, request.checksum, op, reply);
     }
 
-    fn connection(id: u64) -> (Connection, mpsc::Receiver<Vec<u8>>) {
+    fn connection(id: u64) -> (Connection, mpsc::Receiver<Outbound>) {
         let (outbox, receiver) = mpsc::channel(1);
         (Connection::new(id, outbox), receiver)
     }

@@ -119,7 +119,7 @@ pub struct Cut {
 /// The write-ahead log of one data directory, open for appending. See the crate documentation.
 ///
 /// Generic over the storage of its segments (`FileStorage` unless a test says otherwise), so that
-/// appends compile to copies into the mapping.
+/// appends compile to direct calls of the storage's writes.
 pub struct Journal<S: Storage = FileStorage> {
     directory: PathBuf,
     /// Holds the exclusive flock for as long as the journal is open.
@@ -286,6 +286,8 @@ impl<S: Storage> Journal<S> {
             failed: false,
         };
         journal.recover(&walk.tail, &runs, walk.op_synced_last)?;
+        // After recovery removed the leftovers of earlier preparations.
+        journal.segment_next_prepare();
         let choice = checkpoint_choose(checkpoints, journal.op_last, |op| journal.checksum_of(op));
         journal.checkpoint_slot_ops = choice.slot_ops;
         for rejection in &choice.rejections {
@@ -452,8 +454,19 @@ impl<S: Storage> Journal<S> {
                 .storage
                 .segment_create(index, self.marker.segment_size_bytes)?;
             self.segments.push(created);
+            self.segment_next_prepare();
         }
         Ok(())
+    }
+
+    /// Lets the storage allocate the segment after the last one now, off this thread, so that
+    /// the append that needs it finds it ready.
+    fn segment_next_prepare(&mut self) {
+        let index = self.segments.len() as u32;
+        if index < SEGMENT_COUNT_MAX {
+            self.storage
+                .segment_prepare(index, self.marker.segment_size_bytes);
+        }
     }
 
     fn record_write(&mut self, address: u64, header: RecordHeader, body: &[u8]) -> RecordHeader {
@@ -685,6 +698,12 @@ impl<S: Storage> Journal<S> {
     /// The highest op known durable.
     pub fn op_synced(&self) -> u64 {
         self.syncer.op_synced()
+    }
+
+    /// The highest op covered by a `sync_begin`, whether or not that sync has completed: an
+    /// appended op above it will not be durable until another `sync_begin`.
+    pub fn op_sync_begun(&self) -> u64 {
+        self.syncer.op_sync_begun()
     }
 
     /// The cluster id the directory was formatted for (from the format marker).

@@ -1,11 +1,14 @@
 //! Segment files: `DIR/journal/segment-NNNNNNNN`, each preallocated to the segment size and mapped
 //! whole. A segment only ever appears under its final name at full size: it is allocated under a
-//! temporary name, fsynced, then renamed.
+//! temporary name, fsynced, then renamed. `SegmentPreparer` allocates and fsyncs it on a thread
+//! of its own, ahead of the append that needs it, which then only renames it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::thread::JoinHandle;
 
 use memmap2::{Mmap, MmapMut};
 
@@ -102,11 +105,28 @@ impl AsRef<[u8]> for FileSegment {
 }
 
 impl StorageSegment for FileSegment {
-    /// A copy into the mapping: what `append` did before the seam, and as cheap once inlined.
+    /// A `pwrite` into the file; the mapping sees it at once (one page cache). Not a copy into
+    /// the mapping: a store into a mapped page that is not yet in the page cache faults, and for
+    /// fallocated (unwritten) blocks the fault's readahead zeroes many pages at once on the
+    /// writing thread (tens of ms now and then, issue 10), where `pwrite` fills the pages it
+    /// writes directly. A file size limit (`RLIMIT_FSIZE`) below the segment's end refuses the
+    /// `pwrite` (EFBIG) but not stores into the mapping, which is how it was written before:
+    /// then the bytes go into the mapping. Any other failure (an I/O error: the blocks are
+    /// reserved) ends the process, as the SIGBUS of a failed store into the mapping did.
     #[inline]
     fn write(&mut self, offset: u64, bytes: &[u8]) {
-        let offset = usize::try_from(offset).expect("segment offsets fit usize");
-        self.map[offset..][..bytes.len()].copy_from_slice(bytes);
+        assert!(offset + bytes.len() as u64 <= self.map.len() as u64);
+        match self.file.write_all_at(bytes, offset) {
+            Ok(()) => {}
+            Err(error) if error.raw_os_error() == Some(libc::EFBIG) => {
+                let offset = usize::try_from(offset).expect("segment offsets fit usize");
+                self.map[offset..][..bytes.len()].copy_from_slice(bytes);
+            }
+            Err(error) => panic!(
+                "writing {} bytes at {offset} into a segment: {error}",
+                bytes.len()
+            ),
+        }
     }
 
     fn data_runs(&self) -> DataRuns {
@@ -116,14 +136,17 @@ impl StorageSegment for FileSegment {
 
 /// Allocates segment `index` in full, or fails and leaves no file behind (so that the append that
 /// needed it fails cleanly and a later one can try again).
+/// If `prepared` holds segment `index`, allocated and fsynced under its temporary name by a
+/// `SegmentPreparer`, only renames it into place.
 pub(crate) fn segment_create(
     directory_file: &File,
     directory: &Path,
     index: u32,
     segment_size_bytes: u64,
+    prepared: Option<SegmentPreparer>,
 ) -> Result<FileSegment, JournalError> {
     let path = directory.join(segment_name(index));
-    let temporary = directory.join(format!("{}{TEMPORARY_SUFFIX}", segment_name(index)));
+    let temporary = segment_temporary(directory, index);
     if path.symlink_metadata().is_ok() {
         let source = io::Error::from(io::ErrorKind::AlreadyExists);
         return Err(JournalError::SegmentAllocate {
@@ -131,14 +154,19 @@ pub(crate) fn segment_create(
             source,
         });
     }
-    temporary_remove(&temporary)?;
-    if let Err(source) = segment_allocate(&temporary, segment_size_bytes) {
-        // Best effort: a leftover temporary is removed again by the next attempt or open.
-        let _ = fs::remove_file(&temporary);
-        return Err(JournalError::SegmentAllocate {
-            segment: index,
-            source,
-        });
+    // A preparation that failed (a full disk, say) left nothing: allocate here, which reports
+    // the error if it is still there.
+    let prepared = prepared.is_some_and(|preparer| preparer.finish(index, segment_size_bytes));
+    if !prepared {
+        temporary_remove(&temporary)?;
+        if let Err(source) = segment_allocate(&temporary, segment_size_bytes) {
+            // Best effort: a leftover temporary is removed again by the next attempt or open.
+            let _ = fs::remove_file(&temporary);
+            return Err(JournalError::SegmentAllocate {
+                segment: index,
+                source,
+            });
+        }
     }
     let installed = fs::rename(&temporary, &path)
         .map_err(io_error(&path))
@@ -153,6 +181,10 @@ pub(crate) fn segment_create(
     installed
 }
 
+fn segment_temporary(directory: &Path, index: u32) -> PathBuf {
+    directory.join(format!("{}{TEMPORARY_SUFFIX}", segment_name(index)))
+}
+
 fn segment_allocate(path: &Path, segment_size_bytes: u64) -> io::Result<File> {
     let file = OpenOptions::new()
         .read(true)
@@ -160,8 +192,8 @@ fn segment_allocate(path: &Path, segment_size_bytes: u64) -> io::Result<File> {
         .create_new(true)
         .open(path)?;
     let length = libc::off_t::try_from(segment_size_bytes).expect("segment size fits off_t");
-    // posix_fallocate reserves the blocks now, so that stores into the mapping cannot meet a full
-    // disk later (that would be a SIGBUS, not an error we could return).
+    // posix_fallocate reserves the blocks now, so that writes into the segment cannot meet a full
+    // disk later (a store into the mapping would be a SIGBUS, not an error we could return).
     // SAFETY: the descriptor is owned by `file`, which outlives the call.
     let result = unsafe { libc::posix_fallocate(file.as_raw_fd(), 0, length) };
     if result != 0 {
@@ -169,6 +201,83 @@ fn segment_allocate(path: &Path, segment_size_bytes: u64) -> io::Result<File> {
     }
     file.sync_all()?;
     Ok(file)
+}
+
+/// Allocates and fsyncs the next segment under its temporary name on a thread of its own
+/// (`tally-segment`, at the checkpoint writer's lower priority), so that the append that moves
+/// into a new segment only renames it. Dropping it waits for the thread and removes what it
+/// wrote; a temporary left by a crash is removed by the next open.
+pub(crate) struct SegmentPreparer {
+    index: u32,
+    segment_size_bytes: u64,
+    temporary: PathBuf,
+    thread: Option<JoinHandle<io::Result<()>>>,
+}
+
+impl SegmentPreparer {
+    /// Starts preparing segment `index` in `directory`. If the thread cannot be started, the
+    /// segment is allocated when needed, as without a preparer.
+    pub(crate) fn start(directory: &Path, index: u32, segment_size_bytes: u64) -> SegmentPreparer {
+        let temporary = segment_temporary(directory, index);
+        let thread = {
+            let temporary = temporary.clone();
+            std::thread::Builder::new()
+                .name("tally-segment".into())
+                .spawn(move || {
+                    crate::journal::writer_yield_cpu();
+                    let _ = fs::remove_file(&temporary);
+                    let allocated = segment_allocate(&temporary, segment_size_bytes);
+                    if allocated.is_err() {
+                        let _ = fs::remove_file(&temporary);
+                    }
+                    allocated.map(drop)
+                })
+                .ok()
+        };
+        SegmentPreparer {
+            index,
+            segment_size_bytes,
+            temporary,
+            thread,
+        }
+    }
+
+    /// The segment this preparer prepares.
+    pub(crate) fn index(&self) -> u32 {
+        self.index
+    }
+
+    /// Waits for the preparation; true if segment `index` of this size is ready under its
+    /// temporary name.
+    fn finish(mut self, index: u32, segment_size_bytes: u64) -> bool {
+        let Some(thread) = self.thread.take() else {
+            return false;
+        };
+        let prepared = match thread.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        match prepared {
+            Ok(()) if self.index == index && self.segment_size_bytes == segment_size_bytes => true,
+            Ok(()) => {
+                let _ = fs::remove_file(&self.temporary);
+                false
+            }
+            Err(error) => {
+                tracing::debug!(%error, segment = self.index, "segment preparation failed");
+                false
+            }
+        }
+    }
+}
+
+impl Drop for SegmentPreparer {
+    fn drop(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+            let _ = fs::remove_file(&self.temporary);
+        }
+    }
 }
 
 /// Opens and maps an existing segment for reading and writing.
@@ -279,5 +388,59 @@ fn segment_name_parse(path: &Path) -> Option<SegmentName> {
         Some(SegmentName::Temporary)
     } else {
         Some(SegmentName::Segment(index))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Per 4 KiB page of the segment, whether it is in the page cache (`mincore`).
+    fn pages_resident(segment: &FileSegment) -> Vec<bool> {
+        let map = segment.as_ref();
+        let mut pages = vec![0u8; map.len().div_ceil(4096)];
+        // SAFETY: the mapping is page-aligned and `pages` has one byte per page of it.
+        let result = unsafe {
+            libc::mincore(
+                map.as_ptr() as *mut libc::c_void,
+                map.len(),
+                pages.as_mut_ptr(),
+            )
+        };
+        assert_eq!(result, 0, "mincore: {}", io::Error::last_os_error());
+        pages.iter().map(|page| page & 1 == 1).collect()
+    }
+
+    /// A prepared segment is renamed into place; a preparer for another segment is not used and
+    /// leaves nothing behind; writes are readable through the mapping at once.
+    #[test]
+    fn prepared_segments_are_taken_and_writes_show_in_the_mapping() {
+        const SIZE: u64 = 4 << 20;
+        let temporary = tempfile::tempdir().expect("temporary directory");
+        let directory = temporary.path();
+        let directory_file = File::open(directory).expect("open directory");
+        let preparer = SegmentPreparer::start(directory, 0, SIZE);
+        let mut segment = segment_create(&directory_file, directory, 0, SIZE, Some(preparer))
+            .expect("segment_create");
+        assert!(!segment_temporary(directory, 0).exists());
+        assert!(directory.join(segment_name(0)).exists());
+        segment.write(4096 - 3, b"across a page");
+        assert_eq!(&segment.as_ref()[4096 - 3..][..13], b"across a page");
+        assert!(segment.as_ref()[..4096 - 3].iter().all(|byte| *byte == 0));
+        // The write brought no page past its own into the page cache: a store into the mapping
+        // would have faulted, and the fault's readahead would have zeroed the pages after it.
+        segment.write(64 << 10, &[7; 64 << 10]);
+        let resident = pages_resident(&segment);
+        assert!(resident[16..32].iter().all(|page| *page), "written pages");
+        assert!(
+            resident[32..].iter().all(|page| !*page),
+            "pages past the write are in the page cache"
+        );
+        let preparer = SegmentPreparer::start(directory, 7, SIZE);
+        let segment = segment_create(&directory_file, directory, 1, SIZE, Some(preparer))
+            .expect("segment_create");
+        assert_eq!(segment.as_ref().len() as u64, SIZE);
+        assert!(!segment_temporary(directory, 7).exists());
+        assert!(!directory.join(segment_name(7)).exists());
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Two implementations:
 //! - `FileStorage`: the real one. Segment files under `DIR/journal`, preallocated and mapped;
-//!   writes are copies into the mapping; fsyncs go through io_uring (`IORING_OP_FSYNC`, datasync).
+//!   writes are `pwrite`s, reads come from the mapping; the next segment is allocated ahead on a
+//!   thread; fsyncs go through io_uring (`IORING_OP_FSYNC`, datasync).
 //! - `FaultyStorage` (in `faulty.rs`): an in-process disk that keeps the durable image apart from
 //!   the written one, for power-loss tests without root.
 //!
@@ -21,6 +22,7 @@ use crate::directory::{directory_sync, io_error, temporary_remove};
 use crate::error::JournalError;
 use crate::segment::{
     segment_create, segment_name, segment_open, segments_list, DataRuns, FileSegment,
+    SegmentPreparer,
 };
 use crate::sync::{SyncBackend, SyncMode, SYNC_SEGMENTS_MAX};
 
@@ -46,6 +48,11 @@ pub trait Storage {
         index: u32,
         segment_size_bytes: u64,
     ) -> Result<Self::Segment, JournalError>;
+
+    /// A hint that segment `index` will be created next: a storage may start allocating it now,
+    /// off the caller's thread, so that `segment_create(index, …)` finds it ready. The segment
+    /// counts for nothing until `segment_create` returns it.
+    fn segment_prepare(&mut self, _index: u32, _segment_size_bytes: u64) {}
 
     /// Opens an existing segment for reading and writing.
     fn segment_open(
@@ -93,6 +100,8 @@ pub struct FileStorage {
     directory_file: Option<File>,
     leftovers: Vec<PathBuf>,
     backend: SyncBackend,
+    /// The next segment, being allocated and zero-filled on a thread of its own.
+    preparing: Option<SegmentPreparer>,
 }
 
 impl FileStorage {
@@ -104,6 +113,7 @@ impl FileStorage {
             directory_file: None,
             leftovers: Vec::new(),
             backend: SyncBackend::new(sync_mode),
+            preparing: None,
         }
     }
 
@@ -150,12 +160,25 @@ impl Storage for FileStorage {
         index: u32,
         segment_size_bytes: u64,
     ) -> Result<FileSegment, JournalError> {
+        let prepared = self.preparing.take();
         segment_create(
             self.directory_file(),
             &self.directory,
             index,
             segment_size_bytes,
+            prepared,
         )
+    }
+
+    fn segment_prepare(&mut self, index: u32, segment_size_bytes: u64) {
+        if self.preparing.as_ref().map(SegmentPreparer::index) == Some(index) {
+            return;
+        }
+        self.preparing = Some(SegmentPreparer::start(
+            &self.directory,
+            index,
+            segment_size_bytes,
+        ));
     }
 
     fn segment_open(

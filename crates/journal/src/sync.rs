@@ -84,6 +84,13 @@ impl Syncer {
         self.op_synced
     }
 
+    /// The highest op a begun sync covers, complete or not.
+    pub(crate) fn op_sync_begun(&self) -> u64 {
+        self.pending
+            .back()
+            .map_or(self.op_synced, |pending| pending.op)
+    }
+
     /// Starts a sync of `segments` covering ops up to `op`. An error here is an fsync error: fatal.
     pub(crate) fn begin<S: Storage>(
         &mut self,

@@ -11,6 +11,7 @@
 
 mod health;
 mod histogram;
+mod stages;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use prometheus_client::registry::{Registry, Unit};
 
 pub use crate::health::{Health, Phase};
 pub use crate::histogram::AtomicHistogram;
+pub use crate::stages::{Stage, StageHistograms};
 
 /// The `Content-Type` of `GET /metrics`: Prometheus text exposition 0.0.4.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -84,7 +86,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("tally");
         let core = CoreMetrics::register(&mut registry);
         let recovery = RecoveryMetrics::register(&mut registry);
-        let native = NativeMetrics::register(&mut registry);
+        let native = NativeMetrics::register(&mut registry, core.stages.clone());
         let graphql = GraphqlMetrics::register(&mut registry);
         let webhooks = WebhookMetrics::register(&mut registry);
         Metrics {
@@ -121,6 +123,8 @@ pub struct CoreMetrics {
     pub submit_queue_depth: Gauge,
     /// From submitting a record's fsync to the core seeing it complete.
     pub fsync_seconds: AtomicHistogram,
+    /// Where a native request's time goes, stage by stage (`Stage`).
+    pub stages: StageHistograms,
     /// Appends that failed and were not executed (a full disk).
     pub append_failures: Counter,
     /// Bytes of log, from the first segment's start to the end of the last record.
@@ -160,6 +164,7 @@ impl CoreMetrics {
             batch_events: AtomicHistogram::new(&EVENTS_BUCKETS),
             submit_queue_depth: Gauge::default(),
             fsync_seconds: AtomicHistogram::new(&SECONDS_BUCKETS),
+            stages: StageHistograms::new(),
             append_failures: Counter::default(),
             journal_bytes: Gauge::default(),
             journal_segments: Gauge::default(),
@@ -201,6 +206,12 @@ impl CoreMetrics {
             "From submitting a record's fsync to the core seeing it complete",
             Unit::Seconds,
             m.fsync_seconds,
+        );
+        registry.register_with_unit(
+            "core_stage_duration",
+            "Time of each stage of a native request or of its journal record, by stage",
+            Unit::Seconds,
+            m.stages,
         );
         registry.register(
             "journal_append_failures",
@@ -374,13 +385,16 @@ pub struct NativeMetrics {
     /// Connections open.
     pub connections: Gauge,
     requests: Family<OperationLabel, Counter>,
+    /// The stages the listener measures (receive, decode, reply), shared with `CoreMetrics`.
+    pub stages: StageHistograms,
 }
 
 impl NativeMetrics {
-    fn register(registry: &mut Registry) -> NativeMetrics {
+    fn register(registry: &mut Registry, stages: StageHistograms) -> NativeMetrics {
         let metrics = NativeMetrics {
             connections: Gauge::default(),
             requests: Family::default(),
+            stages,
         };
         let m = metrics.clone();
         registry.register(
@@ -491,6 +505,10 @@ mod tests {
         let metrics = Metrics::new();
         metrics.core.batches.inc();
         metrics.core.fsync_seconds.observe(0.001);
+        metrics
+            .core
+            .stages
+            .observe(Stage::Apply, Duration::from_micros(1_600));
         metrics.native.requests("create_transfers").inc();
         metrics
             .graphql
@@ -499,6 +517,9 @@ mod tests {
         for line in [
             "tally_core_batches_total 1",
             "tally_journal_fsync_duration_seconds_count 1",
+            "tally_core_stage_duration_seconds_bucket{stage=\"apply\",le=\"0.0015\"} 0",
+            "tally_core_stage_duration_seconds_bucket{stage=\"apply\",le=\"0.002\"} 1",
+            "tally_core_stage_duration_seconds_count{stage=\"receive\"} 0",
             "tally_native_requests_total{operation=\"create_transfers\"} 1",
             "tally_graphql_operations_total{operation=\"createAsset\",code=\"ok\"} 1",
             "tally_graphql_operation_duration_seconds_bucket{operation=\"createAsset\",le=\"0.0025\"} 1",

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
-use tally_metrics::NativeMetrics;
+use tally_metrics::{NativeMetrics, Stage, StageHistograms};
 use tally_wire::{FrameError, FrameReader, Operation, ParsedHeader};
 use tokio::io::AsyncWriteExt;
 use tokio::net::tcp::OwnedReadHalf;
@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use tally_core::{Connection, Submission};
+use tally_core::{Connection, Outbound, Submission};
 
 use self::registry::{Registry, Slot};
 
@@ -95,7 +95,7 @@ pub(crate) async fn serve(
         };
         connection_id += 1;
         let id = connection_id;
-        let (outbox, outbox_receiver) = mpsc::channel::<Vec<u8>>(OUTBOX_MAX);
+        let (outbox, outbox_receiver) = mpsc::channel::<Outbound>(OUTBOX_MAX);
         let connection = Connection::new(id, outbox);
         let Some(slot) = registry.admit(id, connection.routed_clients.clone()) else {
             tracing::warn!(%peer, "connection limit reached, every connection serves a registered client; closing");
@@ -151,6 +151,8 @@ struct Counters {
     /// By wire value; the values of operations Tally does not execute (and of none) share the
     /// `unsupported` counter, so that a scrape lists only the series that can move.
     requests: Vec<Counter>,
+    /// Receive, decode and reply (`tally_core_stage_duration_seconds`).
+    stages: StageHistograms,
 }
 
 impl Counters {
@@ -165,6 +167,7 @@ impl Counters {
         Counters {
             connections: metrics.connections.clone(),
             requests,
+            stages: metrics.stages.clone(),
         }
     }
 }
@@ -185,17 +188,21 @@ fn request_id() -> u64 {
 /// Serves one connection until it closes; returns why it did.
 async fn connection_serve(
     stream: TcpStream,
-    mut outbox_receiver: mpsc::Receiver<Vec<u8>>,
+    mut outbox_receiver: mpsc::Receiver<Outbound>,
     connection: Connection,
     slot: &Slot,
     options: ListenerOptions,
     forward: Forward<'_>,
 ) -> Closed {
     let (reader, mut writer) = stream.into_split();
+    let stages = forward.counters.stages.clone();
     let writer_task = tokio::spawn(async move {
-        while let Some(message) = outbox_receiver.recv().await {
-            if writer.write_all(&message).await.is_err() {
+        while let Some(outbound) = outbox_receiver.recv().await {
+            if writer.write_all(&outbound.message).await.is_err() {
                 break;
+            }
+            if let Some(durable) = outbound.durable {
+                stages.observe(Stage::Reply, durable.elapsed());
             }
         }
     });
@@ -217,6 +224,8 @@ async fn connection_read(
     let mut frames = FrameReader::new(options.cluster);
     let idle = tokio::time::sleep(options.idle_timeout);
     tokio::pin!(idle);
+    // When the first byte of the message being received arrived (the receive stage).
+    let mut message_started: Option<std::time::Instant> = None;
     loop {
         // A connection waiting with nothing buffered holds no buffer.
         frames.release();
@@ -236,6 +245,10 @@ async fn connection_read(
                 continue;
             }
         }
+        if frames.buffered_size() == 0 {
+            message_started = None;
+        }
+        let read_started = std::time::Instant::now();
         let spare = frames.spare_capacity();
         assert!(!spare.is_empty(), "frames are drained after every read");
         let read = match reader.try_read(spare) {
@@ -245,9 +258,13 @@ async fn connection_read(
             Err(error) => return Closed::Read(error),
         };
         frames.advance(read);
-        match forward_messages(&mut frames, connection, forward).await {
+        let started = *message_started.get_or_insert(read_started);
+        let received = std::time::Instant::now();
+        match forward_messages(&mut frames, connection, forward, started, received).await {
             Ok(0) => {}
             Ok(_forwarded) => {
+                // A message still incomplete after one that ended here began in this read.
+                message_started = Some(received);
                 slot.touch();
                 idle.as_mut().reset(Instant::now() + options.idle_timeout);
             }
@@ -256,14 +273,18 @@ async fn connection_read(
     }
 }
 
-/// Forwards the whole requests and pings buffered in `frames`; returns how many.
+/// Forwards the whole requests and pings buffered in `frames`; returns how many. The first
+/// message's first byte arrived at `started`, and the last read ended at `received`.
 async fn forward_messages(
     frames: &mut FrameReader,
     connection: &Connection,
     forward: Forward<'_>,
+    mut started: std::time::Instant,
+    received: std::time::Instant,
 ) -> Result<usize, Closed> {
     let mut forwarded = 0;
     loop {
+        let decode_started = std::time::Instant::now();
         let message = match frames.next_message() {
             Ok(Some(message)) => message,
             Ok(None) => return Ok(forwarded),
@@ -272,8 +293,10 @@ async fn forward_messages(
         // Messages that fail the validity rules are dropped silently (wire spec §2.6).
         // A request gets a span with its id (at debug: a span per request at info would cost
         // the hot path an allocation for its formatted fields).
+        let is_request;
         let span = match message.header.parse() {
             Ok(ParsedHeader::Request(request)) => {
+                is_request = true;
                 forward.counters.requests[usize::from(request.operation)].inc();
                 tracing::debug_span!(
                     "native_request",
@@ -284,12 +307,28 @@ async fn forward_messages(
                     operation = request.operation,
                 )
             }
-            Ok(ParsedHeader::PingClient(_)) => tracing::Span::none(),
+            Ok(ParsedHeader::PingClient(_)) => {
+                is_request = false;
+                tracing::Span::none()
+            }
             Ok(_) | Err(_) => continue,
         };
+        let message = message.to_vec();
+        let queued = std::time::Instant::now();
+        if is_request {
+            let stages = &forward.counters.stages;
+            stages.observe(Stage::Receive, received.saturating_duration_since(started));
+            stages.observe(
+                Stage::Decode,
+                queued.saturating_duration_since(decode_started),
+            );
+        }
+        // A later message in the same buffer arrived with the last read.
+        started = received;
         let command = Submission::Native {
-            message: message.to_vec(),
+            message,
             connection: connection.clone(),
+            queued,
         };
         async {
             tracing::debug!("forwarded to the core");

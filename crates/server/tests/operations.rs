@@ -273,6 +273,21 @@ fn metrics_count_the_work_and_the_log_names_requests_and_keeps_secrets() {
     assert!(moved("tally_core_batches_total", &[]) >= 3.0);
     assert!(moved("tally_journal_fsync_duration_seconds", &[]) >= 3.0);
     assert!(moved("tally_journal_size_bytes", &[]) > 100.0 * 128.0);
+    // Every stage of a native request was timed: the register, the accounts and the transfers
+    // are three requests, each in a record of its own (one client, one request in flight).
+    for stage in [
+        "receive",
+        "decode",
+        "queue",
+        "append",
+        "apply",
+        "fsync",
+        "fsync_wait",
+        "reply",
+    ] {
+        let moved = moved("tally_core_stage_duration_seconds", &[("stage", stage)]);
+        assert!(moved >= 3.0, "stage {stage}: {moved} observations");
+    }
     assert_eq!(after.value("tally_native_sessions", &[]), 1.0);
 
     assert!(tally.stop().success());

@@ -166,9 +166,13 @@ fn a_third_sync_waits_for_the_oldest_and_tickets_complete_in_order() {
     let (_temporary, directory) = formatted();
     let (mut journal, _) = Journal::open(&directory, options()).expect("open");
     let mut tickets = Vec::new();
-    for _ in 0..3 {
+    for op in 1..=3 {
         append_standard(&mut journal, BODY_SIZE_MAX);
+        assert_eq!(journal.op_sync_begun(), op - 1, "an append begins no sync");
         tickets.push(journal.sync_begin().expect("sync_begin"));
+        // Begun covers the op whether or not its fsync has completed yet.
+        assert_eq!(journal.op_sync_begun(), op);
+        assert!(journal.op_synced() <= op);
     }
     assert!(
         journal.op_synced() >= 1,
@@ -239,4 +243,48 @@ fn format_open_and_lock_refusals() {
         Err(JournalError::OptionsInvalid { .. }) => {}
         other => panic!("expected OptionsInvalid, got {other:?}"),
     }
+}
+
+/// The segment after the spare is allocated ahead, under its temporary name, by a thread of the
+/// journal's; the append that needs it renames it, and the next one is prepared at once.
+/// Closing the journal removes the prepared file.
+#[test]
+fn the_next_segment_is_prepared_ahead_and_removed_on_close() {
+    let (_temporary, directory) = formatted();
+    let segments = directory.join("journal");
+    let temporary = |index: u32| segments.join(format!("segment-{index:08}.tmp"));
+    // The preparing thread creates the file soon after it starts.
+    let appears = |index: u32| {
+        let started = Instant::now();
+        while !temporary(index).exists() && started.elapsed().as_secs() < 10 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        temporary(index).exists()
+    };
+    let (mut journal, _) = Journal::open(&directory, options()).expect("open");
+    // Segment 0 is the only one: segment 1, the first spare, is prepared from open on.
+    assert!(appears(1), "segment 1 is not being prepared");
+    append_standard(&mut journal, BODY_SIZE_MAX);
+    assert_eq!(journal.segment_count(), 2, "the first append takes a spare");
+    assert!(!temporary(1).exists(), "the prepared segment was renamed");
+    assert!(appears(2), "segment 2 is not being prepared");
+    // Appends that cross into the spare take segment 2 and start on segment 3.
+    while journal.segment_count() < 3 {
+        append_standard(&mut journal, BODY_SIZE_MAX);
+    }
+    assert!(appears(3), "segment 3 is not being prepared");
+    let segment = std::fs::read(segments.join("segment-00000002")).expect("read");
+    assert_eq!(segment.len() as u64, SEGMENT_SIZE_BYTES);
+    assert!(segment.iter().all(|byte| *byte == 0), "a spare holds zeros");
+    let op_last = journal.op_last();
+    journal.sync().expect("sync");
+    drop(journal);
+    assert!(
+        !temporary(3).exists(),
+        "closing leaves a prepared temporary"
+    );
+    let (journal, recovery) = Journal::open(&directory, options()).expect("reopen");
+    assert_eq!(recovery.op_last, op_last);
+    assert!(recovery.cut.is_none());
+    verify_standard(&journal, BODY_SIZE_MAX);
 }
