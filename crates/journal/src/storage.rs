@@ -100,7 +100,7 @@ pub struct FileStorage {
     directory_file: Option<File>,
     leftovers: Vec<PathBuf>,
     backend: SyncBackend,
-    /// The next segment, being allocated and zero-filled on a thread of its own.
+    /// The next segment, being allocated (fallocate, then fsync) on a thread of its own.
     preparing: Option<SegmentPreparer>,
 }
 
