@@ -99,12 +99,7 @@ impl Syncer {
         segments: &[S::Segment],
     ) -> io::Result<SyncTicket> {
         self.retire()?;
-        assert!(
-            op >= self
-                .pending
-                .back()
-                .map_or(self.op_synced, |pending| pending.op)
-        );
+        assert!(op >= self.op_sync_begun());
         if self.pending.len() == SYNCS_IN_FLIGHT_MAX {
             let oldest = self.pending.front().expect("pending is full").sequence;
             self.wait(storage, oldest)?;

@@ -31,8 +31,8 @@ pub enum Stage {
     Decode,
     /// From the listener handing the message to the submit queue to the core taking it.
     Queue,
-    /// Per record: stamping the entries and `Journal::append` (copy and checksum into the
-    /// mapped segment).
+    /// Per record: stamping the entries and `Journal::append` (checksum, then `pwrite` into the
+    /// segment).
     Append,
     /// Per record: `State::apply_record`.
     Apply,
