@@ -1137,16 +1137,17 @@ fn torn_pristine(
             last.op
         );
         let events = sent_events(&load.path);
-        let body = |record: RecordAt| {
-            read_at(
-                &pristine,
-                record.segment,
-                record.offset + HEADER_SIZE,
-                record.body_size,
-            )
+        let context = TornContext {
+            scratch,
+            pristine: &pristine,
+            records: &records,
+            events: &events,
+            load: &load.path,
+            mib,
         };
-        let transfers = |record: RecordAt| ids_in(&body(record), &events);
-        if !transfers(last).is_empty() && unproven_pair(&records, transfers).is_some() {
+        let transfers = |record: RecordAt| context.transfers(record);
+        let usable = !transfers(last).is_empty() && unproven_pair(&records, transfers).is_some();
+        if usable {
             return (pristine, load, records, events);
         }
         let tail: Vec<(u64, u64)> = records
