@@ -18,8 +18,8 @@ use std::time::{Duration, Instant};
 use clap::ValueEnum;
 use serde_json::{json, Map, Value};
 use tally_ledger::{
-    Account, CreateAccountStatus, CreateTransferResult, CreateTransferStatus, Ledger, MemoryStore,
-    Transfer, TransferFlags, AMOUNT_MAX, BATCH_EVENTS_MAX, PULSE_EVENTS_MAX,
+    Account, AccountFlags, CreateAccountStatus, CreateTransferResult, CreateTransferStatus, Ledger,
+    MemoryStore, Transfer, TransferFlags, AMOUNT_MAX, BATCH_EVENTS_MAX, PULSE_EVENTS_MAX,
 };
 
 use crate::alloc;
@@ -90,15 +90,20 @@ pub(crate) enum Workload {
     /// Pending transfers (some with timeouts) and posts/voids of earlier batches' pendings
     #[value(name = "two_phase")]
     TwoPhase,
+    /// As `uniform`, with `flags.history` on every account (as TigerBeetle's benchmark driver
+    /// creates them): each transfer also stores two balance snapshots
+    #[value(name = "history")]
+    History,
 }
 
 impl Workload {
-    const ALL: [Workload; 5] = [
+    const ALL: [Workload; 6] = [
         Workload::Uniform,
         Workload::UniformRandomIds,
         Workload::Zipfian,
         Workload::Accounts1m,
         Workload::TwoPhase,
+        Workload::History,
     ];
 
     /// The `--workload` name (and the key in the JSON).
@@ -109,6 +114,7 @@ impl Workload {
             Workload::Zipfian => "zipfian",
             Workload::Accounts1m => "accounts_1m",
             Workload::TwoPhase => "two_phase",
+            Workload::History => "history",
         }
     }
 
@@ -492,7 +498,12 @@ fn run_workload(workload: Workload, params: &Params) -> Outcome {
     };
     assert!(clock.tick_ns >= 2);
 
-    // Accounts: ids 1..=accounts, ledger 1, code 1, no flags.
+    // Accounts: ids 1..=accounts, ledger 1, code 1, no flags but `history` where the workload
+    // asks for it.
+    let account_flags = match workload {
+        Workload::History => AccountFlags(AccountFlags::HISTORY),
+        _ => AccountFlags::default(),
+    };
     let started = Instant::now();
     let mut account_events = Vec::with_capacity(BATCH_EVENTS_MAX);
     let mut account_results = Vec::with_capacity(BATCH_EVENTS_MAX);
@@ -504,6 +515,7 @@ fn run_workload(workload: Workload, params: &Params) -> Outcome {
             id: index as u128 + 1,
             ledger: 1,
             code: 1,
+            flags: account_flags,
             ..Default::default()
         }));
         let timestamp = clock.batch(account_events.len());

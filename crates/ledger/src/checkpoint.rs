@@ -193,20 +193,25 @@ impl LedgerCheckpoint {
             let rows = &ledger.account_history[self.account];
             // The lists only grow: the prefix being copied is the one of the checkpoint's moment.
             assert!(handles.len() >= handles_len && rows.len() >= rows_len);
-            let bytes = if self.item < handles_len {
+            let out_len_before = out.len();
+            if self.item < handles_len {
                 let take = (handles_len - self.item).min(budget_left.div_ceil(8));
                 let slice = &handles[self.item..self.item + take];
                 self.item += take;
-                u64s_as_bytes(slice)
+                out.extend_from_slice(u64s_as_bytes(slice));
             } else {
+                // The account's rows, gathered from the history log: the same bytes as the
+                // account's own list of snapshots that format 2 was defined on.
                 let row = self.item - handles_len;
                 let take = (rows_len - row).min(budget_left.div_ceil(BalanceSnapshot::SIZE));
                 self.item += take;
-                BalanceSnapshot::slice_as_bytes(&rows[row..row + take])
-            };
-            out.extend_from_slice(bytes);
-            budget_left = budget_left.saturating_sub(bytes.len());
-            self.tail_bytes_left -= bytes.len();
+                for &number in &rows[row..row + take] {
+                    out.extend_from_slice(ledger.history.get(number).as_bytes());
+                }
+            }
+            let bytes_len = out.len() - out_len_before;
+            budget_left = budget_left.saturating_sub(bytes_len);
+            self.tail_bytes_left -= bytes_len;
         }
         let complete = self.account == self.lengths.len();
         // Pair: the lengths announced in the head are exactly what the tail holds.
@@ -441,7 +446,8 @@ fn decode_v2(r: &mut Reader<'_>) -> Result<Ledger, CheckpointError> {
     decode_transfer_sections(r, &mut ledger)?;
     for [handles, rows] in lengths {
         ledger.account_transfers.push(r.u64s(handles)?);
-        ledger.account_history.push(r.rows(rows)?);
+        let rows = r.rows(rows)?;
+        ledger.history_restore(rows);
     }
     Ok(ledger)
 }
@@ -452,7 +458,8 @@ fn decode_v1(r: &mut Reader<'_>) -> Result<Ledger, CheckpointError> {
         let count = r.len(8)?;
         ledger.account_transfers.push(r.u64s(count)?);
         let count = r.len(BalanceSnapshot::SIZE)?;
-        ledger.account_history.push(r.rows(count)?);
+        let rows = r.rows(count)?;
+        ledger.history_restore(rows);
     }
     // The account and transfer index slots: rebuilt instead, like format 2's.
     for _ in 0..2 {

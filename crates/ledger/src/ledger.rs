@@ -8,6 +8,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
+use crate::history::{HistoryLog, HistoryRow};
 use crate::id_table::{IdIndex, Placer, Probe};
 use crate::store::{StoredEvent, TransferStore};
 use crate::types::*;
@@ -85,8 +86,11 @@ pub struct Ledger {
     pub(crate) account_index: IdIndex,
     /// Per account: handles of the transfers that touched it, in creation order.
     pub(crate) account_transfers: Vec<Vec<u64>>,
-    /// Per account with `flags.history`: its balances after each of `account_transfers`.
-    pub(crate) account_history: Vec<Vec<BalanceSnapshot>>,
+    /// Per account with `flags.history`: the rows of `history` that hold its balances after
+    /// each of `account_transfers`.
+    pub(crate) account_history: Vec<Vec<HistoryRow>>,
+    /// The balance rows of every history account, in the order they were written.
+    pub(crate) history: HistoryLog,
 
     pub(crate) transfer_index: IdIndex,
     /// Per handle: `STATE_CREATED` and the `PendingStatus` of a pending transfer.
@@ -232,6 +236,7 @@ impl Ledger {
             account_index: IdIndex::with_capacity(accounts_max),
             account_transfers: Vec::new(),
             account_history: Vec::new(),
+            history: HistoryLog::default(),
             transfer_index: IdIndex::with_capacity(transfers_max),
             transfer_state: Vec::with_capacity(transfers_max),
             transfer_count: 0,
@@ -384,15 +389,14 @@ impl Ledger {
                 if let Some(list) = self.account_transfers.get(position) {
                     crate::id_table::prefetch_address(list.as_ptr().wrapping_add(list.len()));
                 }
-                // A history account's next snapshot starts a new cache line: without this the
-                // first store into it waited for the line (half of `transfer_insert`'s time
-                // under TigerBeetle's driver, whose accounts keep history).
+                // A history account also appends its next row number (the row itself goes to
+                // the end of the history log, which is written in order).
                 let keeps_history = self
                     .accounts
                     .get(position)
                     .is_some_and(|account| account.flags.contains(AccountFlags::HISTORY));
-                if let (true, Some(history)) = (keeps_history, self.account_history.get(position)) {
-                    crate::id_table::prefetch_address(history.as_ptr().wrapping_add(history.len()));
+                if let (true, Some(rows)) = (keeps_history, self.account_history.get(position)) {
+                    crate::id_table::prefetch_address(rows.as_ptr().wrapping_add(rows.len()));
                 }
             }
         }
@@ -583,13 +587,15 @@ impl Ledger {
                 if let Some(expires_at) = expires_at {
                     assert!(self.expiries.remove(&(expires_at, handle)));
                 }
-                for account in [dr, cr] {
+                // Credit side first: its history row was written after the debit side's.
+                for account in [cr, dr] {
                     let account = account as usize;
                     assert_eq!(self.account_transfers[account].pop(), Some(handle));
                     if self.accounts[account].flags.contains(AccountFlags::HISTORY) {
-                        self.account_history[account]
+                        let row = self.account_history[account]
                             .pop()
                             .expect("parallel to transfers");
+                        self.history.pop(row);
                     }
                 }
             }
@@ -961,6 +967,13 @@ impl Ledger {
         regressed.then_some(CreateTransferStatus::ImportedEventTimestampMustNotRegress)
     }
 
+    /// Appends the next account's history rows, read back from a checkpoint (accounts in
+    /// order): into the log, and their numbers into the account's list.
+    pub(crate) fn history_restore(&mut self, rows: Vec<BalanceSnapshot>) {
+        let numbers = rows.into_iter().map(|row| self.history.push(row)).collect();
+        self.account_history.push(numbers);
+    }
+
     /// Records a created transfer: id index, state, accounts (written only if changed), the
     /// per-account transfer lists and history rows.
     fn transfer_insert(
@@ -989,7 +1002,8 @@ impl Ledger {
             self.account_transfers[index as usize].push(handle);
             let account = &self.accounts[index as usize];
             if account.flags.contains(AccountFlags::HISTORY) {
-                self.account_history[index as usize].push(BalanceSnapshot::of(account));
+                let row = self.history.push(BalanceSnapshot::of(account));
+                self.account_history[index as usize].push(row);
             }
         }
         let [(dr, _), (cr, _)] = changes;

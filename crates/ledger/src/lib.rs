@@ -3,6 +3,7 @@
 //! owns the store of transfer bodies (`store`). See `docs/ledger.md`.
 
 mod checkpoint;
+mod history;
 mod id_table;
 mod ledger;
 mod query;

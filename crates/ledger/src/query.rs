@@ -149,7 +149,7 @@ impl Ledger {
         }
         let history = &self.account_history[index as usize];
         self.account_scan(store, filter, limit_max, |position, transfer| {
-            let snapshot = history[position];
+            let snapshot = self.history.get(history[position]);
             out.push(AccountBalance {
                 debits_pending: snapshot.debits_pending,
                 debits_posted: snapshot.debits_posted,
@@ -269,7 +269,8 @@ impl Ledger {
             for handle in &self.account_transfers[index] {
                 hasher.update(handle.to_le_bytes());
             }
-            for snapshot in &self.account_history[index] {
+            for &row in &self.account_history[index] {
+                let snapshot = self.history.get(row);
                 for value in [
                     snapshot.debits_pending,
                     snapshot.debits_posted,
@@ -309,7 +310,7 @@ impl Ledger {
                 )
                 + vec_bytes(
                     self.account_history.capacity(),
-                    core::mem::size_of::<Vec<u64>>(),
+                    core::mem::size_of::<Vec<u32>>(),
                 ),
             transfer_index: self.transfer_index.heap_bytes(),
             transfer_state: self.transfer_state.capacity(),
@@ -321,8 +322,9 @@ impl Ledger {
             history: self
                 .account_history
                 .iter()
-                .map(|rows| rows.capacity() * 64)
-                .sum(),
+                .map(|rows| rows.capacity() * core::mem::size_of::<u32>())
+                .sum::<usize>()
+                + self.history.heap_bytes(),
             pending_and_balancing: (self.expiries.len() * 16) + (self.balancing_amounts.len() * 24),
         }
     }
@@ -339,7 +341,8 @@ pub struct HeapBytes {
     pub transfer_state: usize,
     /// The per-account lists of transfer handles (8 bytes per entry, two per transfer).
     pub account_transfer_lists: usize,
-    /// Balance rows of accounts with `flags.history`.
+    /// Balance rows of accounts with `flags.history` (64 bytes each, in 1 MiB chunks) and each
+    /// account's row numbers (4 bytes each).
     pub history: usize,
     /// Expiry entries of pending transfers with a timeout, and balancing amounts.
     pub pending_and_balancing: usize,
