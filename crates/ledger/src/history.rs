@@ -7,7 +7,13 @@
 //! insert. Here the rows go one after another into fixed-size chunks that never move, and each
 //! account keeps only the row numbers of its rows (`Ledger::account_history`), 4 bytes a push.
 //! A chunk is an anonymous mapping rather than a heap allocation so that its pages are backed
-//! in one call.
+//! in one call, and once a log outgrows its first chunk the next ones are mapped ahead on a
+//! thread of their own (`Spares`): backing fresh pages is mostly the kernel zeroing them, which
+//! took 11% of the core thread's time under the driver when done in line. The rows written, and
+//! so the ledger's state, are the same whichever thread mapped the chunk (both give zeros).
+
+use std::sync::mpsc;
+use std::thread::JoinHandle;
 
 use memmap2::{MmapMut, MmapOptions};
 
@@ -30,6 +36,63 @@ pub(crate) struct HistoryLog {
     chunks: Vec<MmapMut>,
     /// Rows held, over all chunks.
     len: usize,
+    spares: Spares,
+}
+
+/// Chunks mapped ahead, for a log past its first chunk (a ledger that never gets there, as in
+/// most tests, starts no thread).
+#[derive(Default)]
+enum Spares {
+    #[default]
+    NotStarted,
+    /// A thread maps chunks and hands them over; it holds at most `SPARES_MAX` ready, and ends
+    /// when the receiver is dropped with the log.
+    Running {
+        receiver: Option<mpsc::Receiver<MmapMut>>,
+        thread: Option<JoinHandle<()>>,
+    },
+    /// The thread could not be started: chunks are mapped in line.
+    Unavailable,
+}
+
+/// Chunks ready ahead: one in the channel and one in the thread's hand, 2 MiB in all.
+const SPARES_MAX: usize = 1;
+
+impl Spares {
+    fn start() -> Spares {
+        let (sender, receiver) = mpsc::sync_channel(SPARES_MAX);
+        let thread = std::thread::Builder::new()
+            .name("tally-history".into())
+            .spawn(move || {
+                // Ends when the log is dropped (the send fails) or memory runs out (the log
+                // then maps in line and meets the same error there).
+                while let Ok(chunk) = chunk_map() {
+                    if sender.send(chunk).is_err() {
+                        break;
+                    }
+                }
+            });
+        match thread {
+            Ok(thread) => Spares::Running {
+                receiver: Some(receiver),
+                thread: Some(thread),
+            },
+            Err(_) => Spares::Unavailable,
+        }
+    }
+}
+
+impl Drop for Spares {
+    fn drop(&mut self) {
+        if let Spares::Running { receiver, thread } = self {
+            // Dropping the receiver fails the thread's next send, which ends it; then wait for
+            // it, so that no thread outlives the log.
+            drop(receiver.take());
+            if let Some(thread) = thread.take() {
+                let _ = thread.join();
+            }
+        }
+    }
 }
 
 impl HistoryLog {
@@ -38,7 +101,8 @@ impl HistoryLog {
     pub(crate) fn push(&mut self, snapshot: BalanceSnapshot) -> HistoryRow {
         let row = HistoryRow::try_from(self.len).expect("history log within 2^32 rows");
         if self.len == self.chunks.len() * CHUNK_ROWS {
-            self.chunks.push(chunk_new());
+            let chunk = self.chunk_take();
+            self.chunks.push(chunk);
         }
         let offset = (self.len % CHUNK_ROWS) * BalanceSnapshot::SIZE;
         let chunk = self.chunks.last_mut().expect("a chunk with room");
@@ -65,6 +129,25 @@ impl HistoryLog {
         BalanceSnapshot::read_from(&self.chunks[row / CHUNK_ROWS][offset..])
     }
 
+    /// The next chunk: a spare if one is ready, else mapped here.
+    fn chunk_take(&mut self) -> MmapMut {
+        if !self.chunks.is_empty() && matches!(self.spares, Spares::NotStarted) {
+            self.spares = Spares::start();
+        }
+        if let Spares::Running {
+            receiver: Some(receiver),
+            ..
+        } = &self.spares
+        {
+            if let Ok(chunk) = receiver.try_recv() {
+                return chunk;
+            }
+        }
+        // An anonymous mapping fails only when the process is out of address space or memory,
+        // as a `Vec` allocation would; the ledger treats both alike.
+        chunk_map().expect("memory for a history chunk")
+    }
+
     /// Heap bytes held: whole chunks, as mapped.
     pub(crate) fn heap_bytes(&self) -> usize {
         self.chunks.len() * CHUNK_BYTES + self.chunks.capacity() * core::mem::size_of::<MmapMut>()
@@ -75,14 +158,8 @@ impl HistoryLog {
 /// on the first store into each 4 KiB page (those faults were 9% of the core's time under the
 /// driver). Transparent huge pages were tried instead and were slower: zeroing and compacting a
 /// 2 MiB page on the fault raised the batch p99 from 6 to 13 ms in `tally-bench core`.
-fn chunk_new() -> MmapMut {
-    // An anonymous mapping fails only when the process is out of address space or memory, as
-    // a `Vec` allocation would; the ledger treats both alike.
-    MmapOptions::new()
-        .len(CHUNK_BYTES)
-        .populate()
-        .map_anon()
-        .expect("memory for a history chunk")
+fn chunk_map() -> std::io::Result<MmapMut> {
+    MmapOptions::new().len(CHUNK_BYTES).populate().map_anon()
 }
 
 #[cfg(test)]
