@@ -129,6 +129,16 @@ impl HistoryLog {
         BalanceSnapshot::read_from(&self.chunks[row / CHUNK_ROWS][offset..])
     }
 
+    /// Hints the CPU to fetch row `row`, for a caller about to read many rows out of order.
+    #[inline]
+    pub(crate) fn prefetch(&self, row: HistoryRow) {
+        let row = row as usize;
+        if let Some(chunk) = self.chunks.get(row / CHUNK_ROWS) {
+            let offset = (row % CHUNK_ROWS) * BalanceSnapshot::SIZE;
+            crate::id_table::prefetch_address(chunk.as_ptr().wrapping_add(offset));
+        }
+    }
+
     /// The next chunk: a spare if one is ready, else mapped here.
     fn chunk_take(&mut self) -> MmapMut {
         if !self.chunks.is_empty() && matches!(self.spares, Spares::NotStarted) {
