@@ -23,7 +23,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::checkpoint::CheckpointEncoding;
 use crate::command::{Command, Request, ADMIN_REPLAY_COST};
 use crate::entry::{
-    entry_append, EntryHeader, EntryKind, ENTRY_ALIGNMENT, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH,
+    entry_append_with, EntryKind, ENTRY_ALIGNMENT, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH,
 };
 use crate::error::CoreError;
 use crate::routes::{Connection, Outbound, Routes};
@@ -115,8 +115,6 @@ pub struct Core {
     /// Replay work appended since the last checkpoint (`CHECKPOINT_INTERVAL_WORK`).
     work_since_checkpoint: u64,
     record_body: Vec<u8>,
-    /// Where a request's compact entry is put together before it is stamped.
-    compact_request: Vec<u8>,
     /// The record body limit: `BATCH_BYTES_MAX`, or less if a segment cannot hold that.
     record_bytes_max: usize,
     /// A submission that did not fit in the last record; it opens the next one.
@@ -218,7 +216,6 @@ impl Core {
             entries_since_checkpoint: options.unsaved_entries,
             work_since_checkpoint: options.unsaved_work,
             record_body: Vec::with_capacity(record_bytes_max),
-            compact_request: Vec::with_capacity(tally_wire::MESSAGE_SIZE_MAX),
             record_bytes_max,
             carried: None,
             checkpoint: None,
@@ -470,19 +467,20 @@ impl Core {
         let mut timestamp = self.state.timestamp;
         let mut work = 0;
         let mut events = 0;
-        let mut stamp = |body: &mut Vec<u8>, kind: EntryKind, reserved: u64, message: &[u8]| {
-            op += 1;
+        // Stamps the next entry (op, time base) with what `write` appends as its message;
+        // `write` may refuse (appending nothing), and then nothing is stamped.
+        let mut stamp = |body: &mut Vec<u8>,
+                         kind: EntryKind,
+                         reserved: u64,
+                         write: &mut dyn FnMut(&mut Vec<u8>) -> bool| {
             let base = (timestamp + 1).max(now);
-            let header = EntryHeader {
-                kind,
-                timestamp: base,
-                op,
-                message_size: u32::try_from(message.len()).expect("messages are bounded"),
-            };
-            entry_append(body, &header, message);
-            timestamp = base + reserved;
+            let written = entry_append_with(body, kind, base, op + 1, write);
+            if written {
+                op += 1;
+                timestamp = base + reserved;
+            }
+            written
         };
-        let mut compact = std::mem::take(&mut self.compact_request);
         for entry in &pending {
             match entry {
                 Pending::Request { message, header } => {
@@ -491,18 +489,24 @@ impl Core {
                     work += request.replay_cost();
                     events += request.batch_event_count();
                     let reserved = Command::Request(request).timestamps_reserved();
-                    compact.clear();
-                    // Batch requests are logged compact (docs/server.md); registers whole.
-                    if request.compact(&mut compact) {
-                        assert!(compact.len() <= message.len());
+                    // Batch requests are logged compact (docs/server.md), written straight into
+                    // the record body; registers whole.
+                    let compacted = stamp(
+                        &mut self.record_body,
+                        EntryKind::RequestCompact,
+                        reserved,
+                        &mut |body| request.compact(body),
+                    );
+                    if !compacted {
                         stamp(
                             &mut self.record_body,
-                            EntryKind::RequestCompact,
+                            EntryKind::Request,
                             reserved,
-                            &compact,
+                            &mut |body| {
+                                body.extend_from_slice(message);
+                                true
+                            },
                         );
-                    } else {
-                        stamp(&mut self.record_body, EntryKind::Request, reserved, message);
                     }
                 }
                 Pending::Admin { command, .. } => {
@@ -512,18 +516,20 @@ impl Core {
                         &mut self.record_body,
                         EntryKind::Admin,
                         Command::ADMIN_TIMESTAMPS_RESERVED,
-                        command,
+                        &mut |body| {
+                            body.extend_from_slice(command);
+                            true
+                        },
                     );
                 }
             }
         }
-        self.compact_request = compact;
         if pulse {
             stamp(
                 &mut self.record_body,
                 EntryKind::Pulse,
                 Command::Pulse.timestamps_reserved(),
-                &[],
+                &mut |_| true,
             );
         }
         let entries = op - self.state.op;

@@ -74,16 +74,14 @@ pub enum EntryError {
 }
 
 impl EntryHeader {
-    /// Appends the header's 32 bytes.
-    pub(crate) fn encode(&self, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.push(self.kind as u8);
-        out.extend_from_slice(&[0; 7]);
-        out.extend_from_slice(&self.timestamp.to_le_bytes());
-        out.extend_from_slice(&self.op.to_le_bytes());
-        out.extend_from_slice(&self.message_size.to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        assert_eq!(out.len() - start, ENTRY_HEADER_SIZE);
+    /// The header's 32 bytes: kind, 7 zero bytes, timestamp, op, message size, 4 zero bytes.
+    fn to_bytes(self) -> [u8; ENTRY_HEADER_SIZE] {
+        let mut bytes = [0; ENTRY_HEADER_SIZE];
+        bytes[0] = self.kind as u8;
+        bytes[8..16].copy_from_slice(&self.timestamp.to_le_bytes());
+        bytes[16..24].copy_from_slice(&self.op.to_le_bytes());
+        bytes[24..28].copy_from_slice(&self.message_size.to_le_bytes());
+        bytes
     }
 
     /// Reads the header at `offset` of a record body.
@@ -122,13 +120,51 @@ impl EntryHeader {
     }
 }
 
-/// Appends one entry (header, message, padding) to a record body.
+/// Appends one entry (header, message, padding) to a record body (tests build bodies with it;
+/// the core thread writes messages in place with `entry_append_with`).
+#[cfg(test)]
 pub(crate) fn entry_append(out: &mut Vec<u8>, header: &EntryHeader, message: &[u8]) {
     assert_eq!(header.message_size as usize, message.len());
+    let written = entry_append_with(out, header.kind, header.timestamp, header.op, |out| {
+        out.extend_from_slice(message);
+        true
+    });
+    assert!(written);
+}
+
+/// Appends one entry whose message `write` appends straight into the record body (a batch
+/// request's compact form, without a copy of its megabyte in between). If `write` returns
+/// `false` it must have appended nothing, and the body is left as it was.
+pub(crate) fn entry_append_with(
+    out: &mut Vec<u8>,
+    kind: EntryKind,
+    timestamp: u64,
+    op: u64,
+    write: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> bool {
     assert_eq!(out.len() % ENTRY_ALIGNMENT, 0);
-    header.encode(out);
-    out.extend_from_slice(message);
+    let start = out.len();
+    // The header's place, filled once the message's size is known.
+    out.resize(start + ENTRY_HEADER_SIZE, 0);
+    if !write(out) {
+        assert_eq!(
+            out.len(),
+            start + ENTRY_HEADER_SIZE,
+            "a refused write appends nothing"
+        );
+        out.truncate(start);
+        return false;
+    }
+    let message_size = out.len() - start - ENTRY_HEADER_SIZE;
+    let header = EntryHeader {
+        kind,
+        timestamp,
+        op,
+        message_size: u32::try_from(message_size).expect("messages are bounded"),
+    };
+    out[start..start + ENTRY_HEADER_SIZE].copy_from_slice(&header.to_bytes());
     out.resize(out.len().next_multiple_of(ENTRY_ALIGNMENT), 0);
+    true
 }
 
 /// The offsets of the entries of a record body, checked for shape.
