@@ -125,6 +125,9 @@ pub struct Core {
     /// the core does not stop for page faults while it copies (the memory a checkpoint needs
     /// stays allocated, as TigerBeetle allocates at start-up).
     checkpoint_buffer: Vec<u8>,
+    /// The last checkpoint's buffer for the ledger's head, kept for the same reason: the head
+    /// is written at the checkpoint's moment, all at once.
+    checkpoint_head_buffer: Vec<u8>,
     /// Atomics the scrape reads; the core only stores and adds to them.
     metrics: Metrics,
 }
@@ -220,6 +223,7 @@ impl Core {
             carried: None,
             checkpoint: None,
             checkpoint_buffer: Vec::new(),
+            checkpoint_head_buffer: Vec::new(),
             metrics,
         };
         core.metrics_publish();
@@ -713,9 +717,10 @@ impl Core {
     fn checkpoint_begin(&mut self) {
         assert!(self.checkpoint.is_none(), "one checkpoint at a time");
         let began = Instant::now();
-        let encoding = self
-            .state
-            .checkpoint_begin(std::mem::take(&mut self.checkpoint_buffer));
+        let encoding = self.state.checkpoint_begin(
+            std::mem::take(&mut self.checkpoint_buffer),
+            std::mem::take(&mut self.checkpoint_head_buffer),
+        );
         let head = began.elapsed();
         self.checkpoint = Some(CheckpointUnderWay {
             // A checkpoint names the journal record the state reflects (every appended record
@@ -774,7 +779,9 @@ impl Core {
     /// Hands the complete blob to the journal's writer thread.
     fn checkpoint_write(&mut self) -> Result<(), CoreError> {
         let checkpoint = self.checkpoint.as_mut().expect("a checkpoint under way");
-        let blob = checkpoint.encoding.take().expect("being encoded").finish();
+        let mut encoding = checkpoint.encoding.take().expect("being encoded");
+        self.checkpoint_head_buffer = encoding.head_buffer_take();
+        let blob = encoding.finish();
         checkpoint.size_bytes = Some(blob.len());
         tracing::info!(
             record = checkpoint.record,

@@ -283,6 +283,12 @@ impl Ledger {
             .zip(&self.account_history)
             .map(|(handles, rows)| handles.len() * 8 + rows.len() * BalanceSnapshot::SIZE)
             .sum();
+        self.checkpoint_head_size_bytes() + lists
+    }
+
+    /// The size of the head that `checkpoint_begin` writes: everything but the per-account
+    /// lists.
+    pub fn checkpoint_head_size_bytes(&self) -> usize {
         MAGIC.len()
             + 3 * 8
             + 8
@@ -295,7 +301,6 @@ impl Ledger {
             + self.expiries.len() * 16
             + 8
             + self.orphan_ids.len() * 16
-            + lists
     }
 
     /// Appends the head of the state (everything a batch may change in place: accounts,
@@ -312,6 +317,7 @@ impl Ledger {
             .iter()
             .map(|[handles, rows]| handles * 8 + rows * BalanceSnapshot::SIZE)
             .sum();
+        let start = out.len();
         let mut w = Writer(out);
         w.0.extend_from_slice(MAGIC);
         w.u64(self.timestamp_last);
@@ -337,6 +343,8 @@ impl Ledger {
         }
         w.len(self.orphan_ids.len());
         self.orphan_ids.iter().for_each(|&id| w.u128(id));
+        // Pair with the size a caller reserves for the head.
+        assert_eq!(out.len() - start, self.checkpoint_head_size_bytes());
         LedgerCheckpoint {
             lengths,
             account: 0,
