@@ -96,26 +96,60 @@ pub struct CheckpointEncoding {
 /// idempotency key and payment and the core must not stop for it; then its bytes are copied.
 struct PaymentsEncoding {
     /// The encoder, until its bytes are taken.
-    thread: Option<std::thread::JoinHandle<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<Encoded>>,
     bytes: Vec<u8>,
     copied: usize,
+    /// The buffer the whole encoding goes into, empty, with room for all of it and its pages
+    /// backed, once the encoder hands it back.
+    buffer: Option<Vec<u8>>,
+}
+
+/// What the payments encoder hands back: the domain's bytes and the encoding's buffer.
+type Encoded = (Vec<u8>, Vec<u8>);
+
+/// Empties `buffer` and gives it room for `size_bytes`, with every page it did not have before
+/// backed by memory: one store per 4 KiB page of the new room, on the caller's thread. The pages
+/// it had (a previous checkpoint's) are backed already.
+fn buffer_prepare(mut buffer: Vec<u8>, size_bytes: usize) -> Vec<u8> {
+    const PAGE_BYTES: usize = 4096;
+    let backed = buffer.capacity();
+    buffer.clear();
+    buffer.reserve_exact(size_bytes);
+    let spare = buffer.spare_capacity_mut();
+    for byte in spare.iter_mut().skip(backed).step_by(PAGE_BYTES) {
+        byte.write(0);
+    }
+    // The stores above are only for their side effect on the page tables: keep them.
+    std::hint::black_box(&mut buffer);
+    buffer
 }
 
 impl PaymentsEncoding {
-    fn start(payments: &Payments) -> PaymentsEncoding {
+    /// Starts the encoder on a snapshot of `payments`. Once the domain is encoded, its size and
+    /// `size_bytes_without_payments` give the whole encoding's: the encoder then makes `buffer`
+    /// (the last checkpoint's) that large and backs the pages it adds, so that the core's steps
+    /// copy into memory that is already there (a page fault per 4 KiB of a blob of a gigabyte
+    /// or more was a good part of each step's time).
+    fn start(
+        payments: &Payments,
+        buffer: Vec<u8>,
+        size_bytes_without_payments: usize,
+    ) -> PaymentsEncoding {
         let snapshot = payments.clone();
         let thread = std::thread::Builder::new()
             .name("tally-ckpt-pay".into())
-            .spawn(move || {
+            .spawn(move || -> Encoded {
                 tally_journal::writer_yield_cpu();
                 let mut bytes = Vec::new();
                 snapshot.encode_checkpoint(&mut bytes);
-                bytes
+                let buffer = buffer_prepare(buffer, bytes.len() + size_bytes_without_payments);
+                (bytes, buffer)
             });
         let mut encoding = PaymentsEncoding {
             thread: None,
             bytes: Vec::new(),
             copied: 0,
+            buffer: None,
         };
         match thread {
             Ok(thread) => encoding.thread = Some(thread),
@@ -123,6 +157,8 @@ impl PaymentsEncoding {
             Err(error) => {
                 tracing::warn!(%error, "encoding the payments domain on the core thread");
                 payments.encode_checkpoint(&mut encoding.bytes);
+                // The last checkpoint's buffer went with the thread that never started.
+                encoding.buffer = Some(Vec::new());
             }
         }
         encoding
@@ -142,10 +178,12 @@ impl PaymentsEncoding {
             return false;
         }
         if let Some(thread) = self.thread.take() {
-            self.bytes = match thread.join() {
-                Ok(bytes) => bytes,
+            let (bytes, buffer) = match thread.join() {
+                Ok(encoded) => encoded,
                 Err(panic) => std::panic::resume_unwind(panic),
             };
+            self.bytes = bytes;
+            self.buffer = Some(buffer);
         }
         true
     }
@@ -176,13 +214,18 @@ impl CheckpointEncoding {
         if !self.payments.ready(block) {
             return false;
         }
+        if let Some(mut buffer) = self.payments.buffer.take() {
+            // The same bytes, now in the buffer that has room for the whole encoding.
+            buffer.extend_from_slice(&self.blob);
+            self.blob = buffer;
+        }
         let payments = &mut self.payments;
         if payments.copied < payments.bytes.len() {
             let take = (payments.bytes.len() - payments.copied).min(budget_left(&self.blob));
             if payments.copied == 0 {
                 // One growth of the blob, while it holds only the parts before the payments.
-                self.blob
-                    .reserve_exact(payments.bytes.len() + self.size_bytes_without_payments);
+                let size_bytes = payments.bytes.len() + self.size_bytes_without_payments;
+                self.blob.reserve_exact(size_bytes - self.blob.len());
             }
             self.blob
                 .extend_from_slice(&payments.bytes[payments.copied..payments.copied + take]);
@@ -282,7 +325,6 @@ impl State {
     /// (emptied first, and reused the same way: `CheckpointEncoding::head_buffer_take`);
     /// `CheckpointEncoding::encode_step` appends the rest, now or after later records.
     pub fn checkpoint_begin(&self, buffer: Vec<u8>, head_buffer: Vec<u8>) -> CheckpointEncoding {
-        let payments = PaymentsEncoding::start(&self.payments);
         let batch_count = self.locations.batches.len();
         let domain_count = self.locations.domain.len();
         let mut sessions = Vec::new();
@@ -302,8 +344,9 @@ impl State {
             + self.ledger.checkpoint_size_bytes()
             + batch_count * BATCH_SIZE_BYTES
             + domain_count * Transfer::SIZE;
-        let mut blob = buffer;
-        blob.clear();
+        let payments = PaymentsEncoding::start(&self.payments, buffer, size_bytes_without_payments);
+        // The parts before the payments domain, until the encoder hands back the buffer.
+        let mut blob = Vec::new();
         blob.extend_from_slice(CHECKPOINT_MAGIC_PREFIX);
         blob.extend_from_slice(format!("{CHECKPOINT_FORMAT:02}").as_bytes());
         blob.extend_from_slice(&self.cluster.to_le_bytes());
