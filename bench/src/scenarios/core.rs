@@ -26,7 +26,7 @@ use crate::alloc;
 use crate::harness::report::{self, round, thousands, LatencySummary, Progress, Stamp, Table};
 use crate::harness::rng::{mix64, SplitMix64, Zipf};
 
-/// Transfers per workload when `--transfers` is not given: all five workloads together take
+/// Transfers per workload when `--transfers` is not given: all six workloads together take
 /// about a minute on the 2-core reference machine (`docs/benchmarks.md`).
 pub(crate) const DEFAULT_TRANSFERS: u64 = 10_000_000;
 const SMOKE_TRANSFERS: u64 = 8_000;
@@ -45,7 +45,7 @@ const SLOW_BATCH_FACTOR: u32 = 4;
 /// `core`'s command line.
 #[derive(clap::Args, Debug)]
 pub(crate) struct Args {
-    /// Transfers per workload [default: 10,000,000 (all five workloads: about 35 s on 2 cores);
+    /// Transfers per workload [default: 10,000,000 (all six workloads: about 42 s on 2 cores);
     /// 8,000 with --smoke]
     #[arg(long)]
     transfers: Option<u64>,
