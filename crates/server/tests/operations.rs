@@ -254,7 +254,23 @@ fn metrics_count_the_work_and_the_log_names_requests_and_keeps_secrets() {
             .expect("transfers");
     });
 
-    let after = Scrape::of(http);
+    // The reply stage is observed once a reply's last byte is written, and the client can read
+    // the reply before the server's writer task gets there: scrape until the third reply's
+    // observation is in, for at most a second (the assertions below still require it).
+    let reply = [("stage", "reply")];
+    let replied = |scrape: &Scrape| {
+        scrape.value("tally_core_stage_duration_seconds", &reply)
+            - before.value("tally_core_stage_duration_seconds", &reply)
+            >= 3.0
+    };
+    let mut after = Scrape::of(http);
+    for _ in 0..50 {
+        if replied(&after) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+        after = Scrape::of(http);
+    }
     let moved = |metric: &str, labels: &[(&str, &str)]| {
         after.value(metric, labels) - before.value(metric, labels)
     };
