@@ -11,11 +11,12 @@
 //! emptied and refilled by what is sent next (simple, and a steady set of documents is back
 //! within one request each).
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use async_graphql::parser::types::ExecutableDocument;
+
+use crate::bounded_map::BoundedMap;
 
 /// Documents kept at most.
 pub(crate) const DOCUMENTS_MAX: usize = 512;
@@ -42,9 +43,16 @@ impl CachedDocument {
 }
 
 /// Query text → its parsed document.
-#[derive(Default)]
 pub(crate) struct DocumentCache {
-    documents: RwLock<HashMap<Box<str>, Arc<CachedDocument>>>,
+    documents: BoundedMap<Box<str>, Arc<CachedDocument>>,
+}
+
+impl Default for DocumentCache {
+    fn default() -> Self {
+        Self {
+            documents: BoundedMap::new(DOCUMENTS_MAX),
+        }
+    }
 }
 
 impl DocumentCache {
@@ -58,7 +66,7 @@ impl DocumentCache {
         if request.query.len() > QUERY_BYTES_MAX {
             return None;
         }
-        if let Some(cached) = self.get(&request.query) {
+        if let Some(cached) = self.documents.get(request.query.as_str()) {
             request.set_parsed_query(cached.document.clone());
             return Some(cached);
         }
@@ -67,30 +75,15 @@ impl DocumentCache {
             document: document.clone(),
             rules_passed: AtomicBool::new(false),
         });
-        self.insert(&request.query, cached.clone());
+        self.documents
+            .insert_all([(request.query.as_str().into(), cached.clone())].into_iter());
         request.set_parsed_query(document);
         Some(cached)
     }
 
-    fn get(&self, query: &str) -> Option<Arc<CachedDocument>> {
-        // A poisoned lock only means a panic elsewhere while holding it; the map itself is
-        // always whole (insert and clear are single calls).
-        let documents = self.documents.read().unwrap_or_else(|p| p.into_inner());
-        documents.get(query).cloned()
-    }
-
-    fn insert(&self, query: &str, document: Arc<CachedDocument>) {
-        let mut documents = self.documents.write().unwrap_or_else(|p| p.into_inner());
-        if documents.len() >= DOCUMENTS_MAX {
-            documents.clear();
-        }
-        documents.insert(query.into(), document);
-        assert!(documents.len() <= DOCUMENTS_MAX);
-    }
-
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.documents.read().map(|d| d.len()).unwrap_or(0)
+        self.documents.len()
     }
 }
 

@@ -7,6 +7,7 @@
 mod accounting;
 mod assets;
 mod auto_peering;
+mod bounded_map;
 mod common;
 mod core_handle;
 mod document_cache;

@@ -3,8 +3,7 @@
 //! turns receiver URLs into local incoming payment ids, fetches exchange rates when the assets
 //! differ, and hands one command to the core; everything else is decided there.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{Context, Enum, Error, InputObject, Object, SimpleObject, ID};
@@ -16,6 +15,7 @@ use tally_payments::{
 };
 
 use crate::assets::unexpected;
+use crate::bounded_map::BoundedMap;
 use crate::common::{
     core, execute, idempotency, iso8601, page_request, parse_iso8601, uuid, PageInfo, SortOrder,
 };
@@ -48,35 +48,25 @@ pub(crate) struct PaymentsContext {
     asset_codes: AssetCodes,
 }
 
-/// Asset codes at most kept by `AssetCodes`; when full it is emptied (as the document cache).
+/// Asset codes at most kept by `AssetCodes`; when full it is emptied (`BoundedMap`).
 const ASSET_CODES_MAX: usize = 1 << 16;
 
 /// The asset code of wallet addresses and incoming payments this front has seen, so that a
 /// quote knows which rates its command needs without asking the core. Safe to keep without
 /// ever updating: a wallet address's asset, an incoming payment's wallet address and an
 /// asset's code never change once created. A miss asks the core (`quote_create`).
-#[derive(Default)]
 struct AssetCodes {
-    codes: Mutex<HashMap<Uuid, Arc<str>>>,
+    codes: BoundedMap<Uuid, Arc<str>>,
 }
 
 impl AssetCodes {
     fn get(&self, id: Uuid) -> Option<Arc<str>> {
-        // A poisoned lock only means a panic elsewhere while holding it; the map is always
-        // whole (insert and clear are single calls).
-        let codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        codes.get(&id).cloned()
+        self.codes.get(&id)
     }
 
     fn remember(&self, entries: &[(Uuid, &Arc<str>)]) {
-        let mut codes = self.codes.lock().unwrap_or_else(|p| p.into_inner());
-        if codes.len() + entries.len() > ASSET_CODES_MAX {
-            codes.clear();
-        }
-        for (id, code) in entries {
-            codes.insert(*id, Arc::clone(code));
-        }
-        assert!(codes.len() <= ASSET_CODES_MAX);
+        self.codes
+            .insert_all(entries.iter().map(|&(id, code)| (id, Arc::clone(code))));
     }
 
     /// An incoming payment and its wallet address, from a view of it.
@@ -97,7 +87,9 @@ impl PaymentsContext {
             expiry_max_ns: nanos(options.incoming_payment_expiry_max),
             lifespan_ns: nanos(options.quote_lifespan),
             rates: RatesSource::new(&options.rates),
-            asset_codes: AssetCodes::default(),
+            asset_codes: AssetCodes {
+                codes: BoundedMap::new(ASSET_CODES_MAX),
+            },
         })
     }
 
