@@ -5,9 +5,9 @@
 //! record's fsync through io_uring, and applies the record from the journal's bytes while the
 //! fsync runs. The fsync of batch N also overlaps the gathering and applying of batch N+1; the
 //! replies of batch N leave only after batch N's fsync has completed (group commit: one write
-//! and one fsync for many clients' requests). Reads run on the state after the turn's record and answer after it is durable,
-//! so that no read shows a write that could still be lost; peeks, which only shape a command
-//! and never reach a client, answer in the turn they arrive.
+//! and one fsync for many clients' requests). Reads run on the state after the turn's record
+//! and answer after it is durable, so that no read shows a write that could still be lost;
+//! peeks, which only shape a command and never reach a client, answer in the turn they arrive.
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 

@@ -10,7 +10,8 @@
 //! Records are hash-chained (each header carries its predecessor's checksum) and numbered 1, 2, 3…
 //! `append` writes a record into its segment (`pwrite`; reads come from the mapping);
 //! `sync_begin`/`sync_wait` make everything appended so far durable (group commit through
-//! io_uring); `open` verifies the whole log, cuts a torn tail and refuses damage before it. `docs/journal.md` describes the format byte by byte and the rules.
+//! io_uring); `open` verifies the whole log, cuts a torn tail and refuses damage before it.
+//! `docs/journal.md` describes the format byte by byte and the rules.
 //!
 //! Everything the journal does to its segments goes through the `Storage` seam: `FileStorage`
 //! (mapped files, io_uring fsyncs) in production, `FaultyStorage` (an in-process disk that keeps the
