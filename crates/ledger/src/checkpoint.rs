@@ -78,13 +78,6 @@ impl Writer<'_> {
     }
 }
 
-/// The little-endian bytes of `values`, without copying (the crate is little-endian only:
-/// `types.rs`).
-fn u64s_as_bytes(values: &[u64]) -> &[u8] {
-    // SAFETY: a u64 has no padding, so every byte is initialised; u8 needs no alignment.
-    unsafe { core::slice::from_raw_parts(values.as_ptr().cast::<u8>(), size_of_val(values)) }
-}
-
 struct Reader<'a> {
     bytes: &'a [u8],
     offset: usize,
@@ -166,6 +159,8 @@ pub struct LedgerCheckpoint {
     item: usize,
     /// Bytes of the tail still to copy.
     tail_bytes_left: usize,
+    /// The row numbers of the rows a step gathers (kept between steps for its room).
+    row_numbers: Vec<u32>,
 }
 
 impl LedgerCheckpoint {
@@ -192,16 +187,15 @@ impl LedgerCheckpoint {
                 break;
             }
             let [handles_len, rows_len] = self.lengths[self.account];
-            let handles = &ledger.account_transfers[self.account];
-            let rows = &ledger.account_history[self.account];
+            let lists = &ledger.account_lists[self.account];
+            let (handles, rows) = (&lists.transfers, &lists.rows);
             // The lists only grow: the prefix being copied is the one of the checkpoint's moment.
             assert!(handles.len() >= handles_len && rows.len() >= rows_len);
             let out_len_before = out.len();
             if self.item < handles_len {
                 let take = (handles_len - self.item).min(budget_left.div_ceil(8));
-                let slice = &handles[self.item..self.item + take];
+                handles.bytes_extend(&ledger.list_blocks, self.item, take, out);
                 self.item += take;
-                out.extend_from_slice(u64s_as_bytes(slice));
             } else {
                 // The account's rows, gathered from the history log: the same bytes as the
                 // account's own list of snapshots that format 2 was defined on.
@@ -210,12 +204,13 @@ impl LedgerCheckpoint {
                 self.item += take;
                 // An account's rows lie apart in the log, each in its own line: fetch a few
                 // ahead, or the gather waits on memory once per row.
-                let numbers = &rows[row..row + take];
-                for (position, &number) in numbers.iter().enumerate() {
-                    if let Some(&ahead) = numbers.get(position + ROWS_PREFETCH_AHEAD) {
+                self.row_numbers.clear();
+                rows.items_extend(&ledger.list_blocks, row, take, &mut self.row_numbers);
+                for (position, &number) in self.row_numbers.iter().enumerate() {
+                    if let Some(&ahead) = self.row_numbers.get(position + ROWS_PREFETCH_AHEAD) {
                         ledger.history.prefetch(ahead);
                     }
-                    out.extend_from_slice(ledger.history.get(number).as_bytes());
+                    out.extend_from_slice(ledger.history.get(number));
                 }
             }
             let bytes_len = out.len() - out_len_before;
@@ -278,10 +273,9 @@ impl Ledger {
     /// caller can allocate once for all of it.
     pub fn checkpoint_size_bytes(&self) -> usize {
         let lists: usize = self
-            .account_transfers
+            .account_lists
             .iter()
-            .zip(&self.account_history)
-            .map(|(handles, rows)| handles.len() * 8 + rows.len() * BalanceSnapshot::SIZE)
+            .map(|lists| lists.transfers.len() * 8 + lists.rows.len() * BalanceSnapshot::SIZE)
             .sum();
         self.checkpoint_head_size_bytes() + lists
     }
@@ -308,10 +302,9 @@ impl Ledger {
     /// per-account list) and returns the checkpoint, whose `encode_step` appends the rest.
     pub fn checkpoint_begin(&self, out: &mut Vec<u8>) -> LedgerCheckpoint {
         let lengths: Vec<[usize; 2]> = self
-            .account_transfers
+            .account_lists
             .iter()
-            .zip(&self.account_history)
-            .map(|(handles, rows)| [handles.len(), rows.len()])
+            .map(|lists| [lists.transfers.len(), lists.rows.len()])
             .collect();
         let tail_bytes_left = lengths
             .iter()
@@ -350,6 +343,7 @@ impl Ledger {
             account: 0,
             item: 0,
             tail_bytes_left,
+            row_numbers: Vec::new(),
         }
     }
 
@@ -392,7 +386,13 @@ impl Ledger {
         }
         let handle_end = self.transfer_state.len() as u64;
         let in_range = |handle: &u64| *handle < handle_end;
-        if !self.account_transfers.iter().flatten().all(in_range)
+        let handles_in_range = self.account_lists.iter().all(|lists| {
+            lists
+                .transfers
+                .iter(&self.list_blocks)
+                .all(|handle| in_range(&handle))
+        });
+        if !handles_in_range
             || !self.expiries.iter().all(|(_, handle)| in_range(handle))
             || !self.balancing_amounts.keys().all(in_range)
         {
@@ -462,9 +462,9 @@ fn decode_v2(r: &mut Reader<'_>) -> Result<Ledger, CheckpointError> {
     }
     decode_transfer_sections(r, &mut ledger)?;
     for [handles, rows] in lengths {
-        ledger.account_transfers.push(r.u64s(handles)?);
+        let handles = r.u64s(handles)?;
         let rows = r.rows(rows)?;
-        ledger.history_restore(rows);
+        ledger.account_lists_restore(&handles, &rows);
     }
     Ok(ledger)
 }
@@ -473,10 +473,10 @@ fn decode_v1(r: &mut Reader<'_>) -> Result<Ledger, CheckpointError> {
     let mut ledger = decode_counters_and_accounts(r)?;
     for _ in 0..ledger.accounts.len() {
         let count = r.len(8)?;
-        ledger.account_transfers.push(r.u64s(count)?);
+        let handles = r.u64s(count)?;
         let count = r.len(BalanceSnapshot::SIZE)?;
         let rows = r.rows(count)?;
-        ledger.history_restore(rows);
+        ledger.account_lists_restore(&handles, &rows);
     }
     // The account and transfer index slots: rebuilt instead, like format 2's.
     for _ in 0..2 {

@@ -8,7 +8,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::Range;
 
-use crate::history::{HistoryLog, HistoryRow};
+use crate::account_lists::AccountLists;
+use crate::block_log::{Block, BlockLog};
 use crate::id_table::{IdIndex, Placer, Probe};
 use crate::store::{StoredEvent, TransferStore};
 use crate::types::*;
@@ -43,6 +44,11 @@ unsafe impl Record for BalanceSnapshot {}
 const _: () = assert!(core::mem::size_of::<BalanceSnapshot>() == 64);
 
 impl BalanceSnapshot {
+    /// The row as stored in the block log.
+    pub(crate) fn as_block(&self) -> &Block {
+        self.as_bytes().try_into().expect("a row is one block")
+    }
+
     fn of(account: &Account) -> Self {
         Self {
             debits_pending: account.debits_pending,
@@ -84,13 +90,15 @@ pub struct Ledger {
     /// In creation order, which is also timestamp order.
     pub(crate) accounts: Vec<Account>,
     pub(crate) account_index: IdIndex,
-    /// Per account: handles of the transfers that touched it, in creation order.
-    pub(crate) account_transfers: Vec<Vec<u64>>,
-    /// Per account with `flags.history`: the rows of `history` that hold its balances after
-    /// each of `account_transfers`.
-    pub(crate) account_history: Vec<Vec<HistoryRow>>,
+    /// Per account: the handles of the transfers that touched it, in creation order, and for
+    /// an account with `flags.history` the numbers of the rows of `history` that hold its
+    /// balances after each of them.
+    pub(crate) account_lists: Vec<AccountLists>,
+    /// The blocks of `account_lists`, in the order they were started. Apart from the rows, so
+    /// that the blocks being filled, all started in the last few batches, lie close together.
+    pub(crate) list_blocks: BlockLog,
     /// The balance rows of every history account, in the order they were written.
-    pub(crate) history: HistoryLog,
+    pub(crate) history: BlockLog,
 
     pub(crate) transfer_index: IdIndex,
     /// Per handle: `STATE_CREATED` and the `PendingStatus` of a pending transfer.
@@ -234,9 +242,9 @@ impl Ledger {
         Self {
             accounts: Vec::with_capacity(accounts_max),
             account_index: IdIndex::with_capacity(accounts_max),
-            account_transfers: Vec::new(),
-            account_history: Vec::new(),
-            history: HistoryLog::default(),
+            account_lists: Vec::new(),
+            list_blocks: BlockLog::default(),
+            history: BlockLog::default(),
             transfer_index: IdIndex::with_capacity(transfers_max),
             transfer_state: Vec::with_capacity(transfers_max),
             transfer_count: 0,
@@ -374,8 +382,7 @@ impl Ledger {
                 if let Some(position) = self.account_index.peek(id) {
                     if let Some(account) = self.accounts.get(position as usize) {
                         crate::id_table::prefetch_read(account);
-                        crate::id_table::prefetch_read(&self.account_transfers[position as usize]);
-                        crate::id_table::prefetch_read(&self.account_history[position as usize]);
+                        crate::id_table::prefetch_read(&self.account_lists[position as usize]);
                     }
                 }
             }
@@ -385,18 +392,11 @@ impl Ledger {
                 let Some(position) = self.account_index.peek(id) else {
                     continue;
                 };
-                let position = position as usize;
-                if let Some(list) = self.account_transfers.get(position) {
-                    crate::id_table::prefetch_address(list.as_ptr().wrapping_add(list.len()));
-                }
-                // A history account also appends its next row number (the row itself goes to
-                // the end of the history log, which is written in order).
-                let keeps_history = self
-                    .accounts
-                    .get(position)
-                    .is_some_and(|account| account.flags.contains(AccountFlags::HISTORY));
-                if let (true, Some(rows)) = (keeps_history, self.account_history.get(position)) {
-                    crate::id_table::prefetch_address(rows.as_ptr().wrapping_add(rows.len()));
+                // The blocks being filled (a history row itself goes to the end of the log,
+                // which is written in order).
+                if let Some(lists) = self.account_lists.get(position as usize) {
+                    lists.transfers.prefetch_tail(&self.list_blocks);
+                    lists.rows.prefetch_tail(&self.list_blocks);
                 }
             }
         }
@@ -564,9 +564,8 @@ impl Ledger {
                 let index = self.accounts.len() - 1;
                 self.account_index.remove_newest(slot, index as u64);
                 self.accounts.pop();
-                let transfers = self.account_transfers.pop().expect("parallel to accounts");
-                let history = self.account_history.pop().expect("parallel to accounts");
-                assert!(transfers.is_empty() && history.is_empty());
+                let lists = self.account_lists.pop().expect("parallel to accounts");
+                assert!(lists.transfers.is_empty() && lists.rows.is_empty());
             }
             Undo::AccountChanged { index, before } => {
                 self.accounts[index as usize] = before;
@@ -587,16 +586,21 @@ impl Ledger {
                 if let Some(expires_at) = expires_at {
                     assert!(self.expiries.remove(&(expires_at, handle)));
                 }
-                // Credit side first: its history row was written after the debit side's.
+                // The reverse of the insert's order, block for block: the credit side, then
+                // the debit side; in each, the row's number, the row, then the handle.
                 for account in [cr, dr] {
-                    let account = account as usize;
-                    assert_eq!(self.account_transfers[account].pop(), Some(handle));
-                    if self.accounts[account].flags.contains(AccountFlags::HISTORY) {
-                        let row = self.account_history[account]
-                            .pop()
+                    let lists = &mut self.account_lists[account as usize];
+                    if self.accounts[account as usize]
+                        .flags
+                        .contains(AccountFlags::HISTORY)
+                    {
+                        let row = lists
+                            .rows
+                            .pop(&mut self.list_blocks)
                             .expect("parallel to transfers");
                         self.history.pop(row);
                     }
+                    assert_eq!(lists.transfers.pop(&mut self.list_blocks), Some(handle));
                 }
             }
             Undo::PendingResolved { handle, expires_at } => {
@@ -692,8 +696,7 @@ impl Ledger {
         let index = self.accounts.len() as u64;
         self.account_index.insert_vacant(slot, a.id, index);
         self.accounts.push(*a);
-        self.account_transfers.push(Vec::new());
-        self.account_history.push(Vec::new());
+        self.account_lists.push(AccountLists::default());
         self.record(Undo::AccountInserted { slot });
         (Status::Created, a.timestamp)
     }
@@ -967,11 +970,18 @@ impl Ledger {
         regressed.then_some(CreateTransferStatus::ImportedEventTimestampMustNotRegress)
     }
 
-    /// Appends the next account's history rows, read back from a checkpoint (accounts in
-    /// order): into the log, and their numbers into the account's list.
-    pub(crate) fn history_restore(&mut self, rows: Vec<BalanceSnapshot>) {
-        let numbers = rows.into_iter().map(|row| self.history.push(row)).collect();
-        self.account_history.push(numbers);
+    /// Appends the next account's lists, read back from a checkpoint (accounts in order): its
+    /// transfer handles, and its history rows into the log with their numbers.
+    pub(crate) fn account_lists_restore(&mut self, handles: &[u64], rows: &[BalanceSnapshot]) {
+        let mut lists = AccountLists::default();
+        for &handle in handles {
+            lists.transfers.push(&mut self.list_blocks, handle);
+        }
+        for row in rows {
+            let number = self.history.push(row.as_block());
+            lists.rows.push(&mut self.list_blocks, number);
+        }
+        self.account_lists.push(lists);
     }
 
     /// Records a created transfer: id index, state, accounts (written only if changed), the
@@ -999,11 +1009,12 @@ impl Ledger {
         self.transfer_timestamp_max = t.timestamp;
         for (side, (index, change)) in [Side::Debit, Side::Credit].into_iter().zip(changes) {
             self.account_change(index, side, change);
-            self.account_transfers[index as usize].push(handle);
+            let lists = &mut self.account_lists[index as usize];
+            lists.transfers.push(&mut self.list_blocks, handle);
             let account = &self.accounts[index as usize];
             if account.flags.contains(AccountFlags::HISTORY) {
-                let row = self.history.push(BalanceSnapshot::of(account));
-                self.account_history[index as usize].push(row);
+                let row = self.history.push(BalanceSnapshot::of(account).as_block());
+                lists.rows.push(&mut self.list_blocks, row);
             }
         }
         let [(dr, _), (cr, _)] = changes;

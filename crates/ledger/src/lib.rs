@@ -2,8 +2,9 @@
 //! deterministic state machine. No I/O, no clock, no randomness: the caller stamps each batch and
 //! owns the store of transfer bodies (`store`). See `docs/ledger.md`.
 
+mod account_lists;
+mod block_log;
 mod checkpoint;
-mod history;
 mod id_table;
 mod ledger;
 mod query;

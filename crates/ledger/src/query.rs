@@ -5,7 +5,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::ledger::Ledger;
+use crate::account_lists::AccountLists;
+use crate::ledger::{BalanceSnapshot, Ledger};
 use crate::store::TransferStore;
 use crate::types::*;
 
@@ -147,9 +148,10 @@ impl Ledger {
         {
             return;
         }
-        let history = &self.account_history[index as usize];
+        let rows = &self.account_lists[index as usize].rows;
         self.account_scan(store, filter, limit_max, |position, transfer| {
-            let snapshot = self.history.get(history[position]);
+            let row = self.history.get(rows.get(&self.list_blocks, position));
+            let snapshot = BalanceSnapshot::read_from(row);
             out.push(AccountBalance {
                 debits_pending: snapshot.debits_pending,
                 debits_posted: snapshot.debits_posted,
@@ -174,10 +176,13 @@ impl Ledger {
         let Some(index) = self.account_position(filter.account_id) else {
             return;
         };
-        let handles = &self.account_transfers[index as usize];
+        let handles = &self.account_lists[index as usize].transfers;
         let timestamp_of = |handle: u64| store.event(handle).timestamp;
-        let start = handles.partition_point(|&handle| timestamp_of(handle) < range.min);
-        let end = handles.partition_point(|&handle| timestamp_of(handle) <= range.max);
+        let start =
+            handles.partition_point(&self.list_blocks, |handle| timestamp_of(handle) < range.min);
+        let end = handles.partition_point(&self.list_blocks, |handle| {
+            timestamp_of(handle) <= range.max
+        });
         let limit = filter.limit.min(limit_max) as usize;
         let reversed = filter.flags.contains(AccountFilterFlags::REVERSED);
         let mut found = 0;
@@ -190,7 +195,7 @@ impl Ledger {
             } else {
                 start + step
             };
-            let transfer = self.transfer_at(store, handles[position]);
+            let transfer = self.transfer_at(store, handles.get(&self.list_blocks, position));
             debug_assert!(range.contains(transfer.timestamp));
             if filter.matches(&transfer) {
                 visit(position, &transfer);
@@ -266,11 +271,12 @@ impl Ledger {
         hasher.update((self.accounts.len() as u64).to_le_bytes());
         for (index, account) in self.accounts.iter().enumerate() {
             hasher.update(account.as_bytes());
-            for handle in &self.account_transfers[index] {
+            let lists = &self.account_lists[index];
+            for handle in lists.transfers.iter(&self.list_blocks) {
                 hasher.update(handle.to_le_bytes());
             }
-            for &row in &self.account_history[index] {
-                let snapshot = self.history.get(row);
+            for row in lists.rows.iter(&self.list_blocks) {
+                let snapshot = BalanceSnapshot::read_from(self.history.get(row));
                 for value in [
                     snapshot.debits_pending,
                     snapshot.debits_posted,
@@ -301,30 +307,35 @@ impl Ledger {
     /// Heap bytes the core holds (capacity, not length), by structure. Excludes the store.
     pub fn heap_bytes(&self) -> HeapBytes {
         let vec_bytes = |capacity: usize, size: usize| capacity * size;
+        let transfer_lists: usize = self
+            .account_lists
+            .iter()
+            .map(|lists| lists.transfers.block_bytes() + lists.transfers.heap_bytes())
+            .sum();
+        let transfer_blocks: usize = self
+            .account_lists
+            .iter()
+            .map(|lists| lists.transfers.block_bytes())
+            .sum();
+        let row_numbers: usize = self
+            .account_lists
+            .iter()
+            .map(|lists| lists.rows.heap_bytes())
+            .sum();
         HeapBytes {
             accounts: vec_bytes(self.accounts.capacity(), core::mem::size_of::<Account>())
                 + self.account_index.heap_bytes()
                 + vec_bytes(
-                    self.account_transfers.capacity(),
-                    core::mem::size_of::<Vec<u64>>(),
-                )
-                + vec_bytes(
-                    self.account_history.capacity(),
-                    core::mem::size_of::<Vec<u32>>(),
+                    self.account_lists.capacity(),
+                    core::mem::size_of::<AccountLists>(),
                 ),
             transfer_index: self.transfer_index.heap_bytes(),
             transfer_state: self.transfer_state.capacity(),
-            account_transfer_lists: self
-                .account_transfers
-                .iter()
-                .map(|list| list.capacity() * 8)
-                .sum(),
-            history: self
-                .account_history
-                .iter()
-                .map(|rows| rows.capacity() * core::mem::size_of::<u32>())
-                .sum::<usize>()
-                + self.history.heap_bytes(),
+            account_transfer_lists: transfer_lists,
+            // The block log's chunks hold the rows, the blocks of row numbers and the transfer
+            // lists' blocks (counted above).
+            history: self.history.heap_bytes() + self.list_blocks.heap_bytes() - transfer_blocks
+                + row_numbers,
             pending_and_balancing: (self.expiries.len() * 16) + (self.balancing_amounts.len() * 24),
         }
     }
@@ -339,10 +350,12 @@ pub struct HeapBytes {
     pub transfer_index: usize,
     /// One state byte per handle, failed events included.
     pub transfer_state: usize,
-    /// The per-account lists of transfer handles (8 bytes per entry, two per transfer).
+    /// The per-account lists of transfer handles (8 bytes per entry, two per transfer, in
+    /// 64-byte blocks of the block log, and 4 bytes per block for its number).
     pub account_transfer_lists: usize,
-    /// Balance rows of accounts with `flags.history` (64 bytes each, in 1 MiB chunks) and each
-    /// account's row numbers (4 bytes each).
+    /// Balance rows of accounts with `flags.history` (64 bytes each) and each account's row
+    /// numbers (4 bytes each, in blocks, plus 4 bytes per block): the rest of the block log's 1
+    /// MiB chunks.
     pub history: usize,
     /// Expiry entries of pending transfers with a timeout, and balancing amounts.
     pub pending_and_balancing: usize,
