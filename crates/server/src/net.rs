@@ -10,7 +10,6 @@
 
 mod registry;
 
-use std::io::ErrorKind;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,7 +17,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tally_metrics::{NativeMetrics, Stage, StageHistograms};
 use tally_wire::{FrameError, FrameReader, Operation, ParsedHeader};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -194,7 +193,7 @@ async fn connection_serve(
     options: ListenerOptions,
     forward: Forward<'_>,
 ) -> Closed {
-    let (reader, mut writer) = stream.into_split();
+    let (mut reader, mut writer) = stream.into_split();
     let stages = forward.counters.stages.clone();
     let writer_task = tokio::spawn(async move {
         while let Some(outbound) = outbox_receiver.recv().await {
@@ -206,7 +205,7 @@ async fn connection_serve(
             }
         }
     });
-    let closed = connection_read(&reader, &connection, slot, options, forward).await;
+    let closed = connection_read(&mut reader, &connection, slot, options, forward).await;
     drop(connection);
     // Ends the receiver too, which tells the core the connection is gone.
     writer_task.abort();
@@ -215,7 +214,7 @@ async fn connection_serve(
 
 /// Reads and forwards messages until the connection must close.
 async fn connection_read(
-    reader: &OwnedReadHalf,
+    reader: &mut OwnedReadHalf,
     connection: &Connection,
     slot: &Slot,
     options: ListenerOptions,
@@ -229,12 +228,20 @@ async fn connection_read(
     loop {
         // A connection waiting with nothing buffered holds no buffer.
         frames.release();
-        tokio::select! {
-            readable = reader.readable() => {
-                if let Err(error) = readable {
-                    return Closed::Read(error);
-                }
-            }
+        if frames.buffered_size() == 0 {
+            message_started = None;
+        }
+        let spare = frames.spare_capacity();
+        assert!(!spare.is_empty(), "frames are drained after every read");
+        // `read` rather than readiness and `try_read`: a read that leaves room in the buffer
+        // shows the socket drained, so a request costs one read call, not a second one that
+        // finds nothing (tokio clears the readiness on a short read).
+        let read = tokio::select! {
+            read = reader.read(spare) => match read {
+                Ok(0) => return Closed::Peer,
+                Ok(read) => read,
+                Err(error) => return Closed::Read(error),
+            },
             () = slot.displaced() => return Closed::Displaced,
             () = &mut idle => {
                 if !slot.routed() {
@@ -244,22 +251,10 @@ async fn connection_read(
                 idle.as_mut().reset(Instant::now() + options.idle_timeout);
                 continue;
             }
-        }
-        if frames.buffered_size() == 0 {
-            message_started = None;
-        }
-        let read_started = std::time::Instant::now();
-        let spare = frames.spare_capacity();
-        assert!(!spare.is_empty(), "frames are drained after every read");
-        let read = match reader.try_read(spare) {
-            Ok(0) => return Closed::Peer,
-            Ok(read) => read,
-            Err(error) if error.kind() == ErrorKind::WouldBlock => continue,
-            Err(error) => return Closed::Read(error),
         };
-        frames.advance(read);
-        let started = *message_started.get_or_insert(read_started);
         let received = std::time::Instant::now();
+        frames.advance(read);
+        let started = *message_started.get_or_insert(received);
         match forward_messages(&mut frames, connection, forward, started, received).await {
             Ok(0) => {}
             Ok(_forwarded) => {
