@@ -608,8 +608,17 @@ const REBUILD_WINDOW: usize = 16;
 
 #[inline]
 pub(crate) fn prefetch_read<T>(value: &T) {
-    prefetch_address(value as *const T);
+    // Every line the value spans: an `Account` (128 bytes, 16-aligned) lies across three.
+    let address = core::ptr::from_ref(value).cast::<u8>();
+    let first = (address as usize) % CACHE_LINE_BYTES;
+    let mut offset = 0;
+    while offset < first + core::mem::size_of::<T>() {
+        prefetch_address(address.wrapping_sub(first).wrapping_add(offset));
+        offset += CACHE_LINE_BYTES;
+    }
 }
+
+const CACHE_LINE_BYTES: usize = 64;
 
 /// Hints the CPU to fetch the line at `address`, which may point anywhere (even one past the
 /// end of an allocation): a prefetch never faults and never dereferences in the Rust sense.
