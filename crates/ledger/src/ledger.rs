@@ -116,7 +116,18 @@ pub struct Ledger {
 
     undo: Vec<Undo>,
     scope_open: bool,
+    /// The debit and credit accounts' positions the prefetch found for the events ahead, by
+    /// event index modulo `PREFETCH_DISTANCE` (`NO_POSITION` where it found none), so that the
+    /// later prefetch stage and the event itself need not search the account index again. A
+    /// hint is used only once the account at its position is seen to have the id: a stale or
+    /// wrong one costs a search, never a wrong answer.
+    account_hints: [[u32; 2]; PREFETCH_DISTANCE],
+    /// The hints of the event being executed.
+    account_hint: [u32; 2],
 }
+
+/// An account position hint that names no account.
+const NO_POSITION: u32 = u32::MAX;
 
 impl Default for Ledger {
     fn default() -> Self {
@@ -255,6 +266,8 @@ impl Ledger {
             timestamp_last: 0,
             undo: Vec::new(),
             scope_open: false,
+            account_hints: [[NO_POSITION; 2]; PREFETCH_DISTANCE],
+            account_hint: [NO_POSITION; 2],
         }
     }
 
@@ -338,6 +351,7 @@ impl Ledger {
             .resize(self.transfer_state.len() + events.len(), 0);
         self.execute(timestamp, events, results, |ledger, transfer, index| {
             ledger.prefetch(store, events, index);
+            ledger.account_hint = ledger.account_hints[index % PREFETCH_DISTANCE];
             let handle = first_handle + index as u64;
             // The store and the ledger must agree on the event and its timestamp (paired check).
             debug_assert_eq!(
@@ -361,7 +375,7 @@ impl Ledger {
     /// `PREFETCH_DISTANCE` events ahead; the accounts and their transfer and history lists'
     /// headers that those slots name, half as far; the lists' tails, a quarter as far.
     #[inline]
-    fn prefetch<S: TransferStore>(&self, store: &S, events: &[Transfer], index: usize) {
+    fn prefetch<S: TransferStore>(&mut self, store: &S, events: &[Transfer], index: usize) {
         if let Some(ahead) = events.get(index + PREFETCH_DISTANCE) {
             self.transfer_index.prefetch(ahead.id);
             if is_post_or_void(ahead) {
@@ -378,20 +392,24 @@ impl Ledger {
                     store.prefetch(pending);
                 }
             }
-            for id in [ahead.debit_account_id, ahead.credit_account_id] {
+            let mut hints = [NO_POSITION; 2];
+            for (hint, id) in hints
+                .iter_mut()
+                .zip([ahead.debit_account_id, ahead.credit_account_id])
+            {
                 if let Some(position) = self.account_index.peek(id) {
                     if let Some(account) = self.accounts.get(position as usize) {
                         crate::id_table::prefetch_read(account);
                         crate::id_table::prefetch_read(&self.account_lists[position as usize]);
+                        *hint = position as u32;
                     }
                 }
             }
+            self.account_hints[(index + PREFETCH_DISTANCE / 2) % PREFETCH_DISTANCE] = hints;
         }
-        if let Some(ahead) = events.get(index + PREFETCH_DISTANCE / 4) {
-            for id in [ahead.debit_account_id, ahead.credit_account_id] {
-                let Some(position) = self.account_index.peek(id) else {
-                    continue;
-                };
+        if index + PREFETCH_DISTANCE / 4 < events.len() {
+            let hints = self.account_hints[(index + PREFETCH_DISTANCE / 4) % PREFETCH_DISTANCE];
+            for position in hints {
                 // The blocks being filled (a history row itself goes to the end of the log,
                 // which is written in order).
                 if let Some(lists) = self.account_lists.get(position as usize) {
@@ -622,6 +640,16 @@ impl Ledger {
             .map(|index| &self.accounts[index as usize])
     }
 
+    /// `account_position`, without a search when `hint` is the account's position: ids are
+    /// unique, so the account there having the id proves it.
+    #[inline]
+    fn account_position_hinted(&self, id: u128, hint: u32) -> Option<u32> {
+        match self.accounts.get(hint as usize) {
+            Some(account) if account.id == id => Some(hint),
+            Some(_) | None => self.account_position(id),
+        }
+    }
+
     pub(crate) fn account_position(&self, id: u128) -> Option<u32> {
         let accounts = &self.accounts;
         self.account_index
@@ -837,10 +865,11 @@ impl Ledger {
         if t.code == 0 {
             return Status::CodeMustNotBeZero;
         }
-        let Some(dr_index) = self.account_position(t.debit_account_id) else {
+        let [dr_hint, cr_hint] = self.account_hint;
+        let Some(dr_index) = self.account_position_hinted(t.debit_account_id, dr_hint) else {
             return Status::DebitAccountNotFound;
         };
-        let Some(cr_index) = self.account_position(t.credit_account_id) else {
+        let Some(cr_index) = self.account_position_hinted(t.credit_account_id, cr_hint) else {
             return Status::CreditAccountNotFound;
         };
         let dr = &self.accounts[dr_index as usize];
