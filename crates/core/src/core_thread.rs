@@ -20,7 +20,7 @@ use tally_wire::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint::CheckpointEncoding;
+use crate::checkpoint::{CheckpointEncoding, HeadBuffer};
 use crate::command::{Command, Request, ADMIN_REPLAY_COST};
 use crate::entry::{
     entry_append_with, EntryKind, ENTRY_ALIGNMENT, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH,
@@ -125,9 +125,10 @@ pub struct Core {
     /// the core does not stop for page faults while it copies (the memory a checkpoint needs
     /// stays allocated, as TigerBeetle allocates at start-up).
     checkpoint_buffer: Vec<u8>,
-    /// The last checkpoint's buffer for the ledger's head, kept for the same reason: the head
-    /// is written at the checkpoint's moment, all at once.
-    checkpoint_head_buffer: Vec<u8>,
+    /// The last checkpoint's buffer for the ledger's head, kept for the same reason and given
+    /// room for the next, larger head off the core thread: the head is written at the
+    /// checkpoint's moment, all at once.
+    checkpoint_head_buffer: HeadBuffer,
     /// Atomics the scrape reads; the core only stores and adds to them.
     metrics: Metrics,
 }
@@ -223,7 +224,7 @@ impl Core {
             carried: None,
             checkpoint: None,
             checkpoint_buffer: Vec::new(),
-            checkpoint_head_buffer: Vec::new(),
+            checkpoint_head_buffer: HeadBuffer::default(),
             metrics,
         };
         core.metrics_publish();
@@ -719,7 +720,7 @@ impl Core {
         let began = Instant::now();
         let encoding = self.state.checkpoint_begin(
             std::mem::take(&mut self.checkpoint_buffer),
-            std::mem::take(&mut self.checkpoint_head_buffer),
+            std::mem::take(&mut self.checkpoint_head_buffer).take(),
         );
         let head = began.elapsed();
         self.checkpoint = Some(CheckpointUnderWay {
@@ -780,7 +781,8 @@ impl Core {
     fn checkpoint_write(&mut self) -> Result<(), CoreError> {
         let checkpoint = self.checkpoint.as_mut().expect("a checkpoint under way");
         let mut encoding = checkpoint.encoding.take().expect("being encoded");
-        self.checkpoint_head_buffer = encoding.head_buffer_take();
+        let (head_buffer, head_bytes) = encoding.head_buffer_take();
+        self.checkpoint_head_buffer = HeadBuffer::prepare(head_buffer, head_bytes);
         let blob = encoding.finish();
         checkpoint.size_bytes = Some(blob.len());
         tracing::info!(
