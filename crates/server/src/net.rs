@@ -10,14 +10,16 @@
 
 mod registry;
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use tally_metrics::{NativeMetrics, Stage, StageHistograms};
 use tally_wire::{FrameError, FrameReader, Operation, ParsedHeader};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWriteExt, ReadBuf};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -226,22 +228,15 @@ async fn connection_read(
     // When the first byte of the message being received arrived (the receive stage).
     let mut message_started: Option<std::time::Instant> = None;
     loop {
-        // A connection waiting with nothing buffered holds no buffer.
+        // A connection waiting with nothing buffered holds no buffer: the buffer is taken only
+        // once the socket is readable.
         frames.release();
-        if frames.buffered_size() == 0 {
-            message_started = None;
-        }
-        let spare = frames.spare_capacity();
-        assert!(!spare.is_empty(), "frames are drained after every read");
-        // `read` rather than readiness and `try_read`: a read that leaves room in the buffer
-        // shows the socket drained, so a request costs one read call, not a second one that
-        // finds nothing (tokio clears the readiness on a short read).
-        let read = tokio::select! {
-            read = reader.read(spare) => match read {
-                Ok(0) => return Closed::Peer,
-                Ok(read) => read,
-                Err(error) => return Closed::Read(error),
-            },
+        tokio::select! {
+            readable = reader.readable() => {
+                if let Err(error) = readable {
+                    return Closed::Read(error);
+                }
+            }
             () = slot.displaced() => return Closed::Displaced,
             () = &mut idle => {
                 if !slot.routed() {
@@ -251,10 +246,23 @@ async fn connection_read(
                 idle.as_mut().reset(Instant::now() + options.idle_timeout);
                 continue;
             }
+        }
+        if frames.buffered_size() == 0 {
+            message_started = None;
+        }
+        let read_started = std::time::Instant::now();
+        let spare = frames.spare_capacity();
+        assert!(!spare.is_empty(), "frames are drained after every read");
+        let read = match read_ready(reader, spare) {
+            Some(Ok(0)) => return Closed::Peer,
+            Some(Ok(read)) => read,
+            // The readiness was stale: wait again.
+            None => continue,
+            Some(Err(error)) => return Closed::Read(error),
         };
-        let received = std::time::Instant::now();
         frames.advance(read);
-        let started = *message_started.get_or_insert(received);
+        let started = *message_started.get_or_insert(read_started);
+        let received = std::time::Instant::now();
         match forward_messages(&mut frames, connection, forward, started, received).await {
             Ok(0) => {}
             Ok(_forwarded) => {
@@ -265,6 +273,20 @@ async fn connection_read(
             }
             Err(closed) => return closed,
         }
+    }
+}
+
+/// Reads what a socket reported readable holds now, without waiting: `None` if it holds
+/// nothing after all. Through `AsyncRead`, which clears the readiness after a read that leaves
+/// room in `spare` (the socket is drained then), so that a request costs one read call; `try_read`
+/// left the readiness set, and every request cost a second read that found nothing.
+fn read_ready(reader: &mut OwnedReadHalf, spare: &mut [u8]) -> Option<std::io::Result<usize>> {
+    let mut buffer = ReadBuf::new(spare);
+    let waker = std::task::Waker::noop();
+    match Pin::new(reader).poll_read(&mut Context::from_waker(waker), &mut buffer) {
+        Poll::Ready(Ok(())) => Some(Ok(buffer.filled().len())),
+        Poll::Ready(Err(error)) => Some(Err(error)),
+        Poll::Pending => None,
     }
 }
 
