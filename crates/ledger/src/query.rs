@@ -307,21 +307,13 @@ impl Ledger {
     /// Heap bytes the core holds (capacity, not length), by structure. Excludes the store.
     pub fn heap_bytes(&self) -> HeapBytes {
         let vec_bytes = |capacity: usize, size: usize| capacity * size;
-        let transfer_lists: usize = self
-            .account_lists
-            .iter()
-            .map(|lists| lists.transfers.block_bytes() + lists.transfers.heap_bytes())
-            .sum();
-        let transfer_blocks: usize = self
-            .account_lists
-            .iter()
-            .map(|lists| lists.transfers.block_bytes())
-            .sum();
-        let row_numbers: usize = self
-            .account_lists
-            .iter()
-            .map(|lists| lists.rows.heap_bytes())
-            .sum();
+        // Per list kind: its blocks in `list_blocks`, and its vectors of block numbers.
+        let (mut transfer_blocks, mut transfer_numbers, mut row_numbers) = (0, 0, 0);
+        for lists in &self.account_lists {
+            transfer_blocks += lists.transfers.block_bytes();
+            transfer_numbers += lists.transfers.heap_bytes();
+            row_numbers += lists.rows.heap_bytes();
+        }
         HeapBytes {
             accounts: vec_bytes(self.accounts.capacity(), core::mem::size_of::<Account>())
                 + self.account_index.heap_bytes()
@@ -331,7 +323,7 @@ impl Ledger {
                 ),
             transfer_index: self.transfer_index.heap_bytes(),
             transfer_state: self.transfer_state.capacity(),
-            account_transfer_lists: transfer_lists,
+            account_transfer_lists: transfer_blocks + transfer_numbers,
             // The block log's chunks hold the rows, the blocks of row numbers and the transfer
             // lists' blocks (counted above).
             history: self.history.heap_bytes() + self.list_blocks.heap_bytes() - transfer_blocks
