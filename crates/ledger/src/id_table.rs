@@ -390,7 +390,15 @@ impl IdIndex {
         let capacity = capacity_for(needed.max(load_max(self.slots.len()) + 1));
         let slots = match self.next.take() {
             Some(next) if next.slots.len() == capacity => next.slots,
-            _ => vec![0; capacity],
+            _ => {
+                // Not prepared in steps: a small table, or a reservation of more than half the
+                // room at once (`--transfers-max` at start-up, recovery's replay). Its pages are
+                // written here, in one go, rather than by the probes and insertions that follow
+                // (see `touch_pages`).
+                let mut slots = vec![0; capacity];
+                touch_pages(&mut slots);
+                slots
+            }
         };
         assert_eq!(slots.len(), capacity);
         let slots = core::mem::replace(&mut self.slots, slots);
