@@ -43,6 +43,11 @@ pub const CHECKPOINT_INTERVAL_ENTRIES: u64 = 1 << 18;
 /// Replay work between checkpoints, at least, in events (each created transfer or account, each
 /// id looked up, each result a filter may return): about a second of replay on one core.
 pub const CHECKPOINT_INTERVAL_WORK: u64 = 1 << 22;
+/// Checkpoint bytes per unit of replay work that the bounds grow by (see `checkpoint_due`): an
+/// admin command counts 64 (`ADMIN_REPLAY_COST`) and leaves about 1.2 KB in the checkpoint
+/// under the payments benchmark (4.7 KB per payment of four), so 32 lets replay reach about
+/// half of the work that built the domain before the next checkpoint.
+pub(crate) const CHECKPOINT_BYTES_PER_WORK: u64 = 32;
 /// Checkpoint bytes one turn copies after the checkpoint's moment (`CheckpointEncoding`), while
 /// the turn's fsync is in flight, so that no turn stops for the size of the state: about 0.1 ms
 /// into a reused buffer, and at most about a millisecond where its pages are touched for the
@@ -101,6 +106,8 @@ pub struct CoreOptions {
     pub unsaved_entries: u64,
     /// Replay work (events) that recovery replayed on top of the checkpoint.
     pub unsaved_work: u64,
+    /// The size of the checkpoint recovery loaded (0 without one).
+    pub checkpoint_bytes: u64,
 }
 
 /// The core thread's state.
@@ -114,6 +121,8 @@ pub struct Core {
     entries_since_checkpoint: u64,
     /// Replay work appended since the last checkpoint (`CHECKPOINT_INTERVAL_WORK`).
     work_since_checkpoint: u64,
+    /// The size of the newest durable checkpoint: what the next one will cost, about.
+    checkpoint_bytes_last: u64,
     record_body: Vec<u8>,
     /// The record body limit: `BATCH_BYTES_MAX`, or less if a segment cannot hold that.
     record_bytes_max: usize,
@@ -198,6 +207,25 @@ enum Outgoing {
     Deferred(Deferred),
 }
 
+/// How much replay may pile up before a checkpoint is due, besides `CHECKPOINT_INTERVAL_BYTES`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct ReplayBounds {
+    entries_max: u64,
+    work_max: u64,
+}
+
+impl ReplayBounds {
+    /// The bounds for a state of `transfers` stored transfers whose last checkpoint took
+    /// `checkpoint_bytes` (see `Core::checkpoint_due`).
+    fn of(transfers: u64, checkpoint_bytes: u64) -> ReplayBounds {
+        let state_work = (transfers / 2).max(checkpoint_bytes / CHECKPOINT_BYTES_PER_WORK);
+        ReplayBounds {
+            entries_max: CHECKPOINT_INTERVAL_ENTRIES.max(state_work / 8),
+            work_max: CHECKPOINT_INTERVAL_WORK.max(state_work),
+        }
+    }
+}
+
 /// A batch whose fsync is in flight, and the replies waiting for it.
 struct Unsynced {
     ticket: SyncTicket,
@@ -219,6 +247,7 @@ impl Core {
             log_bytes_since_checkpoint: options.unsaved_log_bytes,
             entries_since_checkpoint: options.unsaved_entries,
             work_since_checkpoint: options.unsaved_work,
+            checkpoint_bytes_last: options.checkpoint_bytes,
             record_body: Vec::with_capacity(record_bytes_max),
             record_bytes_max,
             carried: None,
@@ -694,14 +723,21 @@ impl Core {
     }
 
     /// Whether replay since the last checkpoint has grown past its bounds. The entry and work
-    /// bounds grow with the state (a sixteenth and a half of the stored transfers), because a
-    /// checkpoint's own cost does: a large ledger then checkpoints as rarely as a small one in
-    /// proportion to what a checkpoint writes, and replay stays a fraction of a full rebuild.
+    /// bounds grow with the state, because a checkpoint's own cost does: a large state then
+    /// checkpoints as rarely as a small one in proportion to what a checkpoint writes, and
+    /// replay stays a fraction of a full rebuild. The state's size in replay work is the larger
+    /// of half the stored transfers and the last checkpoint's bytes over
+    /// `CHECKPOINT_BYTES_PER_WORK`: the payments domain is written whole by every checkpoint
+    /// and creates few transfers, so with transfers alone a server that had taken a million
+    /// payments wrote gigabytes every 16,384 payments.
     fn checkpoint_due(&self) -> bool {
-        let transfers = self.state.ledger.transfer_count();
+        let bounds = ReplayBounds::of(
+            self.state.ledger.transfer_count(),
+            self.checkpoint_bytes_last,
+        );
         self.log_bytes_since_checkpoint >= CHECKPOINT_INTERVAL_BYTES
-            || self.entries_since_checkpoint >= CHECKPOINT_INTERVAL_ENTRIES.max(transfers / 16)
-            || self.work_since_checkpoint >= CHECKPOINT_INTERVAL_WORK.max(transfers / 2)
+            || self.entries_since_checkpoint >= bounds.entries_max
+            || self.work_since_checkpoint >= bounds.work_max
     }
 
     /// Where the checkpoint under way, if any, stands from the core's side.
@@ -833,6 +869,7 @@ impl Core {
         assert_eq!(landed.op, checkpoint.record);
         let bytes = landed.state.len();
         assert_eq!(Some(bytes), checkpoint.size_bytes);
+        self.checkpoint_bytes_last = bytes as u64;
         self.checkpoint_buffer = landed.state;
         let metrics = &self.metrics.core;
         metrics.checkpoints.inc();
@@ -958,4 +995,39 @@ pub fn realtime_ns() -> u64 {
 /// Lower-case hex of `bytes`.
 pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replay_bounds_hold_their_minimums_for_a_small_state() {
+        let minimums = ReplayBounds {
+            entries_max: CHECKPOINT_INTERVAL_ENTRIES,
+            work_max: CHECKPOINT_INTERVAL_WORK,
+        };
+        assert_eq!(ReplayBounds::of(0, 0), minimums);
+        assert_eq!(ReplayBounds::of(1_000_000, 64 << 20), minimums);
+    }
+
+    #[test]
+    fn replay_bounds_grow_with_the_ledger_and_with_the_checkpoint() {
+        // A ledger of 100 M transfers: half of them in work, a sixteenth in entries.
+        assert_eq!(
+            ReplayBounds::of(100_000_000, 0),
+            ReplayBounds {
+                entries_max: 6_250_000,
+                work_max: 50_000_000,
+            }
+        );
+        // A checkpoint of 4 GiB (a payments domain of about a million payments) with few
+        // transfers: the bounds follow its size, so that the domain is not written whole every
+        // 65,536 admin commands.
+        let bounds = ReplayBounds::of(3_000_000, 4 << 30);
+        assert_eq!(bounds.work_max, (4 << 30) / CHECKPOINT_BYTES_PER_WORK);
+        assert_eq!(bounds.entries_max, bounds.work_max / 8);
+        // Whichever is larger sets them.
+        assert_eq!(ReplayBounds::of(1 << 30, 4 << 30).work_max, (1 << 30) / 2);
+    }
 }

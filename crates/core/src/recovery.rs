@@ -70,6 +70,9 @@ pub struct Recovered {
     /// Replay work (events) on top of the checkpoint: counts towards the next checkpoint, so
     /// that a server restarted often still checkpoints by work.
     pub replayed_work: u64,
+    /// The size of the checkpoint the state was loaded from (0 without one): the next
+    /// checkpoint's bounds grow with it (`Core::checkpoint_due`).
+    pub checkpoint_bytes: u64,
 }
 
 /// How to open.
@@ -117,6 +120,10 @@ pub fn open(directory: &Path, options: OpenOptions) -> Result<Recovered, Recover
         .checkpoint
         .as_ref()
         .map_or(0, |checkpoint| checkpoint.op);
+    let checkpoint_bytes = recovery
+        .checkpoint
+        .as_ref()
+        .map_or(0, |checkpoint| checkpoint.state().len() as u64);
     let state = match &recovery.checkpoint {
         // The transfer index is rebuilt once, with room for what the replay will add.
         Some(checkpoint) => State::decode_checkpoint(
@@ -151,6 +158,7 @@ pub fn open(directory: &Path, options: OpenOptions) -> Result<Recovered, Recover
         replayed_bytes: replayed.bytes,
         replayed_entries: replayed.entries,
         replayed_work: replayed.work,
+        checkpoint_bytes,
     })
 }
 

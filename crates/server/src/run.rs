@@ -138,6 +138,7 @@ pub fn start(options: &StartOptions) -> Result<(), StartError> {
         unsaved_log_bytes: recovered.replayed_bytes,
         unsaved_entries: recovered.replayed_entries,
         unsaved_work: recovered.replayed_work,
+        checkpoint_bytes: recovered.checkpoint_bytes,
     };
     let (stopped, core_stopped) = oneshot::channel();
     // Built here: it publishes the state's gauges before health says it serves.
