@@ -2,9 +2,10 @@
 //! fronts to the core (`tally-core`).
 
 //!
-//! The library exists for the `tally` binary alone: `run` is what `main.rs` calls, everything
-//! else is private to the crate.
+//! The library exists for the `tally` binary alone: `run` is what `main.rs` calls and `allocator`
+//! what it allocates with; everything else is private to the crate.
 
+pub mod allocator;
 mod net;
 mod ops;
 pub mod run;

@@ -7,14 +7,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use tally_server::run::{self, StartError, StartOptions};
 
-/// jemalloc instead of glibc's malloc. Under the Admin API a request allocates hundreds of
-/// small objects on one thread and frees many on another, and the core thread's heap grows
-/// with the payments domain: glibc spent 17% of the front's samples in malloc and free, and
-/// extended the core's arena a page at a time (one `mprotect` per 4 KiB, 0.6 per request).
-/// Eight alternated pairs of `tally-bench payments --clients 64`: less server CPU per
-/// payment in 6 (`docs/benchmarks.md`).
+/// jemalloc below 1 MiB, glibc's malloc above (`tally_server::allocator`).
 #[global_allocator]
-static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+static ALLOCATOR: tally_server::allocator::SplitAllocator = tally_server::allocator::SplitAllocator;
 
 #[derive(Parser)]
 #[command(
