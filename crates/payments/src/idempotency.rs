@@ -43,13 +43,13 @@ struct KeyText {
 }
 
 impl KeyText {
-    fn new(text: &str) -> KeyText {
+    fn new(text: String) -> KeyText {
         let mut prefix = [0; 16];
         let head = &text.as_bytes()[..text.len().min(16)];
         prefix[..head.len()].copy_from_slice(head);
         KeyText {
             prefix: u128::from_be_bytes(prefix),
-            text: text.to_owned(),
+            text,
         }
     }
 }
@@ -62,8 +62,7 @@ impl Serialize for KeyText {
 
 impl<'de> Deserialize<'de> for KeyText {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<KeyText, D::Error> {
-        let text = String::deserialize(deserializer)?;
-        Ok(KeyText::new(&text))
+        String::deserialize(deserializer).map(KeyText::new)
     }
 }
 
@@ -76,10 +75,17 @@ pub(crate) struct IdempotencyKeys {
     expiry: OrdMap<(u64, KeyText), ()>,
 }
 
+/// A key `recall` found unused, with its command's fingerprint: what `remember` stores once the
+/// command has run (so the key's text is copied and its prefix read once per command).
+pub(crate) struct FreshKey {
+    text: KeyText,
+    fingerprint: Fingerprint,
+}
+
 /// What a key says about a command about to run.
 pub(crate) enum Recall {
-    /// Never seen (or expired): run the command.
-    Fresh,
+    /// Never seen (or expired): run the command, then remember its outcome under this.
+    Fresh(FreshKey),
     /// Seen with the same fingerprint: this is the outcome.
     Repeat(Outcome),
     /// Seen with another fingerprint.
@@ -103,8 +109,12 @@ impl IdempotencyKeys {
     }
 
     pub(crate) fn recall(&self, key: &IdempotencyKey) -> Recall {
-        match self.keys.get(&KeyText::new(&key.key)) {
-            None => Recall::Fresh,
+        let text = KeyText::new(key.key.clone());
+        match self.keys.get(&text) {
+            None => Recall::Fresh(FreshKey {
+                text,
+                fingerprint: key.fingerprint,
+            }),
             Some(remembered) if remembered.fingerprint == key.fingerprint => {
                 Recall::Repeat(remembered.outcome.clone())
             }
@@ -112,13 +122,13 @@ impl IdempotencyKeys {
         }
     }
 
-    pub(crate) fn remember(&mut self, key: &IdempotencyKey, outcome: &Outcome, timestamp: u64) {
+    pub(crate) fn remember(&mut self, key: FreshKey, outcome: &Outcome, timestamp: u64) {
         let expires_at = timestamp + IDEMPOTENCY_KEY_LIFETIME_NS;
-        let text = KeyText::new(&key.key);
+        let FreshKey { text, fingerprint } = key;
         let previous = self.keys.insert(
             text.clone(),
             Box::new(Remembered {
-                fingerprint: key.fingerprint,
+                fingerprint,
                 outcome: outcome.clone(),
                 expires_at,
             }),
@@ -153,8 +163,9 @@ mod tests {
     proptest! {
         #[test]
         fn key_texts_order_as_their_texts(a in text(), b in text()) {
-            prop_assert_eq!(KeyText::new(&a).cmp(&KeyText::new(&b)), a.cmp(&b));
-            prop_assert_eq!(KeyText::new(&a) == KeyText::new(&b), a == b);
+            let (key_a, key_b) = (KeyText::new(a.clone()), KeyText::new(b.clone()));
+            prop_assert_eq!(key_a.cmp(&key_b), a.cmp(&b));
+            prop_assert_eq!(key_a == key_b, a == b);
         }
 
         #[test]
@@ -163,7 +174,7 @@ mod tests {
                 keys.iter().enumerate().map(|(i, key)| (key.clone(), i as u64)).collect();
             let inline: OrdMap<KeyText, u64> = texts
                 .iter()
-                .map(|(key, value)| (KeyText::new(key), *value))
+                .map(|(key, value)| (KeyText::new(key.clone()), *value))
                 .collect();
             let encoded = postcard::to_allocvec(&inline).expect("encodes");
             prop_assert_eq!(&encoded, &postcard::to_allocvec(&texts).expect("encodes"));

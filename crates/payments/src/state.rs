@@ -95,17 +95,18 @@ impl Payments {
         timestamp: u64,
     ) -> Outcome {
         self.idempotency.expire(timestamp);
-        if let Some(key) = &command.idempotency {
-            match self.idempotency.recall(key) {
-                Recall::Fresh => {}
+        let fresh_key = match &command.idempotency {
+            None => None,
+            Some(key) => match self.idempotency.recall(key) {
+                Recall::Fresh(fresh_key) => Some(fresh_key),
                 Recall::Repeat(outcome) => return outcome,
                 Recall::Reused => {
                     return Err(PaymentsError::IdempotencyKeyReused {
                         key: key.key.clone(),
                     })
                 }
-            }
-        }
+            },
+        };
         let outcome = match &command.mutation {
             Mutation::Asset(asset) => self.execute_asset(port, asset, timestamp),
             Mutation::Fee(set) => self.execute_set_fee(set, timestamp),
@@ -123,8 +124,8 @@ impl Payments {
             }
             Mutation::WebhookDelivery(result) => self.execute_webhook_delivery(result, timestamp),
         };
-        if let Some(key) = &command.idempotency {
-            self.idempotency.remember(key, &outcome, timestamp);
+        if let Some(fresh_key) = fresh_key {
+            self.idempotency.remember(fresh_key, &outcome, timestamp);
         }
         outcome
     }
