@@ -116,14 +116,10 @@ pub fn open(directory: &Path, options: OpenOptions) -> Result<Recovered, Recover
     for rejected in &recovery.checkpoints_rejected {
         tracing::warn!(?rejected, "checkpoint passed over");
     }
-    let checkpoint_op = recovery
-        .checkpoint
-        .as_ref()
-        .map_or(0, |checkpoint| checkpoint.op);
-    let checkpoint_bytes = recovery
-        .checkpoint
-        .as_ref()
-        .map_or(0, |checkpoint| checkpoint.state().len() as u64);
+    let (checkpoint_op, checkpoint_bytes) =
+        recovery.checkpoint.as_ref().map_or((0, 0), |checkpoint| {
+            (checkpoint.op, checkpoint.state().len() as u64)
+        });
     let state = match &recovery.checkpoint {
         // The transfer index is rebuilt once, with room for what the replay will add.
         Some(checkpoint) => State::decode_checkpoint(

@@ -207,6 +207,14 @@ fn touch_pages(slots: &mut [u64]) {
     }
 }
 
+/// A zeroed table of `capacity` slots with every page backed (see `touch_pages`): for a table
+/// allocated whole, not prepared in steps.
+fn table_backed(capacity: usize) -> Vec<u64> {
+    let mut slots = vec![0; capacity];
+    touch_pages(&mut slots);
+    slots
+}
+
 impl IdIndex {
     pub(crate) fn new() -> Self {
         Self::with_capacity(0)
@@ -215,10 +223,8 @@ impl IdIndex {
     /// An index that holds `count_max` entries without growing (TigerBeetle-style static
     /// sizing: not even a migration runs while the count stays below it).
     pub(crate) fn with_capacity(count_max: usize) -> Self {
-        let mut slots = vec![0; capacity_for(count_max)];
-        touch_pages(&mut slots);
         Self {
-            slots,
+            slots: table_backed(capacity_for(count_max)),
             count: 0,
             next: None,
             migration: None,
@@ -390,15 +396,10 @@ impl IdIndex {
         let capacity = capacity_for(needed.max(load_max(self.slots.len()) + 1));
         let slots = match self.next.take() {
             Some(next) if next.slots.len() == capacity => next.slots,
-            _ => {
-                // Not prepared in steps: a small table, or a reservation of more than half the
-                // room at once (`--transfers-max` at start-up, recovery's replay). Its pages are
-                // written here, in one go, rather than by the probes and insertions that follow
-                // (see `touch_pages`).
-                let mut slots = vec![0; capacity];
-                touch_pages(&mut slots);
-                slots
-            }
+            // Not prepared in steps: a small table, or a reservation of more than half the room
+            // at once (`--transfers-max` at start-up, recovery's replay). Its pages are written
+            // here, in one go, rather than by the probes and insertions that follow.
+            _ => table_backed(capacity),
         };
         assert_eq!(slots.len(), capacity);
         let slots = core::mem::replace(&mut self.slots, slots);
