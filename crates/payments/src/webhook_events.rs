@@ -65,11 +65,12 @@ impl WebhookEvents {
             .range((event.created_at, 0)..=(event.created_at, u32::MAX))
             .next_back()
             .map_or(0, |((_, position), _)| position + 1);
-        let previous = self.events.insert(event.id, event.clone());
+        let (id, created_at) = (event.id, event.created_at);
+        let previous = self.events.insert(id, event);
         // Ids come from a fresh seed through a bijection: a repeat is a front bug (a reused
         // seed), not chance.
         assert!(previous.is_none(), "webhook event ids are unique");
-        self.created.insert((event.created_at, position), event.id);
+        self.created.insert((created_at, position), id);
         assert_eq!(self.events.len(), self.created.len());
         position
     }
