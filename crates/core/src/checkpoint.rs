@@ -166,12 +166,17 @@ impl HeadBuffer {
         }
     }
 
-    /// The buffer, emptied; waits for its thread if that is still at it (it has had since the
-    /// last checkpoint, and backs a few MiB).
+    /// The buffer, emptied. A thread still at it (at its low priority, on a busy machine) is
+    /// left to finish alone and the head goes into a new buffer: its page faults on the core
+    /// thread are the pause the preparation was for, but bounded by the head's size, where a
+    /// thread starved at low priority could keep the core waiting for any time.
     pub(crate) fn take(self) -> Vec<u8> {
         match self {
             HeadBuffer::Ready(buffer) => buffer,
-            HeadBuffer::Preparing(thread) => thread.join().unwrap_or_default(),
+            HeadBuffer::Preparing(thread) if thread.is_finished() => {
+                thread.join().unwrap_or_default()
+            }
+            HeadBuffer::Preparing(_) => Vec::new(),
         }
     }
 }
@@ -748,5 +753,40 @@ mod tests {
             checkpoint_format(b"NOTTALLY"),
             Err(CheckpointError::Magic { .. })
         ));
+    }
+
+    #[test]
+    fn a_prepared_head_buffer_has_room_for_a_larger_head() {
+        let preparing = HeadBuffer::prepare(Vec::new(), 1000);
+        let HeadBuffer::Preparing(thread) = preparing else {
+            panic!("a thread prepares the buffer");
+        };
+        while !thread.is_finished() {
+            std::thread::yield_now();
+        }
+        let buffer = HeadBuffer::Preparing(thread).take();
+        assert!(buffer.is_empty());
+        assert!(buffer.capacity() >= 1000 * HEAD_GROWTH_NUMERATOR / HEAD_GROWTH_DENOMINATOR);
+    }
+
+    #[test]
+    fn taking_a_head_buffer_never_waits_for_its_thread() {
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let _ = released.recv();
+            Vec::with_capacity(4096)
+        });
+        // Released later, so that a take that waited would return the thread's buffer.
+        let releaser = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let _ = release.send(());
+        });
+        let buffer = HeadBuffer::Preparing(thread).take();
+        assert_eq!(
+            buffer.capacity(),
+            0,
+            "a fresh buffer, not the unfinished thread's"
+        );
+        releaser.join().expect("the releaser ends");
     }
 }

@@ -385,6 +385,9 @@ impl Core {
                 }
                 None => self.outgoing_send(deferred),
             }
+            if self.checkpoint.is_none() {
+                self.checkpoint_head_room_prepare();
+            }
             if self.checkpoint.is_none() && self.checkpoint_due() {
                 // Under sustained load a sync is always in flight; finish it so that the
                 // checkpoint covers every appended record, else replay would grow unbounded.
@@ -731,13 +734,34 @@ impl Core {
     /// and creates few transfers, so with transfers alone a server that had taken a million
     /// payments wrote gigabytes every 16,384 payments.
     fn checkpoint_due(&self) -> bool {
+        self.checkpoint_due_by(1)
+    }
+
+    /// Whether `1 / share` of any of the bounds that make a checkpoint due has been used.
+    fn checkpoint_due_by(&self, share: u64) -> bool {
         let bounds = ReplayBounds::of(
             self.state.ledger.transfer_count(),
             self.checkpoint_bytes_last,
         );
-        self.log_bytes_since_checkpoint >= CHECKPOINT_INTERVAL_BYTES
-            || self.entries_since_checkpoint >= bounds.entries_max
-            || self.work_since_checkpoint >= bounds.work_max
+        self.log_bytes_since_checkpoint.saturating_mul(share) >= CHECKPOINT_INTERVAL_BYTES
+            || self.entries_since_checkpoint.saturating_mul(share) >= bounds.entries_max
+            || self.work_since_checkpoint.saturating_mul(share) >= bounds.work_max
+    }
+
+    /// Backs room for the next checkpoint's head on a thread once that checkpoint is half due,
+    /// if no earlier checkpoint left a buffer being prepared: the first checkpoint after a start.
+    /// Without it that head went into fresh pages, faulted in on this thread inside the
+    /// checkpoint's moment: 6.2–8.6 ms at 4.2 M transfers, against 2 ms for later heads.
+    fn checkpoint_head_room_prepare(&mut self) {
+        let HeadBuffer::Ready(buffer) = &self.checkpoint_head_buffer else {
+            return;
+        };
+        let head_bytes = self.state.ledger.checkpoint_head_size_bytes();
+        if buffer.capacity() >= head_bytes || !self.checkpoint_due_by(2) {
+            return;
+        }
+        let buffer = std::mem::take(&mut self.checkpoint_head_buffer).take();
+        self.checkpoint_head_buffer = HeadBuffer::prepare(buffer, head_bytes);
     }
 
     /// Where the checkpoint under way, if any, stands from the core's side.
