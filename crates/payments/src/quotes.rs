@@ -8,6 +8,8 @@
 //! amounts an operator sees must match what Rafiki would have quoted. f64 arithmetic is exact
 //! IEEE 754 and so deterministic on replay.
 
+use std::sync::Arc;
+
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -114,7 +116,9 @@ pub struct QuoteView {
 /// The quotes and their indexes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct Quotes {
-    pub(crate) quotes: OrdMap<Uuid, Quote>,
+    /// Behind an `Arc`, as webhook events are (`WebhookEvents::events`): insertions shift
+    /// pointers, and the fund step reads a quote without copying its receiver URL.
+    pub(crate) quotes: OrdMap<Uuid, Arc<Quote>>,
     /// `(wallet address, creation timestamp)` → quote.
     pub(crate) by_wallet_address: OrdMap<(Uuid, u64), Uuid>,
 }
@@ -256,14 +260,13 @@ impl Payments {
             estimated_exchange_rate: ExchangeRate(quoted.scaled_rate),
             fee_id: fee.map(|fee| fee.id),
         };
+        let id = quote.id;
         let quotes = &mut self.flows.quotes;
-        let fresh = quotes.quotes.insert(quote.id, quote.clone()).is_none();
+        let fresh = quotes.quotes.insert(id, Arc::new(quote)).is_none();
         // The front chose a fresh v4 id: a repeat is a front bug, not chance.
         assert!(fresh, "quote ids are unique");
-        quotes
-            .by_wallet_address
-            .insert((address_id, timestamp), quote.id);
-        Ok(self.quote_view(quote.id).expect("inserted"))
+        quotes.by_wallet_address.insert((address_id, timestamp), id);
+        Ok(self.quote_view(id).expect("inserted"))
     }
 
     /// Rafiki's `resolveReceiver`: a local incoming payment that still accepts money, with the
@@ -327,7 +330,7 @@ impl Payments {
             }
         };
         Some(QuoteView {
-            quote: quote.clone(),
+            quote: Quote::clone(quote),
             debit_amount: amount(quote.asset_id, quote.debit_amount),
             receive_amount: amount(quote.receive_asset_id, quote.receive_amount),
         })
