@@ -387,12 +387,12 @@ impl Core {
             }
             if self.checkpoint.is_none() {
                 self.checkpoint_head_room_prepare();
-            }
-            if self.checkpoint.is_none() && self.checkpoint_due() {
-                // Under sustained load a sync is always in flight; finish it so that the
-                // checkpoint covers every appended record, else replay would grow unbounded.
-                self.unsynced_finish(unsynced.take())?;
-                self.checkpoint_begin();
+                if self.checkpoint_due() {
+                    // Under sustained load a sync is always in flight; finish it so that the
+                    // checkpoint covers every appended record, else replay would grow unbounded.
+                    self.unsynced_finish(unsynced.take())?;
+                    self.checkpoint_begin();
+                }
             }
             // Replies waiting for a sync already hold their connection.
             self.routes.prune(&self.state.sessions);

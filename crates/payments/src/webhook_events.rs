@@ -206,7 +206,7 @@ impl Payments {
 
     /// The webhook event with this id.
     pub fn webhook_event(&self, id: Uuid) -> Option<&WebhookEvent> {
-        self.webhook_events.events.get(&id).map(|event| &**event)
+        self.webhook_events.events.get(&id).map(Arc::as_ref)
     }
 
     /// A page of webhook events (`webhookEvents`), in creation order; `types` non-empty keeps
