@@ -8,6 +8,8 @@
 //! `expires_at`, by the core's pulse (`Payments::pulse`). Rafiki polls for both with a worker;
 //! here completion happens in the command that pays, and expiry in the pulse at the deadline.
 
+use std::sync::Arc;
+
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -205,7 +207,7 @@ pub enum IncomingPaymentCommand {
 /// The incoming payments and their indexes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct IncomingPayments {
-    pub(crate) payments: OrdMap<Uuid, IncomingPayment>,
+    pub(crate) payments: OrdMap<Uuid, Arc<IncomingPayment>>,
     /// Creation timestamp → payment (each command has its own timestamp).
     pub(crate) created: OrdMap<u64, Uuid>,
     /// `(wallet address, creation timestamp)` → payment.
@@ -218,8 +220,13 @@ pub(crate) struct IncomingPayments {
 }
 
 impl IncomingPayments {
+    /// A known payment, to change; copied first when a checkpoint's snapshot shares it.
+    fn payment_mut(&mut self, id: Uuid) -> &mut IncomingPayment {
+        Arc::make_mut(self.payments.get_mut(&id).expect("a known payment"))
+    }
+
     fn expires_at_set(&mut self, id: Uuid, expires_at: u64) {
-        let payment = self.payments.get_mut(&id).expect("a known payment");
+        let payment = Arc::make_mut(self.payments.get_mut(&id).expect("a known payment"));
         assert!(payment.state.is_open());
         let removed = self.expiries.remove(&(payment.expires_at, id));
         assert!(removed.is_some(), "open payments are in the expiry index");
@@ -228,7 +235,7 @@ impl IncomingPayments {
     }
 
     fn close(&mut self, id: Uuid, state: IncomingPaymentState) {
-        let payment = self.payments.get_mut(&id).expect("a known payment");
+        let payment = Arc::make_mut(self.payments.get_mut(&id).expect("a known payment"));
         assert!(payment.state.is_open() && !state.is_open());
         let removed = self.expiries.remove(&(payment.expires_at, id));
         assert!(removed.is_some(), "open payments are in the expiry index");
@@ -261,7 +268,7 @@ impl Payments {
             }
             IncomingPaymentCommand::Update { id, metadata } => {
                 let id = self.incoming_payment_found(*id)?;
-                let payment = self.flows.incoming.payments.get_mut(&id).expect("found");
+                let payment = self.flows.incoming.payment_mut(id);
                 payment.metadata = Some(metadata.clone());
                 Ok(Success::IncomingPayment(Box::new(
                     self.incoming_payment_view(port, id).expect("found"),
@@ -269,7 +276,7 @@ impl Payments {
             }
             IncomingPaymentCommand::Approve { id } => {
                 let id = self.incoming_payment_actionable(*id)?;
-                let payment = self.flows.incoming.payments.get_mut(&id).expect("found");
+                let payment = self.flows.incoming.payment_mut(id);
                 payment.approved_at = Some(timestamp);
                 Ok(Success::IncomingPayment(Box::new(
                     self.incoming_payment_view(port, id).expect("found"),
@@ -277,7 +284,7 @@ impl Payments {
             }
             IncomingPaymentCommand::Cancel { id } => {
                 let id = self.incoming_payment_actionable(*id)?;
-                let payment = self.flows.incoming.payments.get_mut(&id).expect("found");
+                let payment = self.flows.incoming.payment_mut(id);
                 payment.cancelled_at = Some(timestamp);
                 Ok(Success::IncomingPayment(Box::new(
                     self.incoming_payment_view(port, id).expect("found"),
@@ -340,19 +347,18 @@ impl Payments {
             cancelled_at: None,
             withdrawal_event: None,
         };
+        let (id, address_id) = (payment.id, payment.wallet_address_id);
         let incoming = &mut self.flows.incoming;
-        incoming.payments.insert(payment.id, payment.clone());
-        let fresh = incoming.created.insert(timestamp, payment.id).is_none();
+        incoming.payments.insert(id, Arc::new(payment));
+        let fresh = incoming.created.insert(timestamp, id).is_none();
         assert!(fresh, "one payment per command timestamp");
         incoming
             .by_wallet_address
-            .insert((payment.wallet_address_id, timestamp), payment.id);
-        incoming.expiries.insert((expires_at, payment.id));
-        let view = self
-            .incoming_payment_view(port, payment.id)
-            .expect("inserted");
+            .insert((address_id, timestamp), id);
+        incoming.expiries.insert((expires_at, id));
+        let view = self.incoming_payment_view(port, id).expect("inserted");
         self.event_emit(WebhookEvent {
-            id: event_id(payment.id, EVENT_CREATED),
+            id: event_id(id, EVENT_CREATED),
             event_type: INCOMING_PAYMENT_CREATED.to_owned(),
             data: incoming_payment_data(&view),
             created_at: timestamp,
@@ -445,7 +451,7 @@ impl Payments {
         if complete {
             self.incoming_payment_close(port, id, IncomingPaymentState::Completed, timestamp);
         } else {
-            let payment = self.flows.incoming.payments.get_mut(&id).expect("known");
+            let payment = self.flows.incoming.payment_mut(id);
             payment.state = IncomingPaymentState::Processing;
         }
     }
@@ -486,7 +492,7 @@ impl Payments {
                 amount: view.received,
             }),
         });
-        let payment = self.flows.incoming.payments.get_mut(&id).expect("known");
+        let payment = self.flows.incoming.payment_mut(id);
         payment.withdrawal_event = Some(event);
     }
 
@@ -535,7 +541,7 @@ impl Payments {
         if self.flows.incoming.deleted.contains(&id) {
             return None;
         }
-        self.flows.incoming.payments.get(&id)
+        self.flows.incoming.payments.get(&id).map(Arc::as_ref)
     }
 
     /// The incoming payment with its ledger figures.
@@ -578,7 +584,11 @@ impl Payments {
             request,
         );
         result.ids.retain(|id| !incoming.deleted.contains(id));
-        let payments = result.ids.iter().map(|id| &incoming.payments[id]).collect();
+        let payments = result
+            .ids
+            .iter()
+            .map(|id| incoming.payments[id].as_ref())
+            .collect();
         (payments, result)
     }
 

@@ -12,6 +12,8 @@
 //! both are on one asset, through the two assets' liquidity accounts when not — and the fee
 //! stays on the payment's account until the ASE withdraws it after the completion event.
 
+use std::sync::Arc;
+
 use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -168,13 +170,20 @@ pub enum OutgoingPaymentCommand {
 /// The outgoing payments and their indexes.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub(crate) struct OutgoingPayments {
-    pub(crate) payments: OrdMap<Uuid, OutgoingPayment>,
+    pub(crate) payments: OrdMap<Uuid, Arc<OutgoingPayment>>,
     /// Creation timestamp → payment.
     pub(crate) created: OrdMap<u64, Uuid>,
     /// `(wallet address, creation timestamp)` → payment.
     pub(crate) by_wallet_address: OrdMap<(Uuid, u64), Uuid>,
     /// `outgoing_payment.created` event → payment (`depositEventLiquidity`).
     pub(crate) by_created_event: OrdMap<Uuid, Uuid>,
+}
+
+impl OutgoingPayments {
+    /// A known payment, to change; copied first when a checkpoint's snapshot shares it.
+    fn payment_mut(&mut self, id: Uuid) -> &mut OutgoingPayment {
+        Arc::make_mut(self.payments.get_mut(&id).expect("a known payment"))
+    }
 }
 
 /// How a local payment ended.
@@ -293,18 +302,17 @@ impl Payments {
             created_at: timestamp,
             finished_event: None,
         };
-        let created_event = event_id(payment.id, EVENT_CREATED);
+        let id = payment.id;
+        let created_event = event_id(id, EVENT_CREATED);
         let outgoing = &mut self.flows.outgoing;
-        outgoing.payments.insert(payment.id, payment.clone());
-        let fresh = outgoing.created.insert(timestamp, payment.id).is_none();
+        outgoing.payments.insert(id, Arc::new(payment));
+        let fresh = outgoing.created.insert(timestamp, id).is_none();
         assert!(fresh, "one payment per command timestamp");
         outgoing
             .by_wallet_address
-            .insert((address_id, timestamp), payment.id);
-        outgoing.by_created_event.insert(created_event, payment.id);
-        let view = self
-            .outgoing_payment_view(port, payment.id)
-            .expect("inserted");
+            .insert((address_id, timestamp), id);
+        outgoing.by_created_event.insert(created_event, id);
+        let view = self.outgoing_payment_view(port, id).expect("inserted");
         self.event_emit(WebhookEvent {
             id: created_event,
             event_type: OUTGOING_PAYMENT_CREATED.to_owned(),
@@ -323,6 +331,7 @@ impl Payments {
     ) -> Outcome {
         let payment = id
             .and_then(|id| self.flows.outgoing.payments.get_mut(&id))
+            .map(Arc::make_mut)
             .ok_or(OutgoingPaymentError::UnknownPayment)?;
         if payment.state != OutgoingPaymentState::Funding {
             return Err(OutgoingPaymentError::WrongState.into());
@@ -375,7 +384,7 @@ impl Payments {
             ..Transfer::default()
         };
         transfer_create(port, &deposit, Resolution::Post)?;
-        let payment = self.flows.outgoing.payments.get_mut(&id).expect("known");
+        let payment = self.flows.outgoing.payment_mut(id);
         payment.state = OutgoingPaymentState::Sending;
         let delivery = self.outgoing_payment_deliver(port, id, timestamp);
         self.outgoing_payment_finish(port, id, delivery, timestamp);
@@ -538,7 +547,7 @@ impl Payments {
         timestamp: u64,
     ) {
         let event = event_id(id, EVENT_FINISHED);
-        let payment = self.flows.outgoing.payments.get_mut(&id).expect("known");
+        let payment = self.flows.outgoing.payment_mut(id);
         assert_eq!(payment.state, OutgoingPaymentState::Sending);
         let event_type = match delivery {
             Delivery::Delivered | Delivery::NothingToDeliver => {
@@ -624,7 +633,7 @@ impl Payments {
 
     /// The outgoing payment with this id.
     pub fn outgoing_payment(&self, id: Uuid) -> Option<&OutgoingPayment> {
-        self.flows.outgoing.payments.get(&id)
+        self.flows.outgoing.payments.get(&id).map(Arc::as_ref)
     }
 
     /// The outgoing payment with its quote and ledger figures.
