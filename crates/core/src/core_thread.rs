@@ -380,7 +380,15 @@ impl Core {
             match appended {
                 Some(mut appended) => {
                     appended.outgoing.extend(deferred);
-                    unsynced = Some(appended);
+                    // Its fsync began before the apply and may be done already: then its
+                    // replies leave now, not after the next turn's apply.
+                    let durable = self.journal.sync_poll(appended.ticket);
+                    let durable = durable.map_err(|source| CoreError::Sync { source })?;
+                    if durable {
+                        self.unsynced_finish(Some(appended))?;
+                    } else {
+                        unsynced = Some(appended);
+                    }
                     self.metrics_publish();
                 }
                 None => self.outgoing_send(deferred),

@@ -514,6 +514,16 @@ impl<S: Storage> Journal<S> {
         Ok(())
     }
 
+    /// Whether every op up to `ticket.op()` is durable, from the completions already reported:
+    /// never blocks. An fsync error fails the journal.
+    pub fn sync_poll(&mut self, ticket: SyncTicket) -> Result<bool, JournalError> {
+        self.usable()?;
+        let polled = self.syncer.poll_ticket(&mut self.storage, ticket);
+        let done = self.sync_result(polled)?;
+        assert!(!done || self.syncer.op_synced() >= ticket.op());
+        Ok(done)
+    }
+
     /// `sync_begin` and `sync_wait` in one.
     pub fn sync(&mut self) -> Result<(), JournalError> {
         let ticket = self.sync_begin()?;

@@ -78,6 +78,10 @@ pub trait Storage {
     /// completions are outstanding.
     fn sync_reap(&mut self, completion: impl FnMut(u64, i32)) -> io::Result<()>;
 
+    /// Reports the completions already available, as `sync_reap` does, but never blocks: none
+    /// may be reported.
+    fn sync_poll(&mut self, completion: impl FnMut(u64, i32)) -> io::Result<()>;
+
     /// Whether syncs go through io_uring.
     fn sync_uses_io_uring(&self) -> bool;
 }
@@ -216,6 +220,11 @@ impl Storage for FileStorage {
 
     fn sync_reap(&mut self, completion: impl FnMut(u64, i32)) -> io::Result<()> {
         self.backend.reap(completion)
+    }
+
+    fn sync_poll(&mut self, completion: impl FnMut(u64, i32)) -> io::Result<()> {
+        self.backend.poll(completion);
+        Ok(())
     }
 
     fn sync_uses_io_uring(&self) -> bool {

@@ -191,20 +191,31 @@ impl Syncer {
         unreachable!("sync {sequence} did not complete after every completion was reaped");
     }
 
+    /// Whether `ticket` and every ticket before it have completed, from the completions already
+    /// reported: never blocks.
+    pub(crate) fn poll_ticket<S: Storage>(
+        &mut self,
+        storage: &mut S,
+        ticket: SyncTicket,
+    ) -> io::Result<bool> {
+        assert!(ticket.sequence < self.sequence_next);
+        self.retire()?;
+        if self.sequence_done < ticket.sequence {
+            let pending = &mut self.pending;
+            let polled = storage.sync_poll(|sequence, result| book(pending, sequence, result));
+            if let Err(error) = &polled {
+                self.failed_errno = Some(error.raw_os_error().unwrap_or(libc::EIO));
+            }
+            polled?;
+            self.retire()?;
+        }
+        Ok(self.sequence_done >= ticket.sequence)
+    }
+
     /// Blocks for at least one completion and books every completion the storage reports.
     fn reap<S: Storage>(&mut self, storage: &mut S) -> io::Result<()> {
         let pending = &mut self.pending;
-        storage.sync_reap(|sequence, result| {
-            let ticket = pending
-                .iter_mut()
-                .find(|pending| pending.sequence == sequence)
-                .expect("every completion belongs to a pending sync");
-            assert!(ticket.completions_left > 0);
-            ticket.completions_left -= 1;
-            if result < 0 && ticket.errno.is_none() {
-                ticket.errno = Some(-result);
-            }
-        })
+        storage.sync_reap(|sequence, result| book(pending, sequence, result))
     }
 
     /// Retires completed tickets in order; the first failed one fails the syncer for good.
@@ -227,6 +238,19 @@ impl Syncer {
             self.op_synced = done.op;
         }
         Ok(())
+    }
+}
+
+/// Books one completion against its pending sync.
+fn book(pending: &mut VecDeque<Pending>, sequence: u64, result: i32) {
+    let ticket = pending
+        .iter_mut()
+        .find(|pending| pending.sequence == sequence)
+        .expect("every completion belongs to a pending sync");
+    assert!(ticket.completions_left > 0);
+    ticket.completions_left -= 1;
+    if result < 0 && ticket.errno.is_none() {
+        ticket.errno = Some(-result);
     }
 }
 
@@ -280,6 +304,19 @@ impl SyncBackend {
                 }
                 Ok(0)
             }
+        }
+    }
+
+    /// Reports each completion already in the ring, without blocking.
+    pub(crate) fn poll(&mut self, mut completion: impl FnMut(u64, i32)) {
+        match self {
+            SyncBackend::Ring(ring) => {
+                for entry in ring.completion() {
+                    completion(entry.user_data(), entry.result());
+                }
+            }
+            // Nothing is ever outstanding.
+            SyncBackend::Blocking => {}
         }
     }
 
@@ -402,6 +439,52 @@ mod tests {
         syncer
             .wait_ticket(&mut storage, second)
             .expect("an old ticket is done");
+    }
+
+    #[test]
+    fn a_poll_sees_only_completions_already_reported() {
+        let disk = FaultyDisk::new();
+        let (mut storage, segments) = segments(&disk, 1);
+        let mut syncer = Syncer::new(0);
+        let ticket = syncer.begin(&mut storage, 5, &segments).expect("begin");
+        // The faulty storage completes a submitted fsync only when reaped: a poll that blocked
+        // or reaped would report it done here.
+        for _ in 0..3 {
+            let done = syncer.poll_ticket(&mut storage, ticket).expect("poll");
+            assert!(!done);
+            assert_eq!(syncer.op_synced(), 0);
+        }
+        syncer.wait_ticket(&mut storage, ticket).expect("wait");
+        assert!(syncer.poll_ticket(&mut storage, ticket).expect("poll"));
+        assert_eq!(syncer.op_synced(), 5);
+    }
+
+    /// Through a real ring: a poll never blocks, and once the fsync is done it says so without a
+    /// wait. Blocking syncs are done before `begin` returns.
+    #[test]
+    fn a_poll_of_a_real_fsync_turns_true_without_a_wait() {
+        let directory = tempfile::tempdir().expect("temporary directory");
+        let file = std::fs::File::create(directory.path().join("segment")).expect("create");
+        std::io::Write::write_all(&mut &file, b"bytes to make durable").expect("write");
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&file);
+        for mode in [SyncMode::IoUring, SyncMode::Blocking] {
+            let mut backend = SyncBackend::new(mode);
+            let completions = backend.submit(9, &[fd]).expect("submit");
+            let mut results = Vec::new();
+            // Bounded: 10 s for an fsync of a few bytes, else the poll never sees it.
+            for _ in 0..10_000 {
+                backend.poll(|sequence, result| results.push((sequence, result)));
+                if results.len() == completions as usize {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let expected: &[(u64, i32)] = match mode {
+                SyncMode::IoUring => &[(9, 0)],
+                SyncMode::Blocking => &[],
+            };
+            assert_eq!(results, expected, "{mode:?}");
+        }
     }
 
     /// fdatasync of a pipe fails with EINVAL, through the ring and without it: a real failed sync.
