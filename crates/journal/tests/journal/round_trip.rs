@@ -161,6 +161,45 @@ fn blocking_sync_mode_round_trips() {
     verify_standard(&journal, BODY_SIZE_MAX);
 }
 
+/// `sync_poll` never blocks and never reports a ticket done before its completion is seen: with
+/// the ring it turns true on its own while the test only polls; a blocking sync is done when
+/// `sync_begin` returns. What it reported durable is in the log after a reopen.
+#[test]
+fn a_sync_poll_reports_done_only_once_the_fsync_completed() {
+    for sync_mode in [SyncMode::IoUring, SyncMode::Blocking] {
+        let (_temporary, directory) = formatted();
+        let options = Options {
+            sync_mode,
+            ..options()
+        };
+        let (mut journal, _) = Journal::open(&directory, options.clone()).expect("open");
+        for _ in 0..8 {
+            append_standard(&mut journal, BODY_SIZE_MAX);
+        }
+        let ticket = journal.sync_begin().expect("sync_begin");
+        let mut polls = 0u32;
+        // Bounded: 10 s for the fsync of a few records, else polling alone never sees it.
+        while !journal.sync_poll(ticket).expect("sync_poll") {
+            assert!(journal.op_synced() < ticket.op(), "{sync_mode:?}");
+            polls += 1;
+            assert!(polls < 10_000, "{sync_mode:?}: the fsync never showed up");
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(journal.op_synced(), 8, "{sync_mode:?}");
+        if sync_mode == SyncMode::Blocking {
+            assert_eq!(polls, 0, "a blocking sync is done on return");
+        }
+        assert!(journal.sync_poll(ticket).expect("again"), "{sync_mode:?}");
+        journal
+            .sync_wait(ticket)
+            .expect("a done ticket waits for nothing");
+        drop(journal);
+        let (journal, recovery) = Journal::open(&directory, options).expect("reopen");
+        assert_eq!(recovery.op_last, 8, "{sync_mode:?}");
+        verify_standard(&journal, BODY_SIZE_MAX);
+    }
+}
+
 #[test]
 fn a_third_sync_waits_for_the_oldest_and_tickets_complete_in_order() {
     let (_temporary, directory) = formatted();
