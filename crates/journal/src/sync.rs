@@ -113,10 +113,7 @@ impl Syncer {
         // Older segments beyond what one ticket submits are synced right here; see the constant.
         let split = segments.len().saturating_sub(SYNC_SEGMENTS_MAX);
         let submitted = self.submit(storage, ticket, &segments[..split], &segments[split..]);
-        if let Err(error) = &submitted {
-            self.failed_errno = Some(error.raw_os_error().unwrap_or(libc::EIO));
-        }
-        submitted?;
+        self.sticky(submitted)?;
         // Books what is already complete: a blocking sync, or a ring that was quick.
         self.retire()?;
         Ok(ticket)
@@ -183,10 +180,7 @@ impl Syncer {
                 return Ok(());
             }
             let reaped = self.reap(storage);
-            if let Err(error) = &reaped {
-                self.failed_errno = Some(error.raw_os_error().unwrap_or(libc::EIO));
-            }
-            reaped?;
+            self.sticky(reaped)?;
         }
         unreachable!("sync {sequence} did not complete after every completion was reaped");
     }
@@ -203,13 +197,18 @@ impl Syncer {
         if self.sequence_done < ticket.sequence {
             let pending = &mut self.pending;
             let polled = storage.sync_poll(|sequence, result| book(pending, sequence, result));
-            if let Err(error) = &polled {
-                self.failed_errno = Some(error.raw_os_error().unwrap_or(libc::EIO));
-            }
-            polled?;
+            self.sticky(polled)?;
             self.retire()?;
         }
         Ok(self.sequence_done >= ticket.sequence)
+    }
+
+    /// Passes `result` on; an error also fails the syncer for good (see `failed_errno`).
+    fn sticky(&mut self, result: io::Result<()>) -> io::Result<()> {
+        if let Err(error) = &result {
+            self.failed_errno = Some(error.raw_os_error().unwrap_or(libc::EIO));
+        }
+        result
     }
 
     /// Blocks for at least one completion and books every completion the storage reports.

@@ -226,20 +226,20 @@ impl IncomingPayments {
     }
 
     fn expires_at_set(&mut self, id: Uuid, expires_at: u64) {
-        let payment = Arc::make_mut(self.payments.get_mut(&id).expect("a known payment"));
+        let payment = &self.payments[&id];
         assert!(payment.state.is_open());
         let removed = self.expiries.remove(&(payment.expires_at, id));
         assert!(removed.is_some(), "open payments are in the expiry index");
-        payment.expires_at = expires_at;
+        self.payment_mut(id).expires_at = expires_at;
         self.expiries.insert((expires_at, id));
     }
 
     fn close(&mut self, id: Uuid, state: IncomingPaymentState) {
-        let payment = Arc::make_mut(self.payments.get_mut(&id).expect("a known payment"));
+        let payment = &self.payments[&id];
         assert!(payment.state.is_open() && !state.is_open());
         let removed = self.expiries.remove(&(payment.expires_at, id));
         assert!(removed.is_some(), "open payments are in the expiry index");
-        payment.state = state;
+        self.payment_mut(id).state = state;
     }
 }
 

@@ -330,12 +330,13 @@ impl Payments {
         reason: Option<&str>,
     ) -> Outcome {
         let payment = id
-            .and_then(|id| self.flows.outgoing.payments.get_mut(&id))
-            .map(Arc::make_mut)
+            .and_then(|id| self.flows.outgoing.payments.get(&id))
             .ok_or(OutgoingPaymentError::UnknownPayment)?;
         if payment.state != OutgoingPaymentState::Funding {
             return Err(OutgoingPaymentError::WrongState.into());
         }
+        // Copied (if a snapshot shares it) only once the cancel is accepted.
+        let payment = self.flows.outgoing.payment_mut(payment.id);
         payment.state = OutgoingPaymentState::Cancelled;
         if let Some(reason) = reason {
             let mut metadata = match metadata_value(payment.metadata.as_deref()) {
