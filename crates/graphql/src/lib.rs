@@ -23,6 +23,8 @@ mod rates;
 mod scalars;
 mod schema;
 mod signature;
+#[doc(hidden)]
+pub mod testing;
 mod wallet_addresses;
 mod webhooks;
 
