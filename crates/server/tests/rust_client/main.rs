@@ -1,12 +1,16 @@
-//! The client against the real `tally` server (a child process).
+//! The Rust client (`tally-client`) against the real `tally` server (a child process). Here in
+//! the server's crate rather than the client's: cargo hands this crate's tests the binary it
+//! built (`CARGO_BIN_EXE_tally`), where the client's tests had to run `cargo build` themselves,
+//! which resolved features apart from the workspace's and rebuilt five crates in the middle of
+//! the test run.
 
-mod common;
+mod harness;
 
 use std::time::Duration;
 
 use std::sync::atomic::Ordering;
 
-use common::{Proxy, Server};
+use harness::{Proxy, Server};
 use tally_client::{
     Account, AccountFilter, AccountFilterFlags, AccountFlags, Client, ClientConfig, ClientError,
     CreateAccountStatus, CreateTransferStatus, EvictionReason, QueryFilter, QueryFilterFlags,

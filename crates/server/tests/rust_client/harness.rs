@@ -1,7 +1,6 @@
 //! The real `tally` binary as a child process, for the integration tests.
 //!
-//! The binary is built once per test binary with `cargo build --release -p tally-server`, into
-//! the target directory this test binary lives in (`<target>/<profile>/deps/<test>`), and run as
+//! The binary is the one cargo built with this test (`CARGO_BIN_EXE_tally`), run as
 //! `tally start --data-dir DIR --addresses ADDR --segment-mib 8`. It prints
 //! `listening on ADDR` when ready and stops on SIGTERM.
 
@@ -11,36 +10,7 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdout, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-pub(crate) fn tally_binary() -> &'static Path {
-    static BINARY: OnceLock<PathBuf> = OnceLock::new();
-    BINARY.get_or_init(|| {
-        let exe = std::env::current_exe().expect("test binary path");
-        let target = exe
-            .parent() // deps
-            .and_then(Path::parent) // profile
-            .and_then(Path::parent) // target directory
-            .expect("test binary lives in <target>/<profile>/deps")
-            .to_path_buf();
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let cargo = std::env::var("CARGO")
-            .ok()
-            .or_else(|| option_env!("CARGO").map(str::to_string))
-            .unwrap_or_else(|| "cargo".to_string());
-        let status = Command::new(cargo)
-            .args(["build", "--release", "-p", "tally-server", "--bin", "tally"])
-            .current_dir(&workspace)
-            .env("CARGO_TARGET_DIR", &target)
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building tally-server failed");
-        let binary = target.join("release").join("tally");
-        assert!(binary.exists(), "{} missing", binary.display());
-        binary
-    })
-}
 
 /// A running `tally start`; SIGTERM and wait on drop.
 pub(crate) struct Server {
@@ -70,7 +40,7 @@ impl Server {
     }
 
     fn try_start(data_dir: &Path, address: SocketAddr) -> Option<Server> {
-        let mut child = Command::new(tally_binary())
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tally"))
             .arg("start")
             .args(["--graphql-address", "off", "--auto-peering-address", "off"])
             .arg("--data-dir")
