@@ -24,9 +24,34 @@ use std::collections::{HashMap, HashSet};
 use async_graphql::parser::types::{
     BaseType, DocumentOperations, ExecutableDocument, Type, TypeKind, TypeSystemDefinition,
 };
-use async_graphql::{ScalarType, Value, Variables, ID};
+use async_graphql::{ScalarType, ValidationMode, Value, Variables, ID};
 
 use crate::scalars::{JsonObject, UInt64, UInt8};
+use crate::schema::AdminSchema;
+
+/// The two schemas a request may meet, and the check that chooses between them.
+pub(crate) struct Schemas {
+    /// Full validation: for every request not known to pass it.
+    pub(crate) strict: AdminSchema,
+    /// The same schema validating only what `InputTypes::variables_valid` does not show
+    /// (depth, complexity): for requests that strict validation is known to pass.
+    pub(crate) known_valid: AdminSchema,
+    /// The strict schema's input types.
+    pub(crate) input_types: InputTypes,
+}
+
+impl Schemas {
+    /// Both schemas from `build`, which gives the schema with a validation mode.
+    pub(crate) fn new(build: impl Fn(ValidationMode) -> AdminSchema) -> Schemas {
+        let strict = build(ValidationMode::Strict);
+        let input_types = InputTypes::from_sdl(&strict.sdl());
+        Schemas {
+            strict,
+            known_valid: build(ValidationMode::Fast),
+            input_types,
+        }
+    }
+}
 
 /// A scalar's `ScalarType::is_valid`, what async-graphql's registry calls.
 type ScalarCheck = fn(&Value) -> bool;

@@ -47,10 +47,9 @@ use tracing::Instrument;
 pub use crate::auto_peering::{auto_peering_app, AutoPeeringOptions, PEERING_REQUEST_TIMEOUT};
 pub use crate::core_handle::{CoreHandle, CoreUnavailable};
 use crate::document_cache::DocumentCache;
-use crate::known_valid::InputTypes;
+use crate::known_valid::Schemas;
 pub use crate::payments::PaymentsOptions;
 pub use crate::rates::{load_rates_file, RatesOptions, RATES_LIFETIME, RATES_TIMEOUT};
-use crate::schema::AdminSchema;
 pub use crate::schema::{sdl, COMPLEXITY_MAX, DEPTH_MAX};
 pub use crate::signature::{
     SignatureOptions, FUTURE_SKEW_MS_MAX, SEEN_MAX, SIGNATURE_BYTES_MAX, SIGNATURE_HEADER,
@@ -91,9 +90,7 @@ pub fn app(core: CoreHandle, options: AppOptions) -> Router {
         }
         schema.finish()
     };
-    let schema = build(ValidationMode::Strict);
-    let schema_known_valid = build(ValidationMode::Fast);
-    let input_types = Arc::new(InputTypes::from_sdl(&schema.sdl()));
+    let schemas = Schemas::new(build);
     let mut router = Router::new().route("/graphql", get(graphiql).post(graphql));
     if let Some(signature) = &options.signature {
         router = signature::protect(router, signature);
@@ -106,9 +103,7 @@ pub fn app(core: CoreHandle, options: AppOptions) -> Router {
         // In an `Arc`: axum clones the state for each request, and `Metrics` alone is dozens
         // of `Arc`s, each an atomic increment and decrement shared with the core thread.
         .with_state(Arc::new(Front {
-            schema,
-            schema_known_valid,
-            input_types,
+            schemas,
             documents: Arc::default(),
             metrics: options.metrics,
         }))
@@ -116,11 +111,7 @@ pub fn app(core: CoreHandle, options: AppOptions) -> Router {
 
 /// What every `POST /graphql` uses.
 struct Front {
-    schema: AdminSchema,
-    /// The same schema validating only what `known_valid` does not show (depth, complexity):
-    /// for requests that strict validation is known to pass.
-    schema_known_valid: AdminSchema,
-    input_types: Arc<InputTypes>,
+    schemas: Schemas,
     documents: Arc<DocumentCache>,
     metrics: tally_metrics::Metrics,
 }
@@ -173,13 +164,14 @@ async fn graphql_execute(front: &Front, mut request: async_graphql::Request) -> 
     let known_valid = cached.as_ref().is_some_and(|cached| {
         cached.rules_passed()
             && front
+                .schemas
                 .input_types
                 .variables_valid(&cached.document, &request.variables)
     });
     let schema = if known_valid {
-        &front.schema_known_valid
+        &front.schemas.known_valid
     } else {
-        &front.schema
+        &front.schemas.strict
     };
     let mut response = schema.execute(request).await;
     if let Some(cached) = cached.filter(|_| !known_valid && response.errors.is_empty()) {

@@ -8,18 +8,15 @@
 //! `async`.
 
 use async_graphql::parser::parse_query;
-use async_graphql::{Request, ValidationMode, Variables};
+use async_graphql::{Request, Variables};
 
 use crate::core_handle::CoreHandle;
-use crate::known_valid::InputTypes;
-use crate::schema::{schema_builder, AdminSchema};
+use crate::known_valid::Schemas;
+use crate::schema::schema_builder;
 
-/// The strict schema, the one that skips what `known_valid` shows, and that check.
-pub struct BothSchemas {
-    strict: AdminSchema,
-    fast: AdminSchema,
-    input_types: InputTypes,
-}
+/// The strict schema, the one that skips what `known_valid` shows, and that check, paired as
+/// `app` pairs them.
+pub struct BothSchemas(Schemas);
 
 /// One request answered by both schemas, as JSON.
 pub struct BothAnswers {
@@ -35,26 +32,20 @@ pub struct BothAnswers {
 impl BothSchemas {
     /// Both schemas over `core`, as `app` builds them (introspection on, no other data).
     pub fn new(core: CoreHandle) -> BothSchemas {
-        let build = |mode| {
+        BothSchemas(Schemas::new(|mode| {
             schema_builder()
                 .validation_mode(mode)
                 .data(core.clone())
                 .finish()
-        };
-        let strict = build(ValidationMode::Strict);
-        let input_types = InputTypes::from_sdl(&strict.sdl());
-        BothSchemas {
-            strict,
-            fast: build(ValidationMode::Fast),
-            input_types,
-        }
+        }))
     }
 
     /// Whether `known_valid` says strict validation passes `variables` of `query`; a query that
     /// does not parse is never known valid.
     pub fn known_valid(&self, query: &str, variables: &serde_json::Value) -> bool {
         parse_query(query).is_ok_and(|document| {
-            self.input_types
+            self.0
+                .input_types
                 .variables_valid(&document, &Variables::from_json(variables.clone()))
         })
     }
@@ -68,8 +59,8 @@ impl BothSchemas {
             .build()
             .expect("a current-thread runtime without I/O or timers builds");
         let request = || Request::new(query).variables(Variables::from_json(variables.clone()));
-        let strict = runtime.block_on(self.strict.execute(request()));
-        let fast = runtime.block_on(self.fast.execute(request()));
+        let strict = runtime.block_on(self.0.strict.execute(request()));
+        let fast = runtime.block_on(self.0.known_valid.execute(request()));
         BothAnswers {
             strict_errors_have_paths: strict.errors.iter().all(|error| !error.path.is_empty()),
             strict: json(&strict),
