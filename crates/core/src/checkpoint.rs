@@ -1,9 +1,10 @@
 //! The state's checkpoint encoding. Format 3 (`TLYSRV03`, written) puts everything that can
 //! change in place first (the head: counters, sessions, the payments domain, the ledger's head)
 //! and what only grows last (the tail: the ledger's per-account lists, the transfer locations,
-//! the domain's transfers), so that the core writes the head at the checkpoint's moment and
-//! copies the tail in slices between later turns (`CheckpointEncoding`): the bytes are those of
-//! the state at that moment. It holds no id index (`tally_ledger::LedgerDecoded`): a decode
+//! the domain's transfers), so that the core takes the head at the checkpoint's moment and the
+//! rest is encoded while later records change the state, the ledger's tail on a thread of its
+//! own, the rest in slices between the core's turns (`CheckpointEncoding`): the bytes are those
+//! of the state at that moment. It holds no id index (`tally_ledger::LedgerDecoded`): a decode
 //! rebuilds the transfer index from the log. Formats 1 (`TLYSRV01`, before the Admin API) and 2
 //! (`TLYSRV02`, with the payments domain, the ledger's index slots) still open. A newer format
 //! is refused with both versions named.
@@ -69,18 +70,20 @@ pub enum CheckpointError {
     Ledger(tally_ledger::CheckpointError),
 }
 
-/// A checkpoint being encoded: `State::checkpoint_begin` wrote the parts before the payments
-/// domain, set a snapshot of that domain encoding on a background thread, put the ledger's head
-/// aside and noted how long each growing part was; `encode_step` appends the rest in order, in
-/// slices, while later records change the state. Use it with the state it began on, and no
-/// other.
+/// A checkpoint being encoded. `State::checkpoint_begin` takes what the checkpoint needs of its
+/// moment (the parts before the payments domain, a snapshot of that domain, the ledger's head,
+/// the ledger's `LedgerCheckpoint` with its views of the block logs, the number of transfer
+/// locations and domain transfers) and hands all but the counts to a thread of its own, which
+/// encodes everything up to the end of the ledger's tail (`front_encode`): hundreds of
+/// megabytes under TigerBeetle's driver, that used to be copied on the core a slice per turn.
+/// `encode_step` then appends the transfer locations and the domain's transfers, which live in
+/// vectors the core goes on growing, in slices. Use it with the state it began on, and no other.
 pub struct CheckpointEncoding {
+    front: FrontEncoding,
+    /// Empty until the front is in; then the whole encoding so far.
     blob: Vec<u8>,
-    payments: PaymentsEncoding,
-    /// The ledger's head at the checkpoint's moment, and how much of it is in `blob`.
-    ledger_head: Vec<u8>,
-    ledger_head_copied: usize,
-    ledger: LedgerCheckpoint,
+    /// The front's buffers, handed back once it is in.
+    moment_buffers: Option<MomentBuffers>,
     /// Transfer locations at the checkpoint's moment, and how many are copied.
     batch_count: usize,
     batches_copied: usize,
@@ -89,226 +92,237 @@ pub struct CheckpointEncoding {
     domain_copied: usize,
     /// The blob's size once complete, but for the payments domain's bytes.
     size_bytes_without_payments: usize,
+    /// Bytes of the payments domain, known once the front is in.
+    payments_bytes: Option<usize>,
 }
 
-/// The payments domain of a checkpoint: its snapshot (`imbl` maps, shared with the live state
-/// until either changes) is encoded on a background thread, since its size grows with every
-/// idempotency key and payment and the core must not stop for it; then its bytes are copied.
-struct PaymentsEncoding {
-    /// The encoder, until its bytes are taken.
-    thread: Option<std::thread::JoinHandle<Encoded>>,
-    bytes: Vec<u8>,
-    copied: usize,
-    /// The buffer the whole encoding goes into, empty, with room for all of it and its pages
-    /// backed, once the encoder hands it back.
-    buffer: Option<Vec<u8>>,
+/// What the front encoder needs of the checkpoint's moment.
+struct FrontJob {
+    /// The parts before the payments domain.
+    prefix: Vec<u8>,
+    payments: Payments,
+    /// The last checkpoint's blob, to encode into.
+    buffer: Vec<u8>,
+    /// The ledger's head, written at the moment.
+    moment_buffers: MomentBuffers,
+    ledger: LedgerCheckpoint,
+    size_bytes_without_payments: usize,
 }
 
-/// What the payments encoder hands back: the domain's bytes and the encoding's buffer.
-type Encoded = (Vec<u8>, Vec<u8>);
+/// What the front encoder hands back.
+struct FrontEncoded {
+    /// The encoding up to the end of the ledger's tail, in a buffer with room for all of it.
+    blob: Vec<u8>,
+    payments_bytes: usize,
+    moment_buffers: MomentBuffers,
+}
 
-/// Empties `buffer` and gives it room for `size_bytes`, with every page it did not have before
+/// The front of the encoding: on its thread, then in.
+enum FrontEncoding {
+    Running(std::thread::JoinHandle<FrontEncoded>),
+    In(FrontEncoded),
+    /// Taken into the blob.
+    Taken,
+}
+
+/// Encodes the front of a checkpoint: the payments domain from its snapshot (whose `imbl` maps
+/// are shared with the live state until either changes), which gives the whole encoding's size;
+/// then the buffer, made that large with its new pages backed (so that the copies after it do
+/// not fault a page per 4 KiB); then the prefix, the domain, the ledger's head and the ledger's
+/// tail gathered from the block logs.
+fn front_encode(job: FrontJob) -> FrontEncoded {
+    let FrontJob {
+        prefix,
+        payments,
+        buffer,
+        mut moment_buffers,
+        mut ledger,
+        size_bytes_without_payments,
+    } = job;
+    let mut payments_encoded = Vec::new();
+    payments.encode_checkpoint(&mut payments_encoded);
+    drop(payments);
+    let mut blob = buffer_prepare(buffer, payments_encoded.len() + size_bytes_without_payments);
+    blob.extend_from_slice(&prefix);
+    blob.extend_from_slice(&payments_encoded);
+    blob.extend_from_slice(&moment_buffers.head);
+    let complete = ledger.encode_step(&mut blob, usize::MAX);
+    assert!(complete, "an unbounded step gathers the whole tail");
+    moment_buffers.block_numbers = ledger.block_numbers_take();
+    FrontEncoded {
+        blob,
+        payments_bytes: payments_encoded.len(),
+        moment_buffers,
+    }
+}
+
+/// Empties `buffer` and gives it room for `len` items, with every page it did not have before
 /// backed by memory: one store per 4 KiB page of the new room, on the caller's thread. The pages
 /// it had (a previous checkpoint's) are backed already.
-fn buffer_prepare(mut buffer: Vec<u8>, size_bytes: usize) -> Vec<u8> {
+fn buffer_prepare<T: Copy + Default>(mut buffer: Vec<T>, len: usize) -> Vec<T> {
     const PAGE_BYTES: usize = 4096;
     let backed = buffer.capacity();
     buffer.clear();
-    buffer.reserve_exact(size_bytes);
+    buffer.reserve_exact(len);
     let spare = buffer.spare_capacity_mut();
-    for byte in spare.iter_mut().skip(backed).step_by(PAGE_BYTES) {
-        byte.write(0);
+    let per_page = (PAGE_BYTES / core::mem::size_of::<T>()).max(1);
+    for item in spare.iter_mut().skip(backed).step_by(per_page) {
+        item.write(T::default());
     }
     // The stores above are only for their side effect on the page tables: keep them.
     std::hint::black_box(&mut buffer);
     buffer
 }
 
-/// The buffer for the ledger's head at the next checkpoint. The head (a byte per transfer, the
-/// accounts, ...) is written at once at the checkpoint's moment, and it grows with the ledger:
-/// into a reused buffer that had to grow, the page faults on the new room were a 38–51 ms pause
-/// at 8.5 M transfers. So once a checkpoint hands the buffer back, a thread of its own gives it
-/// room for a head this much larger and backs that room before the next checkpoint.
-pub(crate) enum HeadBuffer {
-    Ready(Vec<u8>),
-    Preparing(std::thread::JoinHandle<Vec<u8>>),
+/// The buffers a checkpoint's moment writes into, reused from one checkpoint to the next: the
+/// ledger's head (a byte per transfer, the accounts, ...) and the numbers of the blocks that hold
+/// the ledger's tail (about 1.5 per transfer under TigerBeetle's driver). Both are written at
+/// once at the checkpoint's moment, and they grow with the ledger: into a reused buffer that had
+/// to grow, the page faults on the new room were a 38–51 ms pause at 8.5 M transfers. So once a
+/// checkpoint hands them back, a thread of its own gives them room for a moment this much larger
+/// and backs that room before the next checkpoint.
+#[derive(Default)]
+pub(crate) struct MomentBuffers {
+    pub(crate) head: Vec<u8>,
+    pub(crate) block_numbers: Vec<u32>,
 }
 
-/// The next head's room, over the last head's size: checkpoints come when replay since the last
-/// one outgrows a share of the state, so a head is about twice the one before.
+/// The moment's buffers for the next checkpoint: ready, or being given room on a thread.
+pub(crate) enum HeadBuffer {
+    Ready(MomentBuffers),
+    Preparing(std::thread::JoinHandle<MomentBuffers>),
+}
+
+/// The next moment's room, over the last one's: checkpoints come when replay since the last
+/// one outgrows a share of the state, so a moment is about twice the one before.
 const HEAD_GROWTH_NUMERATOR: usize = 9;
 const HEAD_GROWTH_DENOMINATOR: usize = 4;
 
 impl Default for HeadBuffer {
     fn default() -> HeadBuffer {
-        HeadBuffer::Ready(Vec::new())
+        HeadBuffer::Ready(MomentBuffers::default())
     }
 }
 
 impl HeadBuffer {
-    /// Starts backing room for a head larger than the `last_head_bytes` just written into
-    /// `buffer`.
-    pub(crate) fn prepare(buffer: Vec<u8>, last_head_bytes: usize) -> HeadBuffer {
-        let size_bytes = last_head_bytes * HEAD_GROWTH_NUMERATOR / HEAD_GROWTH_DENOMINATOR;
+    /// Starts backing room for a moment larger than the last one (`last_head_bytes` of head and
+    /// `last_block_numbers` block numbers) in `buffers`.
+    pub(crate) fn prepare(
+        buffers: MomentBuffers,
+        last_head_bytes: usize,
+        last_block_numbers: usize,
+    ) -> HeadBuffer {
+        let grown = |len: usize| len * HEAD_GROWTH_NUMERATOR / HEAD_GROWTH_DENOMINATOR;
         let thread = std::thread::Builder::new()
             .name("tally-ckpt-head".into())
             .spawn(move || {
                 tally_journal::writer_yield_cpu();
-                buffer_prepare(buffer, size_bytes)
+                MomentBuffers {
+                    head: buffer_prepare(buffers.head, grown(last_head_bytes)),
+                    block_numbers: buffer_prepare(buffers.block_numbers, grown(last_block_numbers)),
+                }
             });
         match thread {
             Ok(thread) => HeadBuffer::Preparing(thread),
-            // No thread to be had: the buffer went with it; the next head grows in line.
+            // No thread to be had: the buffers went with it; the next moment grows in line.
             Err(error) => {
-                tracing::warn!(%error, "no thread to prepare the next checkpoint's head buffer");
+                tracing::warn!(%error, "no thread to prepare the next checkpoint's moment buffers");
                 HeadBuffer::default()
             }
         }
     }
 
-    /// The buffer, emptied. A thread still at it (at its low priority, on a busy machine) is
-    /// left to finish alone and the head goes into a new buffer: its page faults on the core
-    /// thread are the pause the preparation was for, but bounded by the head's size, where a
+    /// The buffers, emptied. A thread still at it (at its low priority, on a busy machine) is
+    /// left to finish alone and the moment goes into new buffers: its page faults on the core
+    /// thread are the pause the preparation was for, but bounded by the moment's size, where a
     /// thread starved at low priority could keep the core waiting for any time.
-    pub(crate) fn take(self) -> Vec<u8> {
+    pub(crate) fn take(self) -> MomentBuffers {
         match self {
-            HeadBuffer::Ready(buffer) => buffer,
+            HeadBuffer::Ready(buffers) => buffers,
             HeadBuffer::Preparing(thread) if thread.is_finished() => {
                 thread.join().unwrap_or_default()
             }
-            HeadBuffer::Preparing(_) => Vec::new(),
+            HeadBuffer::Preparing(_) => MomentBuffers::default(),
         }
     }
 }
 
-impl PaymentsEncoding {
-    /// Starts the encoder on a snapshot of `payments`. Once the domain is encoded, its size and
-    /// `size_bytes_without_payments` give the whole encoding's: the encoder then makes `buffer`
-    /// (the last checkpoint's) that large and backs the pages it adds, so that the core's steps
-    /// copy into memory that is already there (a page fault per 4 KiB of a blob of a gigabyte
-    /// or more was a good part of each step's time).
-    fn start(
-        payments: &Payments,
-        buffer: Vec<u8>,
-        size_bytes_without_payments: usize,
-    ) -> PaymentsEncoding {
-        let snapshot = payments.clone();
+impl FrontEncoding {
+    /// Starts the front encoder on its thread, or encodes here if no thread can be had (a
+    /// pause rather than no checkpoint).
+    fn start(job: FrontJob) -> FrontEncoding {
+        let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
-            .name("tally-ckpt-pay".into())
-            .spawn(move || -> Encoded {
+            .name("tally-ckpt".into())
+            .spawn(move || {
                 tally_journal::writer_yield_cpu();
-                let mut bytes = Vec::new();
-                snapshot.encode_checkpoint(&mut bytes);
-                let buffer = buffer_prepare(buffer, bytes.len() + size_bytes_without_payments);
-                (bytes, buffer)
+                let job = receiver.recv().expect("the job follows the spawn");
+                front_encode(job)
             });
-        let mut encoding = PaymentsEncoding {
-            thread: None,
-            bytes: Vec::new(),
-            copied: 0,
-            buffer: None,
-        };
         match thread {
-            Ok(thread) => encoding.thread = Some(thread),
+            Ok(thread) => {
+                sender.send(job).expect("the thread waits for its job");
+                FrontEncoding::Running(thread)
+            }
             // No thread to be had: encode here, a pause rather than no checkpoint.
             Err(error) => {
-                tracing::warn!(%error, "encoding the payments domain on the core thread");
-                payments.encode_checkpoint(&mut encoding.bytes);
-                // The last checkpoint's buffer went with the thread that never started.
-                encoding.buffer = Some(Vec::new());
+                tracing::warn!(%error, "encoding the checkpoint on the core thread");
+                FrontEncoding::In(front_encode(job))
             }
         }
-        encoding
     }
 
     /// Whether the encoder is still running.
     fn running(&self) -> bool {
-        self.thread
-            .as_ref()
-            .is_some_and(|thread| !thread.is_finished())
+        matches!(self, FrontEncoding::Running(thread) if !thread.is_finished())
     }
 
-    /// Takes the encoder's bytes once it is done (waiting for it if `block`); whether they are
-    /// in `bytes`.
-    fn ready(&mut self, block: bool) -> bool {
+    /// Takes the encoder's result once it is done (waiting for it if `block`).
+    fn take(&mut self, block: bool) -> Option<FrontEncoded> {
         if !block && self.running() {
-            return false;
+            return None;
         }
-        if let Some(thread) = self.thread.take() {
-            let (bytes, buffer) = match thread.join() {
-                Ok(encoded) => encoded,
+        match std::mem::replace(self, FrontEncoding::Taken) {
+            FrontEncoding::Running(thread) => match thread.join() {
+                Ok(encoded) => Some(encoded),
                 Err(panic) => std::panic::resume_unwind(panic),
-            };
-            self.bytes = bytes;
-            self.buffer = Some(buffer);
+            },
+            FrontEncoding::In(encoded) => Some(encoded),
+            FrontEncoding::Taken => None,
         }
-        true
     }
 }
 
 impl CheckpointEncoding {
-    /// Whether the next step can do nothing but wait for the payments domain's encoder.
-    pub fn waits_for_payments(&self) -> bool {
-        self.payments.running()
+    /// Whether the next step can do nothing but wait for the front encoder.
+    pub fn waits_for_encoder(&self) -> bool {
+        self.front.running()
     }
 
     /// Appends the next slice: about `budget_bytes` (at least one item), never past the end.
-    /// Returns whether the encoding is complete; never waits for the payments domain's encoder
+    /// Returns whether the encoding is complete; never waits for the front encoder
     /// (`encode_rest` does).
     pub fn encode_step(&mut self, state: &State, budget_bytes: usize) -> bool {
         self.encode(state, budget_bytes.max(1), false)
     }
 
-    /// Appends all that is left, waiting for the payments domain's encoder if it still runs.
+    /// Appends all that is left, waiting for the front encoder if it still runs.
     pub fn encode_rest(&mut self, state: &State) {
         let complete = self.encode(state, usize::MAX, true);
         assert!(complete, "nothing is left once waited for");
     }
 
     fn encode(&mut self, state: &State, budget_bytes: usize, block: bool) -> bool {
+        if let Some(front) = self.front.take(block) {
+            self.blob = front.blob;
+            self.payments_bytes = Some(front.payments_bytes);
+            self.moment_buffers = Some(front.moment_buffers);
+        }
+        if self.payments_bytes.is_none() {
+            return false;
+        }
         let before = self.blob.len();
         let budget_left = |blob: &Vec<u8>| budget_bytes.saturating_sub(blob.len() - before);
-        if !self.payments.ready(block) {
-            return false;
-        }
-        if let Some(mut buffer) = self.payments.buffer.take() {
-            // The same bytes, now in the buffer that has room for the whole encoding.
-            buffer.extend_from_slice(&self.blob);
-            self.blob = buffer;
-        }
-        let payments = &mut self.payments;
-        if payments.copied < payments.bytes.len() {
-            let take = (payments.bytes.len() - payments.copied).min(budget_left(&self.blob));
-            if payments.copied == 0 {
-                // One growth of the blob, while it holds only the parts before the payments.
-                let size_bytes = payments.bytes.len() + self.size_bytes_without_payments;
-                self.blob.reserve_exact(size_bytes - self.blob.len());
-            }
-            self.blob
-                .extend_from_slice(&payments.bytes[payments.copied..payments.copied + take]);
-            payments.copied += take;
-            if payments.copied < payments.bytes.len() {
-                return false;
-            }
-        }
-        if self.ledger_head_copied < self.ledger_head.len() {
-            let take =
-                (self.ledger_head.len() - self.ledger_head_copied).min(budget_left(&self.blob));
-            let slice = &self.ledger_head[self.ledger_head_copied..self.ledger_head_copied + take];
-            self.blob.extend_from_slice(slice);
-            self.ledger_head_copied += take;
-            if self.ledger_head_copied < self.ledger_head.len() {
-                return false;
-            }
-        }
-        let ledger_budget = budget_left(&self.blob);
-        if ledger_budget == 0
-            || !self
-                .ledger
-                .encode_step(&state.ledger, &mut self.blob, ledger_budget)
-        {
-            return false;
-        }
         let batches = &state.locations.batches;
         let domain = &state.locations.domain;
         // They only grow: the prefixes being copied are those of the checkpoint's moment.
@@ -340,28 +354,24 @@ impl CheckpointEncoding {
         complete
     }
 
-    /// The whole encoding's size: known once the payments domain is encoded.
+    /// The whole encoding's size: known once the front is in.
     fn size_bytes(&self) -> usize {
-        assert!(
-            self.payments.thread.is_none(),
-            "asked once the payments are in"
-        );
-        self.size_bytes_without_payments + self.payments.bytes.len()
+        let payments_bytes = self.payments_bytes.expect("asked once the front is in");
+        self.size_bytes_without_payments + payments_bytes
     }
 
-    /// The buffer that held the ledger's head, emptied, for the next checkpoint to reuse, and
-    /// the head's size; once the encoding is complete (the head is in the blob by then).
-    pub fn head_buffer_take(&mut self) -> (Vec<u8>, usize) {
-        assert_eq!(
-            self.ledger_head_copied,
-            self.ledger_head.len(),
-            "the head is copied"
-        );
-        self.ledger_head_copied = 0;
-        let mut buffer = std::mem::take(&mut self.ledger_head);
-        let head_bytes = buffer.len();
-        buffer.clear();
-        (buffer, head_bytes)
+    /// The buffers of the checkpoint's moment, emptied, for the next checkpoint to reuse, and
+    /// what the moment wrote into them (head bytes, block numbers); once the front is in.
+    pub(crate) fn moment_buffers_take(&mut self) -> (MomentBuffers, usize, usize) {
+        let mut buffers = self
+            .moment_buffers
+            .take()
+            .expect("the front is in and its buffers not yet taken");
+        let head_bytes = buffers.head.len();
+        let block_numbers = buffers.block_numbers.len();
+        buffers.head.clear();
+        buffers.block_numbers.clear();
+        (buffers, head_bytes, block_numbers)
     }
 
     /// The encoding, once complete.
@@ -378,11 +388,16 @@ impl CheckpointEncoding {
 impl State {
     /// Begins a checkpoint (format `CHECKPOINT_FORMAT`) of the state as it is now, into
     /// `buffer` (emptied first; the previous checkpoint's, whose pages are already faulted in,
-    /// saves the core those faults): writes what precedes the payments domain, starts that
-    /// domain's encoder on a snapshot, and sets the ledger's head aside in `head_buffer`
-    /// (emptied first, and reused the same way: `CheckpointEncoding::head_buffer_take`);
+    /// saves the encoder those faults): keeps what precedes the payments domain, a snapshot of
+    /// that domain, and the ledger's head and tail (`Ledger::checkpoint_begin_reusing`) in
+    /// `moment_buffers` (emptied first, and reused the same way:
+    /// `CheckpointEncoding::moment_buffers_take`), and starts the front encoder on them;
     /// `CheckpointEncoding::encode_step` appends the rest, now or after later records.
-    pub fn checkpoint_begin(&self, buffer: Vec<u8>, head_buffer: Vec<u8>) -> CheckpointEncoding {
+    pub(crate) fn checkpoint_begin(
+        &self,
+        buffer: Vec<u8>,
+        moment_buffers: MomentBuffers,
+    ) -> CheckpointEncoding {
         let batch_count = self.locations.batches.len();
         let domain_count = self.locations.domain.len();
         let mut sessions = Vec::new();
@@ -390,10 +405,15 @@ impl State {
         // The head is written at once on the core thread (megabytes of transfer states): into
         // fresh pages each faulted on first touch, that was most of a 6.5 ms pause with 4 M
         // transfers stored.
-        let mut ledger_head = head_buffer;
+        let MomentBuffers {
+            head: mut ledger_head,
+            block_numbers,
+        } = moment_buffers;
         ledger_head.clear();
         ledger_head.reserve_exact(self.ledger.checkpoint_head_size_bytes());
-        let ledger = self.ledger.checkpoint_begin(&mut ledger_head);
+        let ledger = self
+            .ledger
+            .checkpoint_begin_reusing(&mut ledger_head, block_numbers);
         let size_bytes_without_payments = 8
             + 16
             + 4 * 8
@@ -402,35 +422,44 @@ impl State {
             + self.ledger.checkpoint_size_bytes()
             + batch_count * BATCH_SIZE_BYTES
             + domain_count * Transfer::SIZE;
-        let payments = PaymentsEncoding::start(&self.payments, buffer, size_bytes_without_payments);
-        // The parts before the payments domain, until the encoder hands back the buffer.
-        let mut blob = Vec::new();
-        blob.extend_from_slice(CHECKPOINT_MAGIC_PREFIX);
-        blob.extend_from_slice(format!("{CHECKPOINT_FORMAT:02}").as_bytes());
-        blob.extend_from_slice(&self.cluster.to_le_bytes());
-        blob.extend_from_slice(&self.op.to_le_bytes());
-        blob.extend_from_slice(&self.timestamp.to_le_bytes());
-        blob.extend_from_slice(&(batch_count as u64).to_le_bytes());
-        blob.extend_from_slice(&(domain_count as u64).to_le_bytes());
-        blob.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
-        blob.extend_from_slice(&sessions);
+        let mut prefix = Vec::new();
+        prefix.extend_from_slice(CHECKPOINT_MAGIC_PREFIX);
+        prefix.extend_from_slice(format!("{CHECKPOINT_FORMAT:02}").as_bytes());
+        prefix.extend_from_slice(&self.cluster.to_le_bytes());
+        prefix.extend_from_slice(&self.op.to_le_bytes());
+        prefix.extend_from_slice(&self.timestamp.to_le_bytes());
+        prefix.extend_from_slice(&(batch_count as u64).to_le_bytes());
+        prefix.extend_from_slice(&(domain_count as u64).to_le_bytes());
+        prefix.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
+        prefix.extend_from_slice(&sessions);
         let tail_bytes = ledger_head.len()
             + ledger.tail_bytes_left()
             + batch_count * BATCH_SIZE_BYTES
             + domain_count * Transfer::SIZE;
         // Pair with the size computed beforehand.
-        assert_eq!(blob.len() + tail_bytes, size_bytes_without_payments);
-        CheckpointEncoding {
-            blob,
+        assert_eq!(prefix.len() + tail_bytes, size_bytes_without_payments);
+        let payments = self.payments.clone();
+        let front = FrontEncoding::start(FrontJob {
+            prefix,
             payments,
-            ledger_head,
-            ledger_head_copied: 0,
+            buffer,
+            moment_buffers: MomentBuffers {
+                head: ledger_head,
+                block_numbers: Vec::new(),
+            },
             ledger,
+            size_bytes_without_payments,
+        });
+        CheckpointEncoding {
+            front,
+            blob: Vec::new(),
+            moment_buffers: None,
             batch_count,
             batches_copied: 0,
             domain_count,
             domain_copied: 0,
             size_bytes_without_payments,
+            payments_bytes: None,
         }
     }
 
@@ -712,10 +741,17 @@ mod tests {
             );
         }
         let digest_at_beginning = state.digest(&log);
-        let mut whole = state.checkpoint_begin(Vec::new(), Vec::new());
+        let mut whole = state.checkpoint_begin(Vec::new(), MomentBuffers::default());
         whole.encode_rest(&state);
         let at_beginning = whole.finish();
-        let mut sliced = state.checkpoint_begin(vec![1, 2, 3], vec![4, 5]);
+        // Buffers left with bytes of before, as reused ones are.
+        let moment_buffers = MomentBuffers {
+            head: vec![4, 5],
+            block_numbers: vec![6, 7, 8],
+        };
+        let mut sliced = state.checkpoint_begin(vec![1, 2, 3], moment_buffers);
+        // A step now finds the front encoder running (and does nothing) or done (and copies a
+        // slice); either way the records below change the state before the rest is copied.
         assert!(!sliced.encode_step(&state, 100));
 
         for n in 200..240 {
@@ -756,17 +792,19 @@ mod tests {
     }
 
     #[test]
-    fn a_prepared_head_buffer_has_room_for_a_larger_head() {
-        let preparing = HeadBuffer::prepare(Vec::new(), 1000);
+    fn prepared_moment_buffers_have_room_for_a_larger_moment() {
+        let preparing = HeadBuffer::prepare(MomentBuffers::default(), 1000, 300);
         let HeadBuffer::Preparing(thread) = preparing else {
-            panic!("a thread prepares the buffer");
+            panic!("a thread prepares the buffers");
         };
         while !thread.is_finished() {
             std::thread::yield_now();
         }
-        let buffer = HeadBuffer::Preparing(thread).take();
-        assert!(buffer.is_empty());
-        assert!(buffer.capacity() >= 1000 * HEAD_GROWTH_NUMERATOR / HEAD_GROWTH_DENOMINATOR);
+        let buffers = HeadBuffer::Preparing(thread).take();
+        assert!(buffers.head.is_empty() && buffers.block_numbers.is_empty());
+        let grown = |len: usize| len * HEAD_GROWTH_NUMERATOR / HEAD_GROWTH_DENOMINATOR;
+        assert!(buffers.head.capacity() >= grown(1000));
+        assert!(buffers.block_numbers.capacity() >= grown(300));
     }
 
     #[test]
@@ -774,16 +812,19 @@ mod tests {
         let (release, released) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let _ = released.recv();
-            Vec::with_capacity(4096)
+            MomentBuffers {
+                head: Vec::with_capacity(4096),
+                block_numbers: Vec::new(),
+            }
         });
         // Released later, so that a take that waited would return the thread's buffer.
         let releaser = std::thread::spawn(move || {
             std::thread::sleep(std::time::Duration::from_millis(200));
             let _ = release.send(());
         });
-        let buffer = HeadBuffer::Preparing(thread).take();
+        let buffers = HeadBuffer::Preparing(thread).take();
         assert_eq!(
-            buffer.capacity(),
+            buffers.head.capacity(),
             0,
             "a fresh buffer, not the unfinished thread's"
         );

@@ -48,10 +48,10 @@ pub const CHECKPOINT_INTERVAL_WORK: u64 = 1 << 22;
 /// under the payments benchmark (4.7 KB per payment of four), so 32 lets replay reach about
 /// half of the work that built the domain before the next checkpoint.
 pub(crate) const CHECKPOINT_BYTES_PER_WORK: u64 = 32;
-/// Checkpoint bytes one turn copies after the checkpoint's moment (`CheckpointEncoding`), while
-/// the turn's fsync is in flight, so that no turn stops for the size of the state: about 0.1 ms
-/// into a reused buffer, and at most about a millisecond where its pages are touched for the
-/// first time (a fault per 4 KiB).
+/// Checkpoint bytes one turn copies after the checkpoint's moment (`CheckpointEncoding`: the
+/// transfer locations and the domain's transfers, once the front encoder is done), while the
+/// turn's fsync is in flight, so that no turn stops for the size of the state: about 0.1 ms into
+/// the encoder's buffer, whose pages it backed.
 pub const CHECKPOINT_STEP_BYTES: usize = 1 << 20;
 /// Most bytes of one admin command; the front refuses larger ones before submitting.
 pub const ADMIN_COMMAND_SIZE_MAX: usize = 256 << 10;
@@ -134,9 +134,9 @@ pub struct Core {
     /// the core does not stop for page faults while it copies (the memory a checkpoint needs
     /// stays allocated, as TigerBeetle allocates at start-up).
     checkpoint_buffer: Vec<u8>,
-    /// The last checkpoint's buffer for the ledger's head, kept for the same reason and given
-    /// room for the next, larger head off the core thread: the head is written at the
-    /// checkpoint's moment, all at once.
+    /// The last checkpoint's buffers for the ledger's head and the block numbers of its tail,
+    /// kept for the same reason and given room for the next, larger moment off the core thread:
+    /// both are written at the checkpoint's moment, all at once.
     checkpoint_head_buffer: HeadBuffer,
     /// Atomics the scrape reads; the core only stores and adds to them.
     metrics: Metrics,
@@ -144,8 +144,8 @@ pub struct Core {
 
 /// An idle core's longest wait for a submission: due pulses run at least this often.
 const IDLE_WAIT_MAX: Duration = Duration::from_millis(100);
-/// An idle core's wait while a checkpoint waits for the payments domain's encoder, which does
-/// not wake it: short, since the copy goes on after it.
+/// An idle core's wait while a checkpoint waits for its front encoder (the payments domain and
+/// the ledger), which does not wake it: short, since the copy goes on after it.
 const CHECKPOINT_ENCODER_POLL: Duration = Duration::from_millis(1);
 
 /// What a checkpoint under way needs of the core's turns.
@@ -154,7 +154,7 @@ enum CheckpointStage {
     None,
     /// Slices to copy: every turn copies one.
     Copying,
-    /// Nothing to do until the payments domain's encoder finishes.
+    /// Nothing to do until the front encoder finishes.
     WaitingForEncoder,
 }
 
@@ -327,7 +327,7 @@ impl Core {
                 .set(i64::try_from(queue.len()).unwrap_or(i64::MAX));
             // An idle core waits for work (up to 100 ms, so that due pulses run without
             // traffic), but not while a checkpoint's tail is being copied, and only briefly while
-            // the payments domain's encoder runs (it does not wake the core when it is done).
+            // the front encoder runs (it does not wake the core when it is done).
             let wait = match (unsynced.is_some(), self.checkpoint_encoding()) {
                 (true, _) => None,
                 (false, CheckpointStage::Copying) => None,
@@ -761,22 +761,25 @@ impl Core {
     /// Without it that head went into fresh pages, faulted in on this thread inside the
     /// checkpoint's moment: 6.2–8.6 ms at 4.2 M transfers, against 2 ms for later heads.
     fn checkpoint_head_room_prepare(&mut self) {
-        let HeadBuffer::Ready(buffer) = &self.checkpoint_head_buffer else {
+        let HeadBuffer::Ready(buffers) = &self.checkpoint_head_buffer else {
             return;
         };
         let head_bytes = self.state.ledger.checkpoint_head_size_bytes();
-        if buffer.capacity() >= head_bytes || !self.checkpoint_due_by(2) {
+        let block_numbers = self.state.ledger.checkpoint_block_numbers_len();
+        let room = buffers.head.capacity() >= head_bytes
+            && buffers.block_numbers.capacity() >= block_numbers;
+        if room || !self.checkpoint_due_by(2) {
             return;
         }
-        let buffer = std::mem::take(&mut self.checkpoint_head_buffer).take();
-        self.checkpoint_head_buffer = HeadBuffer::prepare(buffer, head_bytes);
+        let buffers = std::mem::take(&mut self.checkpoint_head_buffer).take();
+        self.checkpoint_head_buffer = HeadBuffer::prepare(buffers, head_bytes, block_numbers);
     }
 
     /// Where the checkpoint under way, if any, stands from the core's side.
     fn checkpoint_encoding(&self) -> CheckpointStage {
         match self.checkpoint.as_ref().and_then(|c| c.encoding.as_ref()) {
             None => CheckpointStage::None,
-            Some(encoding) if encoding.waits_for_payments() => CheckpointStage::WaitingForEncoder,
+            Some(encoding) if encoding.waits_for_encoder() => CheckpointStage::WaitingForEncoder,
             Some(_) => CheckpointStage::Copying,
         }
     }
@@ -849,8 +852,8 @@ impl Core {
     fn checkpoint_write(&mut self) -> Result<(), CoreError> {
         let checkpoint = self.checkpoint.as_mut().expect("a checkpoint under way");
         let mut encoding = checkpoint.encoding.take().expect("being encoded");
-        let (head_buffer, head_bytes) = encoding.head_buffer_take();
-        self.checkpoint_head_buffer = HeadBuffer::prepare(head_buffer, head_bytes);
+        let (buffers, head_bytes, block_numbers) = encoding.moment_buffers_take();
+        self.checkpoint_head_buffer = HeadBuffer::prepare(buffers, head_bytes, block_numbers);
         let blob = encoding.finish();
         checkpoint.size_bytes = Some(blob.len());
         tracing::info!(

@@ -7,7 +7,7 @@
 
 use core::marker::PhantomData;
 
-use crate::block_log::{Block, BlockLog, BlockNumber, BLOCK_BYTES};
+use crate::block_log::{BlockLog, BlockNumber, BLOCK_BYTES};
 
 /// What a list holds: a fixed-size little-endian integer.
 pub(crate) trait Item: Copy + Eq + core::fmt::Debug {
@@ -76,7 +76,8 @@ impl<T: Item> Default for List<T> {
 }
 
 impl<T: Item> List<T> {
-    const PER_BLOCK: usize = BLOCK_BYTES / T::SIZE;
+    /// Items per block.
+    pub(crate) const PER_BLOCK: usize = BLOCK_BYTES / T::SIZE;
 
     #[inline]
     pub(crate) fn len(&self) -> usize {
@@ -96,7 +97,8 @@ impl<T: Item> List<T> {
             self.tail = log.push(&[0; BLOCK_BYTES]);
             self.blocks.push(self.tail);
         }
-        item.write(&mut log.get_mut(self.tail)[slot * T::SIZE..]);
+        // Only the slot's own bytes: a checkpoint's view may be reading the slots before it.
+        item.write(log.bytes_mut(self.tail, slot * T::SIZE, T::SIZE));
         self.len = self.len.checked_add(1).expect("a list within 2^32 items");
     }
 
@@ -146,43 +148,6 @@ impl<T: Item> List<T> {
         (0..self.len()).map(move |position| self.get(log, position))
     }
 
-    /// Appends the little-endian bytes of `count` items from `start` to `out`.
-    pub(crate) fn bytes_extend(
-        &self,
-        log: &BlockLog,
-        start: usize,
-        count: usize,
-        out: &mut Vec<u8>,
-    ) {
-        self.runs_visit(log, start, count, |bytes| out.extend_from_slice(bytes));
-    }
-
-    /// Appends `count` items from `start` to `out`.
-    pub(crate) fn items_extend(
-        &self,
-        log: &BlockLog,
-        start: usize,
-        count: usize,
-        out: &mut Vec<T>,
-    ) {
-        self.runs_visit(log, start, count, |bytes| {
-            out.extend(bytes.chunks_exact(T::SIZE).map(T::read))
-        });
-    }
-
-    /// Visits the bytes of `count` items from `start`, a block's run at a time.
-    fn runs_visit(&self, log: &BlockLog, start: usize, count: usize, mut visit: impl FnMut(&[u8])) {
-        assert!(start + count <= self.len());
-        let mut position = start;
-        while position < start + count {
-            let slot = position % Self::PER_BLOCK;
-            let take = (Self::PER_BLOCK - slot).min(start + count - position);
-            let block: &Block = log.get(self.blocks[position / Self::PER_BLOCK]);
-            visit(&block[slot * T::SIZE..(slot + take) * T::SIZE]);
-            position += take;
-        }
-    }
-
     /// Hints the CPU to fetch where the next `push` writes: the tail block, or nothing when
     /// the push starts a block (the log's end, written in order, is in cache).
     #[inline]
@@ -190,6 +155,17 @@ impl<T: Item> List<T> {
         if !self.len().is_multiple_of(Self::PER_BLOCK) {
             log.prefetch(self.tail);
         }
+    }
+
+    /// The numbers of the blocks that hold the first `len` items.
+    pub(crate) fn blocks_holding(&self, len: usize) -> &[BlockNumber] {
+        assert!(len <= self.len());
+        &self.blocks[..len.div_ceil(Self::PER_BLOCK)]
+    }
+
+    /// Hints the CPU to fetch the first block numbers.
+    pub(crate) fn blocks_prefetch(&self) {
+        crate::id_table::prefetch_address(self.blocks.as_ptr());
     }
 
     /// Heap bytes of the block numbers (the blocks are the log's).
@@ -241,21 +217,6 @@ mod tests {
         for (lists, (handles, rows)) in lists.iter().zip(&model) {
             assert_eq!(lists.transfers.iter(&log).collect::<Vec<_>>(), *handles);
             assert_eq!(lists.rows.iter(&log).collect::<Vec<_>>(), *rows);
-            let mut bytes = Vec::new();
-            lists
-                .transfers
-                .bytes_extend(&log, 3, handles.len() - 5, &mut bytes);
-            let expected: Vec<u8> = handles[3..handles.len() - 2]
-                .iter()
-                .flat_map(|handle| handle.to_le_bytes())
-                .collect();
-            assert_eq!(bytes, expected);
-            let mut items = Vec::new();
-            let start = rows.len().min(1);
-            lists
-                .rows
-                .items_extend(&log, start, rows.len() - start, &mut items);
-            assert_eq!(items, rows[start..]);
             let point = lists.transfers.partition_point(&log, |handle| handle < 500);
             assert_eq!(point, handles.partition_point(|&handle| handle < 500));
         }

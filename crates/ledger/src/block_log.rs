@@ -16,7 +16,7 @@
 //! done in line. The blocks written, and so the ledger's state, are the same whichever thread
 //! mapped the chunk (both give zeros).
 
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
 use memmap2::{MmapMut, MmapOptions};
@@ -36,14 +36,45 @@ pub(crate) type Block = [u8; BLOCK_BYTES];
 
 /// Every history row and list block, append-only but for undoing the newest (a failed linked
 /// chain's blocks are the last written, and undo runs newest first).
+///
+/// A checkpoint's tail is gathered on a thread of its own from the blocks below the log's length
+/// at the checkpoint's moment (`BlockLogView`), while this log goes on taking blocks. What makes
+/// that sound: blocks below that length never change but for the later slots of a list's last
+/// block, which the view never reads; every store into the log goes through a raw pointer to
+/// exactly the bytes stored (`push`, `write`), never through a reference that spans bytes the
+/// view reads; and the view holds its own reference to every chunk it reads, so a chunk outlives
+/// the log if the view needs it.
 #[derive(Default)]
 pub(crate) struct BlockLog {
     /// Full chunks, then the one being filled: anonymous mappings that never move.
-    chunks: Vec<MmapMut>,
+    chunks: Vec<Chunk>,
     /// Blocks held, over all chunks.
     len: usize,
     spares: Spares,
 }
+
+/// One chunk of the log: its mapping, shared with the views of checkpoints under way, and the
+/// address of its first byte, through which the log reads and writes.
+struct Chunk {
+    base: *mut u8,
+    mapping: Arc<MmapMut>,
+}
+
+impl Chunk {
+    fn new(mut mapping: MmapMut) -> Chunk {
+        Chunk {
+            base: mapping.as_mut_ptr(),
+            mapping: Arc::new(mapping),
+        }
+    }
+}
+
+// SAFETY: a chunk's address points into the mapping it holds, which no other thread writes (the
+// views only read, and only blocks the log no longer writes); moving the log to another thread
+// moves the only writer with it.
+unsafe impl Send for BlockLog {}
+// SAFETY: through `&BlockLog` blocks are only read.
+unsafe impl Sync for BlockLog {}
 
 /// Chunks mapped ahead, for a log past its first chunk (a ledger that never gets there, as in
 /// most tests, starts no thread).
@@ -107,14 +138,38 @@ impl BlockLog {
     pub(crate) fn push(&mut self, block: &Block) -> BlockNumber {
         let number = BlockNumber::try_from(self.len).expect("block log within 2^32 blocks");
         if self.len == self.chunks.len() * CHUNK_BLOCKS {
-            let chunk = self.chunk_take();
+            let chunk = Chunk::new(self.chunk_take());
             self.chunks.push(chunk);
         }
-        let offset = (self.len % CHUNK_BLOCKS) * BLOCK_BYTES;
-        let chunk = self.chunks.last_mut().expect("a chunk with room");
-        chunk[offset..offset + BLOCK_BYTES].copy_from_slice(block);
         self.len += 1;
+        self.write(number, 0, block);
         number
+    }
+
+    /// Stores `bytes` into block `number` from byte `offset`.
+    #[inline]
+    pub(crate) fn write(&mut self, number: BlockNumber, offset: usize, bytes: &[u8]) {
+        self.bytes_mut(number, offset, bytes.len())
+            .copy_from_slice(bytes);
+    }
+
+    /// Bytes `offset..offset + len` of block `number`, to store into, and no other byte of it (a
+    /// view may be reading the block's earlier bytes).
+    #[inline]
+    pub(crate) fn bytes_mut(
+        &mut self,
+        number: BlockNumber,
+        offset: usize,
+        len: usize,
+    ) -> &mut [u8] {
+        let number = number as usize;
+        assert!(number < self.len && offset + len <= BLOCK_BYTES);
+        let chunk = &self.chunks[number / CHUNK_BLOCKS];
+        let start = (number % CHUNK_BLOCKS) * BLOCK_BYTES + offset;
+        // SAFETY: `start + len` is within the chunk's mapping (asserted above), which the chunk
+        // keeps alive; `&mut self` makes this the only writer, and no other reference to these
+        // bytes is alive (a view reads only bytes of blocks the log no longer writes).
+        unsafe { core::slice::from_raw_parts_mut(chunk.base.add(start), len) }
     }
 
     /// Removes the newest block, which must be `number` (undo runs newest first). The block's
@@ -135,18 +190,16 @@ impl BlockLog {
     pub(crate) fn get(&self, number: BlockNumber) -> &Block {
         let number = number as usize;
         assert!(number < self.len);
-        let offset = (number % CHUNK_BLOCKS) * BLOCK_BYTES;
-        let bytes = &self.chunks[number / CHUNK_BLOCKS][offset..offset + BLOCK_BYTES];
-        bytes.try_into().expect("a block's bytes")
-    }
-
-    #[inline]
-    pub(crate) fn get_mut(&mut self, number: BlockNumber) -> &mut Block {
-        let number = number as usize;
-        assert!(number < self.len);
-        let offset = (number % CHUNK_BLOCKS) * BLOCK_BYTES;
-        let bytes = &mut self.chunks[number / CHUNK_BLOCKS][offset..offset + BLOCK_BYTES];
-        bytes.try_into().expect("a block's bytes")
+        let chunk = &self.chunks[number / CHUNK_BLOCKS];
+        // SAFETY: a whole block within the chunk's mapping (blocks are aligned to 64 within it),
+        // which lives as long as `self`; nothing writes it while `&self` is borrowed (the log's
+        // only writer needs `&mut self`).
+        unsafe {
+            &*chunk
+                .base
+                .add((number % CHUNK_BLOCKS) * BLOCK_BYTES)
+                .cast::<Block>()
+        }
     }
 
     /// Blocks held.
@@ -161,7 +214,7 @@ impl BlockLog {
         let number = number as usize;
         if let Some(chunk) = self.chunks.get(number / CHUNK_BLOCKS) {
             let offset = (number % CHUNK_BLOCKS) * BLOCK_BYTES;
-            crate::id_table::prefetch_address(chunk.as_ptr().wrapping_add(offset));
+            crate::id_table::prefetch_address(chunk.base.wrapping_add(offset));
         }
     }
 
@@ -186,7 +239,67 @@ impl BlockLog {
 
     /// Heap bytes held: whole chunks, as mapped.
     pub(crate) fn heap_bytes(&self) -> usize {
-        self.chunks.len() * CHUNK_BYTES + self.chunks.capacity() * core::mem::size_of::<MmapMut>()
+        self.chunks.len() * CHUNK_BYTES + self.chunks.capacity() * core::mem::size_of::<Chunk>()
+    }
+
+    /// A view of the blocks held now, for reading on another thread while this log goes on.
+    pub(crate) fn view(&self) -> BlockLogView {
+        let chunks = self.len.div_ceil(CHUNK_BLOCKS);
+        BlockLogView {
+            bases: self.chunks[..chunks]
+                .iter()
+                .map(|chunk| chunk.base.cast_const())
+                .collect(),
+            mappings: self.chunks[..chunks]
+                .iter()
+                .map(|chunk| Arc::clone(&chunk.mapping))
+                .collect(),
+            len: self.len,
+        }
+    }
+}
+
+/// The blocks a log held at one moment, readable on any thread for as long as the view lives,
+/// whatever becomes of the log (`BlockLog` says why this is sound).
+pub(crate) struct BlockLogView {
+    bases: Vec<*const u8>,
+    /// Keeps the chunks mapped.
+    mappings: Vec<Arc<MmapMut>>,
+    /// Blocks readable.
+    len: usize,
+}
+
+// SAFETY: the addresses point into the mappings the view holds, and the view only reads bytes
+// that no thread writes any more (`BlockLog`).
+unsafe impl Send for BlockLogView {}
+
+impl BlockLogView {
+    /// Bytes `range` of block `number`, which the caller knows the log no longer writes: a
+    /// whole history row, or the slots of a list block below the list's length at the view's
+    /// moment.
+    #[inline]
+    pub(crate) fn bytes(&self, number: BlockNumber, range: core::ops::Range<usize>) -> &[u8] {
+        let number = number as usize;
+        assert!(number < self.len, "a block of the view's moment");
+        assert!(range.start <= range.end && range.end <= BLOCK_BYTES);
+        debug_assert_eq!(self.bases.len(), self.mappings.len());
+        let start = (number % CHUNK_BLOCKS) * BLOCK_BYTES + range.start;
+        // SAFETY: within a mapping the view keeps alive; these bytes are no longer written by
+        // the log (the caller's promise above), so a shared reference to them is never aliased
+        // by a store.
+        unsafe {
+            core::slice::from_raw_parts(self.bases[number / CHUNK_BLOCKS].add(start), range.len())
+        }
+    }
+
+    /// Hints the CPU to fetch block `number`.
+    #[inline]
+    pub(crate) fn prefetch(&self, number: BlockNumber) {
+        let number = number as usize;
+        if let Some(base) = self.bases.get(number / CHUNK_BLOCKS) {
+            let offset = (number % CHUNK_BLOCKS) * BLOCK_BYTES;
+            crate::id_table::prefetch_address(base.wrapping_add(offset));
+        }
     }
 }
 
@@ -216,7 +329,7 @@ mod tests {
         for value in 0..count {
             assert_eq!(log.push(&block(value as u32)) as usize, value);
         }
-        let first_chunk = log.chunks[0].as_ptr();
+        let first_chunk = log.chunks[0].base;
         for value in (CHUNK_BLOCKS * 2..count).rev() {
             log.pop(value as BlockNumber);
         }
@@ -224,13 +337,41 @@ mod tests {
         assert_eq!(log.chunks.len(), 2);
         log.pop(CHUNK_BLOCKS as BlockNumber * 2 - 1);
         assert_eq!(log.push(&block(7)), CHUNK_BLOCKS as BlockNumber * 2 - 1);
-        assert_eq!(log.chunks[0].as_ptr(), first_chunk);
+        assert_eq!(log.chunks[0].base, first_chunk);
         assert_eq!(
             log.get(CHUNK_BLOCKS as BlockNumber),
             &block(CHUNK_BLOCKS as u32)
         );
         assert_eq!(log.get(CHUNK_BLOCKS as BlockNumber * 2 - 1), &block(7));
-        log.get_mut(3)[8] = 1;
+        log.write(3, 8, &[1]);
         assert_eq!(log.get(3)[8], 1);
+        assert_eq!(log.get(3)[..8], block(3)[..8]);
+    }
+
+    #[test]
+    fn a_view_reads_its_moment_on_another_thread_and_outlives_the_log() {
+        let mut log = BlockLog::default();
+        let count = CHUNK_BLOCKS + 3;
+        for value in 0..count {
+            log.push(&block(value as u32));
+        }
+        let view = log.view();
+        // The log goes on: undo back into the first chunk, then new blocks past the view's end.
+        for value in (CHUNK_BLOCKS..count).rev() {
+            log.pop(value as BlockNumber);
+        }
+        for value in 0..CHUNK_BLOCKS {
+            log.push(&block(u32::MAX - value as u32));
+        }
+        let reader = std::thread::spawn(move || {
+            (0..CHUNK_BLOCKS as BlockNumber)
+                .map(|number| view.bytes(number, 0..BLOCK_BYTES).to_vec())
+                .collect::<Vec<_>>()
+        });
+        drop(log);
+        let read = reader.join().expect("the reader");
+        for (value, bytes) in read.iter().enumerate() {
+            assert_eq!(bytes[..], block(value as u32)[..]);
+        }
     }
 }

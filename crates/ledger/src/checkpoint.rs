@@ -26,6 +26,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use crate::account_lists::List;
+use crate::block_log::{BlockLogView, BlockNumber, BLOCK_BYTES};
 use crate::id_table::IdIndex;
 use crate::ledger::{accounts_created, transfers_created, BalanceSnapshot, Ledger};
 use crate::store::TransferStore;
@@ -145,22 +147,35 @@ impl<'a> Reader<'a> {
 
 /// How many rows ahead the checkpoint's gather of an account's history prefetches.
 const ROWS_PREFETCH_AHEAD: usize = 8;
+/// How many accounts ahead the moment's copy of block numbers prefetches.
+const BLOCK_NUMBERS_PREFETCH_AHEAD: usize = 4;
+/// Transfer handles per list block.
+const HANDLES_PER_BLOCK: usize = List::<u64>::PER_BLOCK;
+/// History row numbers per list block.
+const ROW_NUMBERS_PER_BLOCK: usize = List::<u32>::PER_BLOCK;
 
 /// A ledger checkpoint under way: `Ledger::checkpoint_begin` wrote the head at the checkpoint's
-/// moment and the lengths each per-account list had then; `encode_step` copies the lists up to
-/// those lengths, in slices, while later batches may grow them. Use it with the ledger it began
-/// on, and no other.
+/// moment and kept what the tail needs of that moment: the length of each per-account list, the
+/// numbers of the blocks that held them, and views of the two block logs. `encode_step` appends
+/// the tail from those, in slices, on any thread, while the ledger goes on (or is gone): blocks
+/// below a log's length at the moment never change but for list slots past the moment's length,
+/// which are never read here (`block_log`).
 pub struct LedgerCheckpoint {
     /// Per account at the checkpoint's moment: its transfer handles and its history rows.
     lengths: Vec<[usize; 2]>,
+    /// Per account, one after the other: the blocks of its handles, then those of its row
+    /// numbers, as many as its lengths need.
+    blocks: Vec<BlockNumber>,
+    list_blocks: BlockLogView,
+    history: BlockLogView,
     /// The account whose lists are being copied.
     account: usize,
+    /// Where that account's blocks start in `blocks`.
+    account_blocks: usize,
     /// Items of that account's lists copied: handles first, then rows.
     item: usize,
     /// Bytes of the tail still to copy.
     tail_bytes_left: usize,
-    /// The row numbers of the rows a step gathers (kept between steps for its room).
-    row_numbers: Vec<u32>,
 }
 
 impl LedgerCheckpoint {
@@ -171,56 +186,89 @@ impl LedgerCheckpoint {
 
     /// Appends the next slice of the tail: about `budget_bytes` (at least one item), and never
     /// past the end. Returns whether the tail is complete.
-    pub fn encode_step(&mut self, ledger: &Ledger, out: &mut Vec<u8>, budget_bytes: usize) -> bool {
+    pub fn encode_step(&mut self, out: &mut Vec<u8>, budget_bytes: usize) -> bool {
         let mut budget_left = budget_bytes.max(1);
         loop {
             // Past the lists copied whole (and the empty ones).
-            while self
-                .lengths
-                .get(self.account)
-                .is_some_and(|[handles_len, rows_len]| self.item == handles_len + rows_len)
-            {
+            while let Some(&[handles_len, rows_len]) = self.lengths.get(self.account) {
+                if self.item < handles_len + rows_len {
+                    break;
+                }
                 self.account += 1;
+                self.account_blocks += handles_len.div_ceil(HANDLES_PER_BLOCK)
+                    + rows_len.div_ceil(ROW_NUMBERS_PER_BLOCK);
                 self.item = 0;
             }
             if self.account == self.lengths.len() || budget_left == 0 {
                 break;
             }
             let [handles_len, rows_len] = self.lengths[self.account];
-            let lists = &ledger.account_lists[self.account];
-            let (handles, rows) = (&lists.transfers, &lists.rows);
-            // The lists only grow: the prefix being copied is the one of the checkpoint's moment.
-            assert!(handles.len() >= handles_len && rows.len() >= rows_len);
-            let out_len_before = out.len();
-            if self.item < handles_len {
+            let (take, item_bytes) = if self.item < handles_len {
                 let take = (handles_len - self.item).min(budget_left.div_ceil(8));
-                handles.bytes_extend(&ledger.list_blocks, self.item, take, out);
-                self.item += take;
+                self.handles_extend(take, out);
+                (take, 8)
             } else {
-                // The account's rows, gathered from the history log: the same bytes as the
-                // account's own list of snapshots that format 2 was defined on.
-                let row = self.item - handles_len;
-                let take = (rows_len - row).min(budget_left.div_ceil(BalanceSnapshot::SIZE));
-                self.item += take;
-                // An account's rows lie apart in the log, each in its own line: fetch a few
-                // ahead, or the gather waits on memory once per row.
-                self.row_numbers.clear();
-                rows.items_extend(&ledger.list_blocks, row, take, &mut self.row_numbers);
-                for (position, &number) in self.row_numbers.iter().enumerate() {
-                    if let Some(&ahead) = self.row_numbers.get(position + ROWS_PREFETCH_AHEAD) {
-                        ledger.history.prefetch(ahead);
-                    }
-                    out.extend_from_slice(ledger.history.get(number));
-                }
-            }
-            let bytes_len = out.len() - out_len_before;
+                let take = (handles_len + rows_len - self.item)
+                    .min(budget_left.div_ceil(BalanceSnapshot::SIZE));
+                self.rows_extend(handles_len, take, out);
+                (take, BalanceSnapshot::SIZE)
+            };
+            self.item += take;
+            let bytes_len = take * item_bytes;
             budget_left = budget_left.saturating_sub(bytes_len);
             self.tail_bytes_left -= bytes_len;
         }
         let complete = self.account == self.lengths.len();
         // Pair: the lengths announced in the head are exactly what the tail holds.
         assert_eq!(complete, self.tail_bytes_left == 0);
+        if complete {
+            // Pair: the lengths named exactly the blocks kept at the moment.
+            assert_eq!(self.account_blocks, self.blocks.len());
+        }
         complete
+    }
+
+    /// Appends `take` handles of the current account from its item `self.item`, a block's run
+    /// at a time.
+    fn handles_extend(&self, take: usize, out: &mut Vec<u8>) {
+        let end = self.item + take;
+        let mut position = self.item;
+        while position < end {
+            let slot = position % HANDLES_PER_BLOCK;
+            let run = (HANDLES_PER_BLOCK - slot).min(end - position);
+            let block = self.blocks[self.account_blocks + position / HANDLES_PER_BLOCK];
+            out.extend_from_slice(self.list_blocks.bytes(block, slot * 8..(slot + run) * 8));
+            position += run;
+        }
+    }
+
+    /// Appends `take` history rows of the current account from its item `self.item` (the
+    /// account's `handles_len` handles come first), gathered from the history log: the same
+    /// bytes as the account's own list of snapshots that format 2 was defined on.
+    fn rows_extend(&self, handles_len: usize, take: usize, out: &mut Vec<u8>) {
+        let rows_blocks = self.account_blocks + handles_len.div_ceil(HANDLES_PER_BLOCK);
+        let first = self.item - handles_len;
+        let number = |row: usize| -> BlockNumber {
+            let block = self.blocks[rows_blocks + row / ROW_NUMBERS_PER_BLOCK];
+            let slot = (row % ROW_NUMBERS_PER_BLOCK) * 4;
+            let bytes = self.list_blocks.bytes(block, slot..slot + 4);
+            u32::from_le_bytes(bytes.try_into().expect("4 bytes"))
+        };
+        for row in first..first + take {
+            // An account's rows lie apart in the log, each in its own line: fetch a few ahead,
+            // or the gather waits on memory once per row.
+            if row + ROWS_PREFETCH_AHEAD < first + take {
+                self.history.prefetch(number(row + ROWS_PREFETCH_AHEAD));
+            }
+            out.extend_from_slice(self.history.bytes(number(row), 0..BLOCK_BYTES));
+        }
+    }
+
+    /// The block numbers kept at the moment (`checkpoint_block_numbers_len` of them), once the
+    /// tail is complete: their buffer is for the next checkpoint to reuse, its pages backed.
+    pub fn block_numbers_take(&mut self) -> Vec<u32> {
+        assert_eq!(self.tail_bytes_left, 0, "the tail is complete");
+        std::mem::take(&mut self.blocks)
     }
 }
 
@@ -263,7 +311,7 @@ impl Ledger {
     pub fn encode_checkpoint(&self, out: &mut Vec<u8>) {
         let start = out.len();
         let mut checkpoint = self.checkpoint_begin(out);
-        let complete = checkpoint.encode_step(self, out, usize::MAX);
+        let complete = checkpoint.encode_step(out, usize::MAX);
         assert!(complete);
         // Pair with the size announced beforehand.
         assert_eq!(out.len() - start, self.checkpoint_size_bytes());
@@ -301,6 +349,17 @@ impl Ledger {
     /// transfer states, balancing amounts, expiries, retired ids, and the length of every
     /// per-account list) and returns the checkpoint, whose `encode_step` appends the rest.
     pub fn checkpoint_begin(&self, out: &mut Vec<u8>) -> LedgerCheckpoint {
+        self.checkpoint_begin_reusing(out, Vec::new())
+    }
+
+    /// `checkpoint_begin`, keeping the moment's block numbers in `block_numbers` (emptied first):
+    /// a buffer whose pages are backed already (`LedgerCheckpoint::block_numbers_take`, or
+    /// `checkpoint_block_numbers_len` ahead of time) spares the moment a page fault per 1,024.
+    pub fn checkpoint_begin_reusing(
+        &self,
+        out: &mut Vec<u8>,
+        mut block_numbers: Vec<u32>,
+    ) -> LedgerCheckpoint {
         let lengths: Vec<[usize; 2]> = self
             .account_lists
             .iter()
@@ -310,6 +369,23 @@ impl Ledger {
             .iter()
             .map(|[handles, rows]| handles * 8 + rows * BalanceSnapshot::SIZE)
             .sum();
+        block_numbers.clear();
+        block_numbers.reserve_exact(self.checkpoint_block_numbers_len());
+        for (account, (lists, &[handles, rows])) in
+            self.account_lists.iter().zip(&lengths).enumerate()
+        {
+            // Each list's block numbers are an allocation of their own, somewhere on the heap:
+            // fetch a few accounts ahead, or the copy waits on memory at every list.
+            if let Some(ahead) = self
+                .account_lists
+                .get(account + BLOCK_NUMBERS_PREFETCH_AHEAD)
+            {
+                ahead.transfers.blocks_prefetch();
+                ahead.rows.blocks_prefetch();
+            }
+            block_numbers.extend_from_slice(lists.transfers.blocks_holding(handles));
+            block_numbers.extend_from_slice(lists.rows.blocks_holding(rows));
+        }
         let start = out.len();
         let mut w = Writer(out);
         w.0.extend_from_slice(MAGIC);
@@ -340,11 +416,26 @@ impl Ledger {
         assert_eq!(out.len() - start, self.checkpoint_head_size_bytes());
         LedgerCheckpoint {
             lengths,
+            blocks: block_numbers,
+            list_blocks: self.list_blocks.view(),
+            history: self.history.view(),
             account: 0,
+            account_blocks: 0,
             item: 0,
             tail_bytes_left,
-            row_numbers: Vec::new(),
         }
+    }
+
+    /// How many block numbers a checkpoint begun now keeps: so that a caller can back a buffer
+    /// for them ahead of the moment.
+    pub fn checkpoint_block_numbers_len(&self) -> usize {
+        self.account_lists
+            .iter()
+            .map(|lists| {
+                lists.transfers.len().div_ceil(HANDLES_PER_BLOCK)
+                    + lists.rows.len().div_ceil(ROW_NUMBERS_PER_BLOCK)
+            })
+            .sum()
     }
 
     /// Reads back what `checkpoint_begin` and `encode_step` wrote (or format 1), from the start
@@ -518,7 +609,7 @@ mod tests {
         }
     }
 
-    /// Stamps each batch 100 ns after the last.
+    /// Stamps each batch 100 ns after the last one's events.
     struct Batches {
         ledger: Ledger,
         store: MemoryStore,
@@ -527,7 +618,7 @@ mod tests {
 
     impl Batches {
         fn transfers(&mut self, events: &[Transfer]) {
-            self.timestamp += 100;
+            self.timestamp += 100 + events.len() as u64;
             let first = self.store.append_batch(self.timestamp, events);
             let mut results = Vec::new();
             self.ledger
@@ -569,7 +660,7 @@ mod tests {
         let digest_at_beginning = batches.ledger.digest(&batches.store);
         let mut sliced = Vec::new();
         let mut checkpoint = batches.ledger.checkpoint_begin(&mut sliced);
-        assert!(!checkpoint.encode_step(&batches.ledger, &mut sliced, 100));
+        assert!(!checkpoint.encode_step(&mut sliced, 100));
 
         let posts: Vec<Transfer> = events
             .iter()
@@ -591,7 +682,7 @@ mod tests {
         batches.transfers(&[transfer(9_100, 4, 1, 0)]);
         assert_ne!(batches.ledger.digest(&batches.store), digest_at_beginning);
 
-        while !checkpoint.encode_step(&batches.ledger, &mut sliced, 100) {}
+        while !checkpoint.encode_step(&mut sliced, 100) {}
         assert_eq!(checkpoint.tail_bytes_left(), 0);
         assert_eq!(sliced, at_beginning);
         let (decoded, size) = Ledger::decode_checkpoint(&sliced).unwrap();
@@ -602,6 +693,68 @@ mod tests {
             decoded.transfer(&batches.store, 101).map(|t| t.id),
             Some(101)
         );
+    }
+
+    /// The tail gathered on another thread, in small slices, while the ledger takes batch after
+    /// batch (new blocks in the lists' last blocks and past the moment, long linked chains
+    /// pushed and undone across chunk boundaries) and is then dropped before the gather ends:
+    /// the bytes of the moment, decoding to its state.
+    #[test]
+    fn a_tail_gathered_on_another_thread_while_the_ledger_goes_on_is_the_moment() {
+        let mut batches = Batches {
+            ledger: Ledger::new(),
+            store: MemoryStore::new(),
+            timestamp: 1_000,
+        };
+        let accounts: Vec<Account> = (1..=7)
+            .map(|id| account(id, if id == 4 { 0 } else { AccountFlags::HISTORY }))
+            .collect();
+        batches.accounts(&accounts);
+        let mut id = 100;
+        let mut batch = |batches: &mut Batches, count: u128, chain_fails: bool| {
+            let mut events: Vec<Transfer> = (0..count)
+                .map(|n| {
+                    id += 1;
+                    let flags = if chain_fails {
+                        TransferFlags::LINKED
+                    } else {
+                        0
+                    };
+                    transfer(id, 1 + (id + n) % 7, 1 + (id * 3 + 1 + n) % 7, flags)
+                })
+                .filter(|transfer| transfer.debit_account_id != transfer.credit_account_id)
+                .collect();
+            if chain_fails {
+                // Same accounts on both sides: the chain fails and every push is undone.
+                id += 1;
+                events.push(transfer(id, 2, 2, 0));
+            }
+            batches.transfers(&events);
+        };
+        for _ in 0..40 {
+            batch(&mut batches, 1_000, false);
+        }
+
+        let mut at_moment = Vec::new();
+        batches.ledger.encode_checkpoint(&mut at_moment);
+        let digest_at_moment = batches.ledger.digest(&batches.store);
+        let mut gathered = Vec::new();
+        let mut checkpoint = batches.ledger.checkpoint_begin(&mut gathered);
+        let gather = std::thread::spawn(move || {
+            while !checkpoint.encode_step(&mut gathered, 4_096) {
+                std::thread::yield_now();
+            }
+            gathered
+        });
+        for round in 0..40 {
+            batch(&mut batches, 1_000, round % 4 == 3);
+        }
+        drop(std::mem::take(&mut batches.ledger));
+        let gathered = gather.join().expect("the gather");
+        assert!(gathered == at_moment, "the gathered tail differs");
+        let (decoded, _) = Ledger::decode_checkpoint(&gathered).unwrap();
+        let decoded = decoded.index(&batches.store, 0).unwrap();
+        assert_eq!(decoded.digest(&batches.store), digest_at_moment);
     }
 
     /// The index is not in the checkpoint, so presizing it costs nothing there.
