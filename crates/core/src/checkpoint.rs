@@ -255,7 +255,7 @@ impl FrontEncoding {
         let thread = std::thread::Builder::new()
             .name("tally-ckpt".into())
             .spawn(move || {
-                tally_journal::writer_yield_cpu();
+                tally_journal::encoder_idle_cpu();
                 let job = receiver.recv().expect("the job follows the spawn");
                 front_encode(job)
             });

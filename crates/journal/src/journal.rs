@@ -791,6 +791,20 @@ pub fn writer_yield_cpu() {
     }
 }
 
+/// Moves the calling thread to `SCHED_IDLE`: it runs only on a CPU that nothing else wants. For
+/// the checkpoint's encoder, whose gather of the ledger's tail is CPU and memory bound for a
+/// second or more; at nice 10 it still took a share of a CPU from the core and the clients on a
+/// 2-CPU machine, where the core used to fill its own idle time with that work.
+pub fn encoder_idle_cpu() {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a plain syscall that changes the calling thread's policy (0: this thread).
+    let result = unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) };
+    if result != 0 {
+        tracing::debug!(error = %io::Error::last_os_error(), "checkpoint encoder keeps its policy");
+        writer_yield_cpu();
+    }
+}
+
 impl std::fmt::Debug for CheckpointLanded {
     // The state can be hundreds of MB: its size says enough.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -58,8 +58,8 @@ pub use inspect::{
     inspect, inspect_with_progress, CheckpointStatus, Inspection, KindSummary, TailSummary,
 };
 pub use journal::{
-    writer_yield_cpu, CheckpointLanded, Cut, Journal, Options, Recovery, SEGMENT_SIZE_BYTES_MAX,
-    SEGMENT_SIZE_BYTES_MIN,
+    encoder_idle_cpu, writer_yield_cpu, CheckpointLanded, Cut, Journal, Options, Recovery,
+    SEGMENT_SIZE_BYTES_MAX, SEGMENT_SIZE_BYTES_MIN,
 };
 pub use layout::{FORMAT_VERSION, FORMAT_VERSION_MIN, HEADER_SIZE_BYTES, RECORD_ALIGNMENT_BYTES};
 pub use scan::{RecordPosition, RecordView, WalkProgress};
