@@ -80,7 +80,7 @@ pub enum CheckpointError {
 /// vectors the core goes on growing, in slices. Use it with the state it began on, and no other.
 pub struct CheckpointEncoding {
     front: FrontEncoding,
-    /// Empty until the front is in; then the whole encoding so far.
+    /// Empty until the front is done; then the whole encoding so far.
     blob: Vec<u8>,
     /// The front's buffers, handed back once it is in.
     moment_buffers: Option<MomentBuffers>,
@@ -92,7 +92,7 @@ pub struct CheckpointEncoding {
     domain_copied: usize,
     /// The blob's size once complete, but for the payments domain's bytes.
     size_bytes_without_payments: usize,
-    /// Bytes of the payments domain, known once the front is in.
+    /// Bytes of the payments domain, known once the front is done.
     payments_bytes: Option<usize>,
 }
 
@@ -103,7 +103,8 @@ struct FrontJob {
     payments: Payments,
     /// The last checkpoint's blob, to encode into.
     buffer: Vec<u8>,
-    /// The ledger's head, written at the moment.
+    /// The ledger's head, written at the moment (the block numbers stay in `ledger` until the
+    /// tail is gathered).
     moment_buffers: MomentBuffers,
     ledger: LedgerCheckpoint,
     size_bytes_without_payments: usize,
@@ -117,10 +118,10 @@ struct FrontEncoded {
     moment_buffers: MomentBuffers,
 }
 
-/// The front of the encoding: on its thread, then in.
+/// The front of the encoding: on its thread, then done.
 enum FrontEncoding {
     Running(std::thread::JoinHandle<FrontEncoded>),
-    In(FrontEncoded),
+    Done(FrontEncoded),
     /// Taken into the blob.
     Taken,
 }
@@ -188,31 +189,31 @@ pub(crate) struct MomentBuffers {
 }
 
 /// The moment's buffers for the next checkpoint: ready, or being given room on a thread.
-pub(crate) enum HeadBuffer {
+pub(crate) enum NextMomentBuffers {
     Ready(MomentBuffers),
     Preparing(std::thread::JoinHandle<MomentBuffers>),
 }
 
 /// The next moment's room, over the last one's: checkpoints come when replay since the last
 /// one outgrows a share of the state, so a moment is about twice the one before.
-const HEAD_GROWTH_NUMERATOR: usize = 9;
-const HEAD_GROWTH_DENOMINATOR: usize = 4;
+const MOMENT_GROWTH_NUMERATOR: usize = 9;
+const MOMENT_GROWTH_DENOMINATOR: usize = 4;
 
-impl Default for HeadBuffer {
-    fn default() -> HeadBuffer {
-        HeadBuffer::Ready(MomentBuffers::default())
+impl Default for NextMomentBuffers {
+    fn default() -> NextMomentBuffers {
+        NextMomentBuffers::Ready(MomentBuffers::default())
     }
 }
 
-impl HeadBuffer {
+impl NextMomentBuffers {
     /// Starts backing room for a moment larger than the last one (`last_head_bytes` of head and
     /// `last_block_numbers` block numbers) in `buffers`.
     pub(crate) fn prepare(
         buffers: MomentBuffers,
         last_head_bytes: usize,
         last_block_numbers: usize,
-    ) -> HeadBuffer {
-        let grown = |len: usize| len * HEAD_GROWTH_NUMERATOR / HEAD_GROWTH_DENOMINATOR;
+    ) -> NextMomentBuffers {
+        let grown = |len: usize| len * MOMENT_GROWTH_NUMERATOR / MOMENT_GROWTH_DENOMINATOR;
         let thread = std::thread::Builder::new()
             .name("tally-ckpt-head".into())
             .spawn(move || {
@@ -223,11 +224,11 @@ impl HeadBuffer {
                 }
             });
         match thread {
-            Ok(thread) => HeadBuffer::Preparing(thread),
+            Ok(thread) => NextMomentBuffers::Preparing(thread),
             // No thread to be had: the buffers went with it; the next moment grows in line.
             Err(error) => {
                 tracing::warn!(%error, "no thread to prepare the next checkpoint's moment buffers");
-                HeadBuffer::default()
+                NextMomentBuffers::default()
             }
         }
     }
@@ -238,11 +239,11 @@ impl HeadBuffer {
     /// thread starved at low priority could keep the core waiting for any time.
     pub(crate) fn take(self) -> MomentBuffers {
         match self {
-            HeadBuffer::Ready(buffers) => buffers,
-            HeadBuffer::Preparing(thread) if thread.is_finished() => {
+            NextMomentBuffers::Ready(buffers) => buffers,
+            NextMomentBuffers::Preparing(thread) if thread.is_finished() => {
                 thread.join().unwrap_or_default()
             }
-            HeadBuffer::Preparing(_) => MomentBuffers::default(),
+            NextMomentBuffers::Preparing(_) => MomentBuffers::default(),
         }
     }
 }
@@ -267,7 +268,7 @@ impl FrontEncoding {
             // No thread to be had: encode here, a pause rather than no checkpoint.
             Err(error) => {
                 tracing::warn!(%error, "encoding the checkpoint on the core thread");
-                FrontEncoding::In(front_encode(job))
+                FrontEncoding::Done(front_encode(job))
             }
         }
     }
@@ -287,7 +288,7 @@ impl FrontEncoding {
                 Ok(encoded) => Some(encoded),
                 Err(panic) => std::panic::resume_unwind(panic),
             },
-            FrontEncoding::In(encoded) => Some(encoded),
+            FrontEncoding::Done(encoded) => Some(encoded),
             FrontEncoding::Taken => None,
         }
     }
@@ -354,19 +355,19 @@ impl CheckpointEncoding {
         complete
     }
 
-    /// The whole encoding's size: known once the front is in.
+    /// The whole encoding's size: known once the front is done.
     fn size_bytes(&self) -> usize {
-        let payments_bytes = self.payments_bytes.expect("asked once the front is in");
+        let payments_bytes = self.payments_bytes.expect("asked once the front is done");
         self.size_bytes_without_payments + payments_bytes
     }
 
     /// The buffers of the checkpoint's moment, emptied, for the next checkpoint to reuse, and
-    /// what the moment wrote into them (head bytes, block numbers); once the front is in.
+    /// what the moment wrote into them (head bytes, block numbers); once the front is done.
     pub(crate) fn moment_buffers_take(&mut self) -> (MomentBuffers, usize, usize) {
         let mut buffers = self
             .moment_buffers
             .take()
-            .expect("the front is in and its buffers not yet taken");
+            .expect("the front is done and its buffers not yet taken");
         let head_bytes = buffers.head.len();
         let block_numbers = buffers.block_numbers.len();
         buffers.head.clear();
@@ -793,22 +794,22 @@ mod tests {
 
     #[test]
     fn prepared_moment_buffers_have_room_for_a_larger_moment() {
-        let preparing = HeadBuffer::prepare(MomentBuffers::default(), 1000, 300);
-        let HeadBuffer::Preparing(thread) = preparing else {
+        let preparing = NextMomentBuffers::prepare(MomentBuffers::default(), 1000, 300);
+        let NextMomentBuffers::Preparing(thread) = preparing else {
             panic!("a thread prepares the buffers");
         };
         while !thread.is_finished() {
             std::thread::yield_now();
         }
-        let buffers = HeadBuffer::Preparing(thread).take();
+        let buffers = NextMomentBuffers::Preparing(thread).take();
         assert!(buffers.head.is_empty() && buffers.block_numbers.is_empty());
-        let grown = |len: usize| len * HEAD_GROWTH_NUMERATOR / HEAD_GROWTH_DENOMINATOR;
+        let grown = |len: usize| len * MOMENT_GROWTH_NUMERATOR / MOMENT_GROWTH_DENOMINATOR;
         assert!(buffers.head.capacity() >= grown(1000));
         assert!(buffers.block_numbers.capacity() >= grown(300));
     }
 
     #[test]
-    fn taking_a_head_buffer_never_waits_for_its_thread() {
+    fn taking_moment_buffers_never_waits_for_their_thread() {
         let (release, released) = std::sync::mpsc::channel::<()>();
         let thread = std::thread::spawn(move || {
             let _ = released.recv();
@@ -822,7 +823,7 @@ mod tests {
             std::thread::sleep(std::time::Duration::from_millis(200));
             let _ = release.send(());
         });
-        let buffers = HeadBuffer::Preparing(thread).take();
+        let buffers = NextMomentBuffers::Preparing(thread).take();
         assert_eq!(
             buffers.head.capacity(),
             0,

@@ -20,7 +20,7 @@ use tally_wire::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::checkpoint::{CheckpointEncoding, HeadBuffer};
+use crate::checkpoint::{CheckpointEncoding, NextMomentBuffers};
 use crate::command::{Command, Request, ADMIN_REPLAY_COST};
 use crate::entry::{
     entry_append_with, EntryKind, ENTRY_ALIGNMENT, ENTRY_HEADER_SIZE, RECORD_KIND_BATCH,
@@ -137,7 +137,7 @@ pub struct Core {
     /// The last checkpoint's buffers for the ledger's head and the block numbers of its tail,
     /// kept for the same reason and given room for the next, larger moment off the core thread:
     /// both are written at the checkpoint's moment, all at once.
-    checkpoint_head_buffer: HeadBuffer,
+    checkpoint_moment_buffers: NextMomentBuffers,
     /// Atomics the scrape reads; the core only stores and adds to them.
     metrics: Metrics,
 }
@@ -253,7 +253,7 @@ impl Core {
             carried: None,
             checkpoint: None,
             checkpoint_buffer: Vec::new(),
-            checkpoint_head_buffer: HeadBuffer::default(),
+            checkpoint_moment_buffers: NextMomentBuffers::default(),
             metrics,
         };
         core.metrics_publish();
@@ -394,7 +394,7 @@ impl Core {
                 None => self.outgoing_send(deferred),
             }
             if self.checkpoint.is_none() {
-                self.checkpoint_head_room_prepare();
+                self.checkpoint_moment_room_prepare();
                 if self.checkpoint_due() {
                     // Under sustained load a sync is always in flight; finish it so that the
                     // checkpoint covers every appended record, else replay would grow unbounded.
@@ -760,8 +760,8 @@ impl Core {
     /// if no earlier checkpoint left a buffer being prepared: the first checkpoint after a start.
     /// Without it that head went into fresh pages, faulted in on this thread inside the
     /// checkpoint's moment: 6.2–8.6 ms at 4.2 M transfers, against 2 ms for later heads.
-    fn checkpoint_head_room_prepare(&mut self) {
-        let HeadBuffer::Ready(buffers) = &self.checkpoint_head_buffer else {
+    fn checkpoint_moment_room_prepare(&mut self) {
+        let NextMomentBuffers::Ready(buffers) = &self.checkpoint_moment_buffers else {
             return;
         };
         let head_bytes = self.state.ledger.checkpoint_head_size_bytes();
@@ -771,8 +771,9 @@ impl Core {
         if room || !self.checkpoint_due_by(2) {
             return;
         }
-        let buffers = std::mem::take(&mut self.checkpoint_head_buffer).take();
-        self.checkpoint_head_buffer = HeadBuffer::prepare(buffers, head_bytes, block_numbers);
+        let buffers = std::mem::take(&mut self.checkpoint_moment_buffers).take();
+        self.checkpoint_moment_buffers =
+            NextMomentBuffers::prepare(buffers, head_bytes, block_numbers);
     }
 
     /// Where the checkpoint under way, if any, stands from the core's side.
@@ -791,7 +792,7 @@ impl Core {
         let began = Instant::now();
         let encoding = self.state.checkpoint_begin(
             std::mem::take(&mut self.checkpoint_buffer),
-            std::mem::take(&mut self.checkpoint_head_buffer).take(),
+            std::mem::take(&mut self.checkpoint_moment_buffers).take(),
         );
         let head = began.elapsed();
         self.checkpoint = Some(CheckpointUnderWay {
@@ -853,7 +854,8 @@ impl Core {
         let checkpoint = self.checkpoint.as_mut().expect("a checkpoint under way");
         let mut encoding = checkpoint.encoding.take().expect("being encoded");
         let (buffers, head_bytes, block_numbers) = encoding.moment_buffers_take();
-        self.checkpoint_head_buffer = HeadBuffer::prepare(buffers, head_bytes, block_numbers);
+        self.checkpoint_moment_buffers =
+            NextMomentBuffers::prepare(buffers, head_bytes, block_numbers);
         let blob = encoding.finish();
         checkpoint.size_bytes = Some(blob.len());
         tracing::info!(
