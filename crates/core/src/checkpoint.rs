@@ -252,6 +252,8 @@ impl FrontEncoding {
     /// Starts the front encoder on its thread, or encodes here if no thread can be had (a
     /// pause rather than no checkpoint).
     fn start(job: FrontJob) -> FrontEncoding {
+        // The job goes over a channel rather than into the closure, so that a spawn that fails
+        // leaves it here to encode in line.
         let (sender, receiver) = std::sync::mpsc::sync_channel(1);
         let thread = std::thread::Builder::new()
             .name("tally-ckpt".into())

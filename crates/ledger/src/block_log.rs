@@ -19,7 +19,7 @@
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use memmap2::{MmapMut, MmapOptions};
+use memmap2::{MmapMut, MmapOptions, MmapRaw};
 
 /// Bytes per block: a cache line, and one balance row.
 pub(crate) const BLOCK_BYTES: usize = 64;
@@ -53,15 +53,17 @@ pub(crate) struct BlockLog {
     spares: Spares,
 }
 
-/// One chunk of the log: its mapping, shared with the views of checkpoints under way, and the
-/// address of its first byte, through which the log reads and writes.
+/// One chunk of the log: its mapping, shared with the views of checkpoints under way (a raw
+/// mapping: neither side ever holds a reference to all of it), and the address of its first
+/// byte, kept here so that the log's reads and writes do not go through the `Arc`.
 struct Chunk {
     base: *mut u8,
-    mapping: Arc<MmapMut>,
+    mapping: Arc<MmapRaw>,
 }
 
 impl Chunk {
-    fn new(mut mapping: MmapMut) -> Chunk {
+    fn new(mapping: MmapMut) -> Chunk {
+        let mapping = MmapRaw::from(mapping);
         Chunk {
             base: mapping.as_mut_ptr(),
             mapping: Arc::new(mapping),
@@ -246,10 +248,6 @@ impl BlockLog {
     pub(crate) fn view(&self) -> BlockLogView {
         let chunks = self.len.div_ceil(CHUNK_BLOCKS);
         BlockLogView {
-            bases: self.chunks[..chunks]
-                .iter()
-                .map(|chunk| chunk.base.cast_const())
-                .collect(),
             mappings: self.chunks[..chunks]
                 .iter()
                 .map(|chunk| Arc::clone(&chunk.mapping))
@@ -262,16 +260,11 @@ impl BlockLog {
 /// The blocks a log held at one moment, readable on any thread for as long as the view lives,
 /// whatever becomes of the log (`BlockLog` says why this is sound).
 pub(crate) struct BlockLogView {
-    bases: Vec<*const u8>,
-    /// Keeps the chunks mapped.
-    mappings: Vec<Arc<MmapMut>>,
+    /// The chunks below the moment's length, kept mapped for as long as the view lives.
+    mappings: Vec<Arc<MmapRaw>>,
     /// Blocks readable.
     len: usize,
 }
-
-// SAFETY: the addresses point into the mappings the view holds, and the view only reads bytes
-// that no thread writes any more (`BlockLog`).
-unsafe impl Send for BlockLogView {}
 
 impl BlockLogView {
     /// Bytes `range` of block `number`, which the caller knows the log no longer writes: a
@@ -282,13 +275,15 @@ impl BlockLogView {
         let number = number as usize;
         assert!(number < self.len, "a block of the view's moment");
         assert!(range.start <= range.end && range.end <= BLOCK_BYTES);
-        debug_assert_eq!(self.bases.len(), self.mappings.len());
         let start = (number % CHUNK_BLOCKS) * BLOCK_BYTES + range.start;
         // SAFETY: within a mapping the view keeps alive; these bytes are no longer written by
         // the log (the caller's promise above), so a shared reference to them is never aliased
         // by a store.
         unsafe {
-            core::slice::from_raw_parts(self.bases[number / CHUNK_BLOCKS].add(start), range.len())
+            core::slice::from_raw_parts(
+                self.mappings[number / CHUNK_BLOCKS].as_ptr().add(start),
+                range.len(),
+            )
         }
     }
 
@@ -296,9 +291,9 @@ impl BlockLogView {
     #[inline]
     pub(crate) fn prefetch(&self, number: BlockNumber) {
         let number = number as usize;
-        if let Some(base) = self.bases.get(number / CHUNK_BLOCKS) {
+        if let Some(mapping) = self.mappings.get(number / CHUNK_BLOCKS) {
             let offset = (number % CHUNK_BLOCKS) * BLOCK_BYTES;
-            crate::id_table::prefetch_address(base.wrapping_add(offset));
+            crate::id_table::prefetch_address(mapping.as_ptr().wrapping_add(offset));
         }
     }
 }
