@@ -286,6 +286,7 @@ impl<S: Storage> Journal<S> {
             failed: false,
         };
         journal.recover(&walk.tail, &runs, walk.op_synced_last)?;
+        journal.appends_mark();
         // After recovery removed the leftovers of earlier preparations.
         journal.segment_next_prepare();
         let choice = checkpoint_choose(checkpoints, journal.op_last, |op| journal.checksum_of(op));
@@ -453,10 +454,25 @@ impl<S: Storage> Journal<S> {
             let created = self
                 .storage
                 .segment_create(index, self.marker.segment_size_bytes)?;
+            let mut created = created;
+            created.appends_from(0);
             self.segments.push(created);
             self.segment_next_prepare();
         }
         Ok(())
+    }
+
+    /// Tells the segment appends go into, and any after it, where appends go on (after
+    /// recovery, which read the log below in order).
+    fn appends_mark(&mut self) {
+        let segment_size_bytes = self.marker.segment_size_bytes;
+        let active = self.address_end / segment_size_bytes;
+        for (index, segment) in self.segments.iter_mut().enumerate() {
+            let start = segment_size_bytes * index as u64;
+            if index as u64 >= active {
+                segment.appends_from(self.address_end.saturating_sub(start));
+            }
+        }
     }
 
     /// Lets the storage allocate the segment after the last one now, off this thread, so that

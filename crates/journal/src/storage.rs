@@ -95,6 +95,10 @@ pub trait StorageSegment: AsRef<[u8]> {
     /// Where nonzero bytes may be, as ascending `[start, end)` offsets. Reporting too much is
     /// allowed (the whole segment is always correct); reporting too little is not.
     fn data_runs(&self) -> DataRuns;
+
+    /// Appends go on from `offset`: what lies past it is read only once written, so reading
+    /// it must not read ahead (a hint; storage without mapped reads ignores it).
+    fn appends_from(&mut self, _offset: u64) {}
 }
 
 /// The real storage: segment files in `DIR/journal`, memory-mapped, synced through io_uring.
