@@ -10,7 +10,7 @@ use std::ops::Range;
 
 use crate::account_lists::AccountLists;
 use crate::block_log::{Block, BlockLog};
-use crate::id_table::{IdIndex, Placer, Probe};
+use crate::id_table::{IdIndex, Placer, Probe, Vacancy};
 use crate::store::{StoredEvent, TransferStore};
 use crate::types::*;
 
@@ -62,14 +62,14 @@ impl BalanceSnapshot {
 /// How to undo one effect of a linked chain that later fails (§2.1: all or nothing).
 enum Undo {
     AccountInserted {
-        slot: usize,
+        at: Vacancy,
     },
     AccountChanged {
         index: u32,
         before: Account,
     },
     TransferInserted {
-        slot: usize,
+        at: Vacancy,
         handle: u64,
         dr: u32,
         cr: u32,
@@ -230,7 +230,7 @@ struct BalanceChange {
 
 /// Where and how a transfer that passed every check is recorded.
 struct TransferInsert {
-    slot: usize,
+    at: Vacancy,
     handle: u64,
     status: PendingStatus,
     expires_at: Option<u64>,
@@ -578,9 +578,9 @@ impl Ledger {
 
     fn undo_one(&mut self, undo: Undo) {
         match undo {
-            Undo::AccountInserted { slot } => {
+            Undo::AccountInserted { at } => {
                 let index = self.accounts.len() - 1;
-                self.account_index.remove_newest(slot, index as u64);
+                self.account_index.remove_newest(at, index as u64);
                 self.accounts.pop();
                 let lists = self.account_lists.pop().expect("parallel to accounts");
                 assert!(lists.transfers.is_empty() && lists.rows.is_empty());
@@ -589,14 +589,14 @@ impl Ledger {
                 self.accounts[index as usize] = before;
             }
             Undo::TransferInserted {
-                slot,
+                at,
                 handle,
                 dr,
                 cr,
                 timestamp_max_before,
                 expires_at,
             } => {
-                self.transfer_index.remove_newest(slot, handle);
+                self.transfer_index.remove_newest(at, handle);
                 self.transfer_state[handle as usize] = 0;
                 self.transfer_count -= 1;
                 self.transfer_timestamp_max = timestamp_max_before;
@@ -676,7 +676,7 @@ impl Ledger {
             return (Status::IdMustNotBeIntMax, 0);
         }
         let accounts = &self.accounts;
-        let slot = match self
+        let at = match self
             .account_index
             .probe(a.id, |index| accounts[index as usize].id)
         {
@@ -684,7 +684,7 @@ impl Ledger {
                 let existing = &self.accounts[value as usize];
                 return (create_account_exists(a, existing), existing.timestamp);
             }
-            Probe::Vacant { slot } => slot,
+            Probe::Vacant { at } => at,
         };
         let flags = a.flags;
         if flags.contains(AccountFlags::DEBITS_MUST_NOT_EXCEED_CREDITS)
@@ -722,10 +722,10 @@ impl Ledger {
         }
 
         let index = self.accounts.len() as u64;
-        self.account_index.insert_vacant(slot, a.id, index);
+        self.account_index.insert_vacant(at, a.id, index);
         self.accounts.push(*a);
         self.account_lists.push(AccountLists::default());
-        self.record(Undo::AccountInserted { slot });
+        self.record(Undo::AccountInserted { at });
         (Status::Created, a.timestamp)
     }
 
@@ -799,7 +799,7 @@ impl Ledger {
         if t.id == u128::MAX {
             return (Status::IdMustNotBeIntMax, 0);
         }
-        let slot = match self.transfer_index.probe(t.id, |h| store.event_id(h)) {
+        let at = match self.transfer_index.probe(t.id, |h| store.event_id(h)) {
             Probe::Found { value } => {
                 let existing = self.transfer_at(store, value);
                 return (
@@ -807,7 +807,7 @@ impl Ledger {
                     existing.timestamp,
                 );
             }
-            Probe::Vacant { slot } => slot,
+            Probe::Vacant { at } => at,
         };
         if self.orphan_ids.contains(&t.id) {
             return (Status::IdAlreadyFailed, 0);
@@ -816,17 +816,17 @@ impl Ledger {
             || t.flags.contains(TransferFlags::VOID_PENDING_TRANSFER)
         {
             return (
-                self.post_or_void_pending_transfer(store, t, slot, handle),
+                self.post_or_void_pending_transfer(store, t, at, handle),
                 t.timestamp,
             );
         }
-        (self.create_single_or_pending(t, slot, handle), t.timestamp)
+        (self.create_single_or_pending(t, at, handle), t.timestamp)
     }
 
     fn create_single_or_pending(
         &mut self,
         t: &Transfer,
-        slot: usize,
+        at: Vacancy,
         handle: u64,
     ) -> CreateTransferStatus {
         use CreateTransferStatus as Status;
@@ -979,7 +979,7 @@ impl Ledger {
             t.timestamp + t.timeout_ns()
         });
         let inserted = TransferInsert {
-            slot,
+            at,
             handle,
             status,
             expires_at,
@@ -1022,12 +1022,12 @@ impl Ledger {
         changes: [(u32, BalanceChange); 2],
     ) {
         let TransferInsert {
-            slot,
+            at,
             handle,
             status,
             expires_at,
         } = insert;
-        self.transfer_index.insert_vacant(slot, t.id, handle);
+        self.transfer_index.insert_vacant(at, t.id, handle);
         if let Some(expires_at) = expires_at {
             self.expiries.insert((expires_at, handle));
         }
@@ -1048,7 +1048,7 @@ impl Ledger {
         }
         let [(dr, _), (cr, _)] = changes;
         self.record(Undo::TransferInserted {
-            slot,
+            at,
             handle,
             dr,
             cr,
@@ -1084,7 +1084,7 @@ impl Ledger {
         &mut self,
         store: &S,
         t: &Transfer,
-        slot: usize,
+        at: Vacancy,
         handle: u64,
     ) -> CreateTransferStatus {
         use CreateTransferStatus as Status;
@@ -1196,7 +1196,7 @@ impl Ledger {
             assert!(!cr_change.reopen || cr.flags.contains(AccountFlags::CLOSED));
         }
         let inserted = TransferInsert {
-            slot,
+            at,
             handle,
             status: PendingStatus::None,
             expires_at: None,
