@@ -111,8 +111,9 @@ impl IdRuns {
     /// order.
     pub(crate) fn settle(&mut self, last_too: bool, mut demote: impl FnMut(u128, u64)) {
         let end = self.unsettled_end(last_too);
-        let mut kept = self.settled.min(end);
-        for at in kept..end {
+        let start = self.settled.min(end);
+        let mut kept = start;
+        for at in start..end {
             let run = self.runs[at];
             if run.len < RUN_LEN_MIN {
                 for offset in 0..run.len {
