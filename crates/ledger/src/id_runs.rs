@@ -84,6 +84,21 @@ impl IdRuns {
         self.len += 1;
     }
 
+    /// Whether a run holds `value`, for values asked in increasing order: `run` is where the
+    /// last answer was found (0 to begin), so a pass over all values walks the runs once.
+    pub(crate) fn holds_value(&self, value: u64, run: &mut usize) -> bool {
+        while self
+            .runs
+            .get(*run)
+            .is_some_and(|held| held.value_end() <= value)
+        {
+            *run += 1;
+        }
+        self.runs
+            .get(*run)
+            .is_some_and(|held| held.first_value <= value)
+    }
+
     /// Undoes the newest `push`, which put `value` there.
     pub(crate) fn pop_newest(&mut self, value: u64) {
         let last = self.runs.last_mut().expect("an insertion to undo");

@@ -573,16 +573,27 @@ impl IdIndex {
     /// An index of the entries `fill` pushes for `values` (in value order, as for `reserve`)
     /// with room for `count_max` entries in all: how a checkpoint's index comes back, since
     /// checkpoints hold no index (it would cost its capacity, not its contents, on every
-    /// checkpoint).
+    /// checkpoint). Two passes: the first forms the runs and counts what goes to the table, the
+    /// second fills a table sized for that (and for the room beyond the entries), so that a
+    /// restored index of ascending ids is as small as the live one was.
     pub(crate) fn built(
         count_max: usize,
         values: Range<u64>,
-        fill: impl FnOnce(&mut Placer<'_>, Range<u64>),
+        mut fill: impl FnMut(&mut Placer<'_>, Range<u64>),
     ) -> Self {
-        let mut index = Self::with_capacity(count_max);
+        let mut index = Self::with_capacity(0);
+        let mut placer = Placer::new(&mut index, values.clone());
+        placer.route = Route::RunsCounting;
+        let table_entries = placer.run(&mut fill);
+        let room = count_max.saturating_sub(index.runs.len() as usize + table_entries);
+        let table_count_max = table_entries + room;
+        index.slots = table_backed(capacity_for(table_count_max));
+        index.count_sized = table_count_max;
         let mut placer = Placer::new(&mut index, values);
-        placer.ascending_to_runs = true;
-        placer.run(fill);
+        placer.route = Route::TableBesideRuns { run: 0 };
+        let placed = placer.run(fill);
+        // Pair with the first pass: the table took what it counted.
+        assert_eq!(placed, table_entries);
         index
     }
 
@@ -653,9 +664,23 @@ pub(crate) struct Placer<'a> {
     count_start: usize,
     /// The values this fill may push, in increasing order: the next must be at least `start`.
     values: Range<u64>,
-    /// Whether an id above every id before it goes to the runs (a rebuild) rather than to the
-    /// table (a migration, whose values the runs do not hold).
-    ascending_to_runs: bool,
+    /// Where pushed entries go.
+    route: Route,
+    /// Entries the first pass of a rebuild sends to the table.
+    counted: usize,
+}
+
+/// Where a `Placer` puts what is pushed.
+#[derive(Clone, Copy)]
+enum Route {
+    /// Into the table (a migration, whose values the runs do not hold, or short runs moving).
+    Table,
+    /// A rebuild's first pass: an id above every id before it to the runs; the rest only
+    /// counted.
+    RunsCounting,
+    /// A rebuild's second pass: into the table, but for the values the runs hold (`run` is
+    /// the first run that may hold the next value: pushes come in value order).
+    TableBesideRuns { run: usize },
 }
 
 impl<'a> Placer<'a> {
@@ -667,12 +692,13 @@ impl<'a> Placer<'a> {
             placed: 0,
             count_start,
             values,
-            ascending_to_runs: false,
+            route: Route::Table,
+            counted: 0,
         }
     }
 
     /// Runs `fill` on a placer over `index`'s table for the values of `values`; returns how
-    /// many entries it placed in the table.
+    /// many entries it placed in the table (or, on a rebuild's first pass, counted for it).
     fn fill(
         index: &mut IdIndex,
         values: Range<u64>,
@@ -691,7 +717,7 @@ impl<'a> Placer<'a> {
         }
         // Pair with the pushes: each placed once.
         assert_eq!(self.index.count, self.count_start + placed);
-        placed
+        placed + self.counted
     }
 
     /// The entry `value` for `id`.
@@ -703,17 +729,25 @@ impl<'a> Placer<'a> {
             "a value outside the fill's run, or out of order"
         );
         self.values.start = value + 1;
-        if self.ascending_to_runs && id > self.index.id_bound {
-            self.index.runs.push(id, value);
-            self.index.id_bound = id;
-            // A run that can no longer grow and is short moves to the table now, so that a
-            // rebuild of ids ascending with gaps never holds them all as runs.
-            let mut runs = core::mem::take(&mut self.index.runs);
-            runs.settle(false, |id, value| self.place_windowed(id, value));
-            self.index.runs = runs;
-            return;
+        match self.route {
+            Route::Table => self.place_windowed(id, value),
+            Route::RunsCounting if id > self.index.id_bound => {
+                self.index.runs.push(id, value);
+                self.index.id_bound = id;
+                // A run that can no longer grow and is short goes to the table, so that a
+                // rebuild of ids ascending with gaps never holds them all as runs.
+                let counted = &mut self.counted;
+                self.index.runs.settle(false, |_, _| *counted += 1);
+            }
+            Route::RunsCounting => self.counted += 1,
+            Route::TableBesideRuns { mut run } => {
+                let held = self.index.runs.holds_value(value, &mut run);
+                self.route = Route::TableBesideRuns { run };
+                if !held {
+                    self.place_windowed(id, value);
+                }
+            }
         }
-        self.place_windowed(id, value);
     }
 
     /// Places the entry `value` for `id` in the table, `REBUILD_WINDOW` entries later.
@@ -1021,6 +1055,38 @@ mod tests {
                 a.get(id, |v| all[v as usize])
             );
         }
+    }
+
+    /// Ids ascending by one, live or rebuilt, are a run and an empty table: the table only ever
+    /// has room for a batch, and a rebuild sizes it for the room asked, not for the runs.
+    #[test]
+    fn ascending_ids_are_one_run_live_and_rebuilt() {
+        let n = 100_000u64;
+        let id_of = |value: u64| u128::from(value) + 1_000;
+        let mut index = IdIndex::new();
+        for start in (0..n).step_by(1_000) {
+            index.reserve(1_000, start, |_, _| unreachable!("nothing to move"));
+            for value in start..start + 1_000 {
+                let Probe::Vacant { at } = index.probe(id_of(value), id_of) else {
+                    panic!("absent")
+                };
+                assert_eq!(at, Vacancy::Above);
+                index.insert_vacant(at, id_of(value), value);
+            }
+        }
+        assert_eq!((index.len(), index.count), (n as usize, 0));
+        // Room for one batch, which might have gone to the table.
+        assert_eq!(index.slots.len(), capacity_for(1_000));
+        assert_eq!(index.runs.value_ranges(), vec![0..n]);
+        let built = IdIndex::built(n as usize + 10, 0..n, |placer, values| {
+            for value in values {
+                placer.push(id_of(value), value);
+            }
+        });
+        assert_eq!((built.len(), built.count), (n as usize, 0));
+        assert_eq!(built.slots.len(), CAPACITY_MIN);
+        assert_eq!(built.get(id_of(77_777), id_of), Some(77_777));
+        assert_eq!(built.get(id_of(n), id_of), None);
     }
 
     /// How a test batch picks its next id.
