@@ -451,10 +451,9 @@ impl<S: Storage> Journal<S> {
         assert!(segment as usize <= self.segments.len() + 1);
         while self.segments.len() <= segment as usize {
             let index = self.segments.len() as u32;
-            let created = self
+            let mut created = self
                 .storage
                 .segment_create(index, self.marker.segment_size_bytes)?;
-            let mut created = created;
             created.appends_from(0);
             self.segments.push(created);
             self.segment_next_prepare();

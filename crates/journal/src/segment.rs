@@ -141,21 +141,15 @@ impl StorageSegment for FileSegment {
     /// and needs no readahead: `MADV_RANDOM` turns it off there, and leaves it on below, where
     /// recovery reads the log in order.
     fn appends_from(&mut self, offset: u64) {
-        let page = page_size_bytes();
-        let start = usize::try_from(offset).expect("segment offsets fit usize") / page * page;
-        if start < self.map.len() {
-            // Only a hint: without it, reads are as correct, and only slower at times.
+        let offset = usize::try_from(offset).expect("segment offsets fit usize");
+        if offset < self.map.len() {
+            // Only a hint: without it, reads are as correct, and only slower at times. (memmap2
+            // widens the range to the page the offset lies in.)
             let _ = self
                 .map
-                .advise_range(memmap2::Advice::Random, start, self.map.len() - start);
+                .advise_range(memmap2::Advice::Random, offset, self.map.len() - offset);
         }
     }
-}
-
-fn page_size_bytes() -> usize {
-    // SAFETY: sysconf has no preconditions.
-    let size = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    usize::try_from(size).unwrap_or(4096)
 }
 
 /// Allocates segment `index` in full, or fails and leaves no file behind (so that the append that
