@@ -112,8 +112,8 @@ impl IdRuns {
     }
 
     /// Entries in runs that the next `settle` would move out.
-    pub(crate) fn unsettled_len(&self, last_too: bool) -> u64 {
-        let end = self.unsettled_end(last_too);
+    pub(crate) fn unsettled_len(&self) -> u64 {
+        let end = self.unsettled_end();
         self.runs[self.settled.min(end)..end]
             .iter()
             .filter(|run| run.len < RUN_LEN_MIN)
@@ -121,11 +121,10 @@ impl IdRuns {
             .sum()
     }
 
-    /// Moves out every run shorter than `RUN_LEN_MIN` (but the last, which may still grow,
-    /// unless `last_too`), passing each entry to `demote` in value order; the rest stay in
-    /// order.
-    pub(crate) fn settle(&mut self, last_too: bool, mut demote: impl FnMut(u128, u64)) {
-        let end = self.unsettled_end(last_too);
+    /// Moves out every run shorter than `RUN_LEN_MIN` but the last (which may still grow),
+    /// passing each entry to `demote` in value order; the rest stay in order.
+    pub(crate) fn settle(&mut self, mut demote: impl FnMut(u128, u64)) {
+        let end = self.unsettled_end();
         let start = self.settled.min(end);
         let mut kept = start;
         for at in start..end {
@@ -141,16 +140,13 @@ impl IdRuns {
             }
         }
         self.settled = kept;
-        // The last run (if kept back) follows the runs kept.
+        // The last run follows the runs kept.
         self.runs.drain(kept..end);
     }
 
-    fn unsettled_end(&self, last_too: bool) -> usize {
-        if last_too {
-            self.runs.len()
-        } else {
-            self.runs.len().saturating_sub(1)
-        }
+    /// One past the runs `settle` looks at: all but the last.
+    fn unsettled_end(&self) -> usize {
+        self.runs.len().saturating_sub(1)
     }
 
     /// The value ranges of every run, in order.
@@ -219,19 +215,16 @@ mod tests {
                 value += 1;
             }
         }
-        assert_eq!(runs.unsettled_len(false), 4);
+        assert_eq!(runs.unsettled_len(), 4);
         let mut moved = Vec::new();
-        runs.settle(false, |id, value| moved.push((id, value)));
+        runs.settle(|id, value| moved.push((id, value)));
         assert_eq!(moved, vec![(100, 0), (101, 1), (102, 2), (300, 23)]);
         assert_eq!(runs.len(), 22);
         assert_eq!(runs.find(205), Some(8));
         assert_eq!(runs.find(401), Some(25));
         assert_eq!(runs.find(100), None);
-        assert_eq!(runs.unsettled_len(false), 0);
-        assert_eq!(runs.unsettled_len(true), 2);
-        runs.settle(true, |id, value| moved.push((id, value)));
-        assert_eq!(runs.len(), 20);
-        assert_eq!(runs.value_ranges(), vec![3..23]);
+        assert_eq!(runs.unsettled_len(), 0);
+        assert_eq!(runs.value_ranges(), vec![3..23, 24..26]);
     }
 
     #[test]

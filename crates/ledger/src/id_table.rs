@@ -405,19 +405,18 @@ impl IdIndex {
         mut fill: impl FnMut(&mut Placer<'_>, Range<u64>),
     ) {
         // Room for the batch and for the runs that move in now.
-        let additional = additional + self.runs.unsettled_len(false) as usize;
-        self.reserve_table(additional, values_end, &mut fill);
-        self.settle();
+        let settling = self.runs.unsettled_len() as usize;
+        self.reserve_table(additional + settling, values_end, &mut fill);
+        if settling > 0 {
+            self.settle();
+        }
     }
 
     /// Moves the short runs (all but the last) into the table, which has room for them.
     fn settle(&mut self) {
-        if self.runs.unsettled_len(false) == 0 {
-            return;
-        }
         let mut runs = core::mem::take(&mut self.runs);
         Placer::fill(self, 0..VALUE_MAX + 1, |placer, _| {
-            runs.settle(false, |id, value| placer.place_windowed(id, value));
+            runs.settle(|id, value| placer.place_windowed(id, value));
         });
         self.runs = runs;
     }
@@ -737,7 +736,7 @@ impl<'a> Placer<'a> {
                 // A run that can no longer grow and is short goes to the table, so that a
                 // rebuild of ids ascending with gaps never holds them all as runs.
                 let counted = &mut self.counted;
-                self.index.runs.settle(false, |_, _| *counted += 1);
+                self.index.runs.settle(|_, _| *counted += 1);
             }
             Route::RunsCounting => self.counted += 1,
             Route::TableBesideRuns { mut run } => {
@@ -1195,7 +1194,7 @@ mod tests {
                 prop_assert_eq!(index.get(id, id_of), None);
             }
             // Runs that stay are long, but for the last.
-            let short = index.runs.unsettled_len(false);
+            let short = index.runs.unsettled_len();
             prop_assert!(short <= 60 * 2, "{} entries in short runs", short);
             let built = IdIndex::built(by_id.len(), 0..values_end, |placer, values| {
                 for (&value, &id) in by_value.range(values) {
