@@ -118,8 +118,25 @@ struct FrontEncoded {
     moment_buffers: MomentBuffers,
 }
 
-/// The front of the encoding: on its thread, then done.
+/// Most bytes of the ledger's head one step copies: its copies are first writes into the
+/// moment's buffers and reads of accounts and lists not touched for a while, which cost up to
+/// 4 µs a KiB on this machine's host when it is busy (against 0.2 when it is quiet), so a
+/// quarter of `CHECKPOINT_STEP_BYTES` keeps a turn's share near a millisecond even then.
+const HEAD_STEP_BYTES_MAX: usize = 256 << 10;
+
+/// What the front encoder will need of the checkpoint's moment, kept while the ledger's head is
+/// copied on the core.
+struct FrontPending {
+    prefix: Vec<u8>,
+    payments: Payments,
+    buffer: Vec<u8>,
+    size_bytes_without_payments: usize,
+}
+
+/// The front of the encoding: waiting for the ledger's head, on its thread, then done.
 enum FrontEncoding {
+    /// The core copies the ledger's head in slices (`Ledger::checkpoint_head_step`).
+    HeadCopying(Box<FrontPending>),
     Running(std::thread::JoinHandle<FrontEncoded>),
     Done(FrontEncoded),
     /// Taken into the blob.
@@ -275,6 +292,33 @@ impl FrontEncoding {
         }
     }
 
+    /// Copies the next slice of the ledger's head, about `budget_bytes`; once the head is
+    /// complete, starts the front encoder on it.
+    fn head_step(&mut self, state: &mut State, budget_bytes: usize) {
+        if !matches!(self, FrontEncoding::HeadCopying(_)) {
+            return;
+        }
+        if !state.ledger.checkpoint_head_step(budget_bytes) {
+            return;
+        }
+        let (head, ledger) = state.ledger.checkpoint_head_finish();
+        let FrontEncoding::HeadCopying(pending) = std::mem::replace(self, FrontEncoding::Taken)
+        else {
+            unreachable!("matched above");
+        };
+        *self = FrontEncoding::start(FrontJob {
+            prefix: pending.prefix,
+            payments: pending.payments,
+            buffer: pending.buffer,
+            moment_buffers: MomentBuffers {
+                head,
+                block_numbers: Vec::new(),
+            },
+            ledger,
+            size_bytes_without_payments: pending.size_bytes_without_payments,
+        });
+    }
+
     /// Whether the encoder is still running.
     fn running(&self) -> bool {
         matches!(self, FrontEncoding::Running(thread) if !thread.is_finished())
@@ -285,7 +329,11 @@ impl FrontEncoding {
         if !block && self.running() {
             return None;
         }
+        if matches!(self, FrontEncoding::HeadCopying(_)) {
+            return None;
+        }
         match std::mem::replace(self, FrontEncoding::Taken) {
+            FrontEncoding::HeadCopying(_) => unreachable!("returned above"),
             FrontEncoding::Running(thread) => match thread.join() {
                 Ok(encoded) => Some(encoded),
                 Err(panic) => std::panic::resume_unwind(panic),
@@ -305,12 +353,19 @@ impl CheckpointEncoding {
     /// Appends the next slice: about `budget_bytes` (at least one item), never past the end.
     /// Returns whether the encoding is complete; never waits for the front encoder
     /// (`encode_rest` does).
-    pub fn encode_step(&mut self, state: &State, budget_bytes: usize) -> bool {
-        self.encode(state, budget_bytes.max(1), false)
+    pub fn encode_step(&mut self, state: &mut State, budget_bytes: usize) -> bool {
+        let budget_bytes = budget_bytes.max(1);
+        if matches!(self.front, FrontEncoding::HeadCopying(_)) {
+            self.front
+                .head_step(state, budget_bytes.min(HEAD_STEP_BYTES_MAX));
+            return false;
+        }
+        self.encode(state, budget_bytes, false)
     }
 
     /// Appends all that is left, waiting for the front encoder if it still runs.
-    pub fn encode_rest(&mut self, state: &State) {
+    pub fn encode_rest(&mut self, state: &mut State) {
+        self.front.head_step(state, usize::MAX);
         let complete = self.encode(state, usize::MAX, true);
         assert!(complete, "nothing is left once waited for");
     }
@@ -397,7 +452,7 @@ impl State {
     /// `CheckpointEncoding::moment_buffers_take`), and starts the front encoder on them;
     /// `CheckpointEncoding::encode_step` appends the rest, now or after later records.
     pub(crate) fn checkpoint_begin(
-        &self,
+        &mut self,
         buffer: Vec<u8>,
         moment_buffers: MomentBuffers,
     ) -> CheckpointEncoding {
@@ -405,18 +460,6 @@ impl State {
         let domain_count = self.locations.domain.len();
         let mut sessions = Vec::new();
         self.sessions.encode(&mut sessions);
-        // The head is written at once on the core thread (megabytes of transfer states): into
-        // fresh pages each faulted on first touch, that was most of a 6.5 ms pause with 4 M
-        // transfers stored.
-        let MomentBuffers {
-            head: mut ledger_head,
-            block_numbers,
-        } = moment_buffers;
-        ledger_head.clear();
-        ledger_head.reserve_exact(self.ledger.checkpoint_head_size_bytes());
-        let ledger = self
-            .ledger
-            .checkpoint_begin_reusing(&mut ledger_head, block_numbers);
         let size_bytes_without_payments = 8
             + 16
             + 4 * 8
@@ -435,26 +478,23 @@ impl State {
         prefix.extend_from_slice(&(domain_count as u64).to_le_bytes());
         prefix.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
         prefix.extend_from_slice(&sessions);
-        let tail_bytes = ledger_head.len()
-            + ledger.tail_bytes_left()
-            + batch_count * BATCH_SIZE_BYTES
-            + domain_count * Transfer::SIZE;
-        // Pair with the size computed beforehand.
-        assert_eq!(prefix.len() + tail_bytes, size_bytes_without_payments);
-        let payments = self.payments.clone();
-        let front = FrontEncoding::start(FrontJob {
-            prefix,
-            payments,
-            buffer,
-            moment_buffers: MomentBuffers {
-                head: ledger_head,
-                block_numbers: Vec::new(),
-            },
-            ledger,
-            size_bytes_without_payments,
-        });
+        // The ledger's head is copied in slices from here on (`Ledger::checkpoint_head_begin`):
+        // written at once it was 10–25 MB of first writes at 4–6 M transfers, 3.6–83 ms of the
+        // core as the host allowed.
+        let MomentBuffers {
+            head: mut ledger_head,
+            block_numbers,
+        } = moment_buffers;
+        ledger_head.clear();
+        self.ledger
+            .checkpoint_head_begin(ledger_head, block_numbers);
         CheckpointEncoding {
-            front,
+            front: FrontEncoding::HeadCopying(Box::new(FrontPending {
+                prefix,
+                payments: self.payments.clone(),
+                buffer,
+                size_bytes_without_payments,
+            })),
             blob: Vec::new(),
             moment_buffers: None,
             batch_count,
@@ -745,7 +785,7 @@ mod tests {
         }
         let digest_at_beginning = state.digest(&log);
         let mut whole = state.checkpoint_begin(Vec::new(), MomentBuffers::default());
-        whole.encode_rest(&state);
+        whole.encode_rest(&mut state);
         let at_beginning = whole.finish();
         // Buffers left with bytes of before, as reused ones are.
         let moment_buffers = MomentBuffers {
@@ -753,9 +793,9 @@ mod tests {
             block_numbers: vec![6, 7, 8],
         };
         let mut sliced = state.checkpoint_begin(vec![1, 2, 3], moment_buffers);
-        // A step now finds the front encoder running (and does nothing) or done (and copies a
-        // slice); either way the records below change the state before the rest is copied.
-        assert!(!sliced.encode_step(&state, 100));
+        // A step now copies a slice of the ledger's head; the records below change accounts
+        // and transfer states in place before the rest of it, and the rest, is copied.
+        assert!(!sliced.encode_step(&mut state, 100));
 
         for n in 200..240 {
             let withdrawal = Command {
@@ -770,7 +810,7 @@ mod tests {
             admin_record(&mut log, &mut state, &[deposit(asset, n), withdrawal]);
         }
         assert_ne!(state.digest(&log), digest_at_beginning);
-        while !sliced.encode_step(&state, 100) {}
+        while !sliced.encode_step(&mut state, 100) {}
         assert!(sliced.finish() == at_beginning, "the slices differ");
 
         let decoded =

@@ -829,7 +829,7 @@ impl Core {
         match &mut checkpoint.encoding {
             Some(encoding) => {
                 let started = Instant::now();
-                let complete = encoding.encode_step(&self.state, CHECKPOINT_STEP_BYTES);
+                let complete = encoding.encode_step(&mut self.state, CHECKPOINT_STEP_BYTES);
                 let step = started.elapsed();
                 checkpoint.encode += step;
                 checkpoint.step_max = checkpoint.step_max.max(step);
@@ -889,7 +889,7 @@ impl Core {
         };
         if let Some(encoding) = &mut checkpoint.encoding {
             let started = Instant::now();
-            encoding.encode_rest(&self.state);
+            encoding.encode_rest(&mut self.state);
             checkpoint.encode += started.elapsed();
             checkpoint.steps += 1;
             self.checkpoint_write()?;

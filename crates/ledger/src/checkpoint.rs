@@ -28,6 +28,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::account_lists::List;
 use crate::block_log::{BlockLogView, BlockNumber, BLOCK_BYTES};
+use crate::head_copy::HeadCopy;
 use crate::id_table::IdIndex;
 use crate::ledger::{accounts_created, transfers_created, BalanceSnapshot, Ledger};
 use crate::store::TransferStore;
@@ -36,7 +37,7 @@ use crate::types::{Account, Record};
 /// Format 1: lists interleaved with the accounts, and the id index slots.
 const MAGIC_V1: &[u8; 8] = b"TLYLDG01";
 /// Format 2, written: no index; the per-account lists in a tail after everything else.
-const MAGIC: &[u8; 8] = b"TLYLDG02";
+pub(crate) const MAGIC: &[u8; 8] = b"TLYLDG02";
 
 /// Why `Ledger::decode_checkpoint` refused a blob. Any of these means the bytes cannot be
 /// trusted as a ledger state: the caller must not serve from them.
@@ -65,20 +66,6 @@ impl core::fmt::Display for CheckpointError {
 }
 
 impl std::error::Error for CheckpointError {}
-
-struct Writer<'a>(&'a mut Vec<u8>);
-
-impl Writer<'_> {
-    fn u64(&mut self, value: u64) {
-        self.0.extend_from_slice(&value.to_le_bytes());
-    }
-    fn u128(&mut self, value: u128) {
-        self.0.extend_from_slice(&value.to_le_bytes());
-    }
-    fn len(&mut self, len: usize) {
-        self.u64(len as u64);
-    }
-}
 
 struct Reader<'a> {
     bytes: &'a [u8],
@@ -147,8 +134,6 @@ impl<'a> Reader<'a> {
 
 /// How many rows ahead the checkpoint's gather of an account's history prefetches.
 const ROWS_PREFETCH_AHEAD: usize = 8;
-/// How many accounts ahead the moment's copy of block numbers prefetches.
-const BLOCK_NUMBERS_PREFETCH_AHEAD: usize = 4;
 /// Transfer handles per list block.
 const HANDLES_PER_BLOCK: usize = List::<u64>::PER_BLOCK;
 /// History row numbers per list block.
@@ -179,6 +164,27 @@ pub struct LedgerCheckpoint {
 }
 
 impl LedgerCheckpoint {
+    /// The tail of lists of `lengths` at the moment, whose items lie in `blocks` of `list_blocks`
+    /// (history rows: numbers of `history`'s blocks), `tail_bytes_left` bytes in all.
+    pub(crate) fn new(
+        lengths: Vec<[usize; 2]>,
+        blocks: Vec<BlockNumber>,
+        list_blocks: BlockLogView,
+        history: BlockLogView,
+        tail_bytes_left: usize,
+    ) -> LedgerCheckpoint {
+        LedgerCheckpoint {
+            lengths,
+            blocks,
+            list_blocks,
+            history,
+            account: 0,
+            account_blocks: 0,
+            item: 0,
+            tail_bytes_left,
+        }
+    }
+
     /// Bytes that `encode_step` has still to append.
     pub fn tail_bytes_left(&self) -> usize {
         self.tail_bytes_left
@@ -352,78 +358,47 @@ impl Ledger {
         self.checkpoint_begin_reusing(out, Vec::new())
     }
 
-    /// `checkpoint_begin`, keeping the moment's block numbers in `block_numbers` (emptied first):
-    /// a buffer whose pages are backed already (`LedgerCheckpoint::block_numbers_take`, or
-    /// `checkpoint_block_numbers_len` ahead of time) spares the moment a page fault per 1,024.
+    /// `checkpoint_begin` at once, keeping the moment's block numbers in `block_numbers`
+    /// (emptied first): a buffer whose pages are backed already (`LedgerCheckpoint::
+    /// block_numbers_take`) spares the copy a page fault per 1,024.
     pub fn checkpoint_begin_reusing(
         &self,
         out: &mut Vec<u8>,
-        mut block_numbers: Vec<u32>,
+        block_numbers: Vec<u32>,
     ) -> LedgerCheckpoint {
-        let lengths: Vec<[usize; 2]> = self
-            .account_lists
-            .iter()
-            .map(|lists| [lists.transfers.len(), lists.rows.len()])
-            .collect();
-        let tail_bytes_left = lengths
-            .iter()
-            .map(|[handles, rows]| handles * 8 + rows * BalanceSnapshot::SIZE)
-            .sum();
-        block_numbers.clear();
-        block_numbers.reserve_exact(self.checkpoint_block_numbers_len());
-        for (account, (lists, &[handles, rows])) in
-            self.account_lists.iter().zip(&lengths).enumerate()
-        {
-            // Each list's block numbers are an allocation of their own, somewhere on the heap:
-            // fetch a few accounts ahead, or the copy waits on memory at every list.
-            if let Some(ahead) = self
-                .account_lists
-                .get(account + BLOCK_NUMBERS_PREFETCH_AHEAD)
-            {
-                ahead.transfers.blocks_prefetch();
-                ahead.rows.blocks_prefetch();
-            }
-            block_numbers.extend_from_slice(lists.transfers.blocks_holding(handles));
-            block_numbers.extend_from_slice(lists.rows.blocks_holding(rows));
-        }
-        let start = out.len();
-        let mut w = Writer(out);
-        w.0.extend_from_slice(MAGIC);
-        w.u64(self.timestamp_last);
-        w.u64(self.transfer_count);
-        w.u64(self.transfer_timestamp_max);
-        w.len(self.accounts.len());
-        w.0.extend_from_slice(Account::slice_as_bytes(&self.accounts));
-        for &[handles, rows] in &lengths {
-            w.len(handles);
-            w.len(rows);
-        }
-        w.len(self.transfer_state.len());
-        w.0.extend_from_slice(&self.transfer_state);
-        w.len(self.balancing_amounts.len());
-        for (&handle, &amount) in &self.balancing_amounts {
-            w.u64(handle);
-            w.u128(amount);
-        }
-        w.len(self.expiries.len());
-        for &(expires_at, handle) in &self.expiries {
-            w.u64(expires_at);
-            w.u64(handle);
-        }
-        w.len(self.orphan_ids.len());
-        self.orphan_ids.iter().for_each(|&id| w.u128(id));
-        // Pair with the size a caller reserves for the head.
-        assert_eq!(out.len() - start, self.checkpoint_head_size_bytes());
-        LedgerCheckpoint {
-            lengths,
-            blocks: block_numbers,
-            list_blocks: self.list_blocks.view(),
-            history: self.history.view(),
-            account: 0,
-            account_blocks: 0,
-            item: 0,
-            tail_bytes_left,
-        }
+        let mut copy = HeadCopy::begin(self, std::mem::take(out), block_numbers);
+        assert!(
+            copy.step(self, usize::MAX),
+            "an unbounded step copies the whole head"
+        );
+        let (head, checkpoint) = copy.finish(self);
+        *out = head;
+        checkpoint
+    }
+
+    /// The checkpoint's moment, for a head copied in slices while batches go on
+    /// (`head_copy`): keeps what the head needs of the state now and appends the head's
+    /// header to `head` (its other bytes follow with `checkpoint_head_step`). `block_numbers`
+    /// (emptied first) takes the numbers of the tail's blocks. One copy at a time.
+    pub fn checkpoint_head_begin(&mut self, head: Vec<u8>, block_numbers: Vec<u32>) {
+        assert!(self.head_copy.is_none(), "one head copy at a time");
+        self.head_copy = Some(Box::new(HeadCopy::begin(self, head, block_numbers)));
+    }
+
+    /// Copies about `budget_bytes` more of the head begun by `checkpoint_head_begin`; returns
+    /// whether it is complete.
+    pub fn checkpoint_head_step(&mut self, budget_bytes: usize) -> bool {
+        let mut copy = self.head_copy.take().expect("a head copy under way");
+        let complete = copy.step(self, budget_bytes);
+        self.head_copy = Some(copy);
+        complete
+    }
+
+    /// The head begun by `checkpoint_head_begin`, once complete: the state's head as it was at
+    /// that moment, after what `head` held, and the checkpoint that appends the tail.
+    pub fn checkpoint_head_finish(&mut self) -> (Vec<u8>, LedgerCheckpoint) {
+        let copy = self.head_copy.take().expect("a head copy under way");
+        copy.finish(self)
     }
 
     /// How many block numbers a checkpoint begun now keeps: so that a caller can back a buffer

@@ -10,6 +10,7 @@ use std::ops::Range;
 
 use crate::account_lists::AccountLists;
 use crate::block_log::{Block, BlockLog};
+use crate::head_copy::HeadCopy;
 use crate::id_table::{IdIndex, Placer, Probe, Vacancy};
 use crate::store::{StoredEvent, TransferStore};
 use crate::types::*;
@@ -116,6 +117,9 @@ pub struct Ledger {
 
     undo: Vec<Undo>,
     scope_open: bool,
+    /// A checkpoint's head being copied in slices (`checkpoint_head_begin`): told of every
+    /// change to an account or a transfer state before it is made.
+    pub(crate) head_copy: Option<Box<HeadCopy>>,
     /// The debit and credit accounts' positions the prefetch found for the events ahead, by
     /// event index modulo `PREFETCH_DISTANCE` (`NO_POSITION` where it found none), so that the
     /// later prefetch stage and the event itself need not search the account index again. A
@@ -266,6 +270,7 @@ impl Ledger {
             timestamp_last: 0,
             undo: Vec::new(),
             scope_open: false,
+            head_copy: None,
             account_hints: [[NO_POSITION; 2]; PREFETCH_DISTANCE],
             account_hint: [NO_POSITION; 2],
         }
@@ -586,6 +591,7 @@ impl Ledger {
                 assert!(lists.transfers.is_empty() && lists.rows.is_empty());
             }
             Undo::AccountChanged { index, before } => {
+                self.account_writing(index as usize);
                 self.accounts[index as usize] = before;
             }
             Undo::TransferInserted {
@@ -597,6 +603,7 @@ impl Ledger {
                 expires_at,
             } => {
                 self.transfer_index.remove_newest(at, handle);
+                self.state_writing(handle);
                 self.transfer_state[handle as usize] = 0;
                 self.transfer_count -= 1;
                 self.transfer_timestamp_max = timestamp_max_before;
@@ -622,8 +629,8 @@ impl Ledger {
                 }
             }
             Undo::PendingResolved { handle, expires_at } => {
-                let state = &mut self.transfer_state[handle as usize];
-                *state = STATE_CREATED | PendingStatus::Pending as u8;
+                self.state_writing(handle);
+                self.transfer_state[handle as usize] = STATE_CREATED | PendingStatus::Pending as u8;
                 if let Some(expires_at) = expires_at {
                     self.expiries.insert((expires_at, handle));
                 }
@@ -1031,6 +1038,7 @@ impl Ledger {
         if let Some(expires_at) = expires_at {
             self.expiries.insert((expires_at, handle));
         }
+        self.state_writing(handle);
         self.transfer_state[handle as usize] = STATE_CREATED | status as u8;
         self.transfer_count += 1;
         let timestamp_max_before = self.transfer_timestamp_max;
@@ -1057,6 +1065,22 @@ impl Ledger {
         });
     }
 
+    /// Account `index` is about to change: a head copy under way keeps its value first.
+    #[inline]
+    fn account_writing(&mut self, index: usize) {
+        if let Some(copy) = &mut self.head_copy {
+            copy.account_writing(index, &self.accounts[index]);
+        }
+    }
+
+    /// Transfer state `handle` is about to change: a head copy under way keeps its value first.
+    #[inline]
+    fn state_writing(&mut self, handle: u64) {
+        if let Some(copy) = &mut self.head_copy {
+            copy.state_writing(handle as usize, self.transfer_state[handle as usize]);
+        }
+    }
+
     /// Applies a transfer's change to one side of an account, in place (an account is copied
     /// only inside a linked chain, for its undo record).
     fn account_change(&mut self, index: u32, side: Side, change: BalanceChange) {
@@ -1064,6 +1088,7 @@ impl Ledger {
             let before = self.accounts[index as usize];
             self.undo.push(Undo::AccountChanged { index, before });
         }
+        self.account_writing(index as usize);
         let account = &mut self.accounts[index as usize];
         let (pending, posted) = match side {
             Side::Debit => (&mut account.debits_pending, &mut account.debits_posted),
@@ -1207,6 +1232,7 @@ impl Ledger {
         } else {
             PendingStatus::Voided
         };
+        self.state_writing(p_handle);
         self.transfer_state[p_handle as usize] = STATE_CREATED | resolved as u8;
         if let Some(expires_at) = expires_at {
             assert!(self.expiries.remove(&(expires_at, p_handle)));
@@ -1317,6 +1343,8 @@ impl Ledger {
             let cr = self
                 .account_position(p.credit_account_id)
                 .expect("a transfer's accounts exist") as usize;
+            self.account_writing(dr);
+            self.account_writing(cr);
             self.accounts[dr].debits_pending -= p.amount;
             self.accounts[cr].credits_pending -= p.amount;
             if p.flags.contains(TransferFlags::CLOSING_DEBIT) {
@@ -1325,6 +1353,7 @@ impl Ledger {
             if p.flags.contains(TransferFlags::CLOSING_CREDIT) {
                 self.accounts[cr].flags.0 &= !AccountFlags::CLOSED;
             }
+            self.state_writing(handle);
             self.transfer_state[handle as usize] = STATE_CREATED | PendingStatus::Expired as u8;
             self.expiries.remove(&(expires_at, handle));
         }

@@ -5,6 +5,7 @@
 mod account_lists;
 mod block_log;
 mod checkpoint;
+mod head_copy;
 mod id_runs;
 mod id_table;
 mod ledger;

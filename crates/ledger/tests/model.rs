@@ -2511,6 +2511,10 @@ impl Harness {
         let mut sliced = Vec::new();
         let mut sliced_checkpoint = self.ledger.checkpoint_begin(&mut sliced);
         sliced_checkpoint.encode_step(&mut sliced, 24);
+        // A head copied in slices while the next operation changes accounts and transfer
+        // states in place: the copy keeps the values of the moment.
+        self.ledger.checkpoint_head_begin(b"x".to_vec(), Vec::new());
+        self.ledger.checkpoint_head_step(100);
 
         // The decoded ledger gets its own copy of the store.
         let mut store = MemoryStore::new();
@@ -2529,6 +2533,13 @@ impl Harness {
         prop_assert_eq!(decoded.digest(&store), self.ledger.digest(&self.store));
         while !sliced_checkpoint.encode_step(&mut sliced, 24) {}
         prop_assert!(sliced == encoded, "a checkpoint finished later differs");
+        while !self.ledger.checkpoint_head_step(100) {}
+        let (mut stepped, mut stepped_checkpoint) = self.ledger.checkpoint_head_finish();
+        while !stepped_checkpoint.encode_step(&mut stepped, 24) {}
+        prop_assert!(
+            stepped[0] == b'x' && stepped[1..] == encoded[..],
+            "a head copied in slices differs"
+        );
         Ok(())
     }
 }
