@@ -71,13 +71,15 @@ pub enum CheckpointError {
 }
 
 /// A checkpoint being encoded. `State::checkpoint_begin` takes what the checkpoint needs of its
-/// moment (the parts before the payments domain, a snapshot of that domain, the ledger's head,
-/// the ledger's `LedgerCheckpoint` with its views of the block logs, the number of transfer
-/// locations and domain transfers) and hands all but the counts to a thread of its own, which
-/// encodes everything up to the end of the ledger's tail (`front_encode`): hundreds of
-/// megabytes under TigerBeetle's driver, that used to be copied on the core a slice per turn.
-/// `encode_step` then appends the transfer locations and the domain's transfers, which live in
-/// vectors the core goes on growing, in slices. Use it with the state it began on, and no other.
+/// moment (the parts before the payments domain, a snapshot of that domain, the number of
+/// transfer locations and domain transfers) and begins the copy of the ledger's head, which
+/// `encode_step` continues in slices (`Ledger::checkpoint_head_step`). Once it is complete, the
+/// head and the ledger's `LedgerCheckpoint` with its views of the block logs go with the rest
+/// to a thread of its own, which encodes everything up to the end of the ledger's tail
+/// (`front_encode`): hundreds of megabytes under TigerBeetle's driver, that used to be copied on
+/// the core a slice per turn. `encode_step` then appends the transfer locations and the domain's
+/// transfers, which live in vectors the core goes on growing, in slices. Use it with the state
+/// it began on, and no other.
 pub struct CheckpointEncoding {
     front: FrontEncoding,
     /// Empty until the front is done; then the whole encoding so far.
@@ -446,11 +448,11 @@ impl CheckpointEncoding {
 impl State {
     /// Begins a checkpoint (format `CHECKPOINT_FORMAT`) of the state as it is now, into
     /// `buffer` (emptied first; the previous checkpoint's, whose pages are already faulted in,
-    /// saves the encoder those faults): keeps what precedes the payments domain, a snapshot of
-    /// that domain, and the ledger's head and tail (`Ledger::checkpoint_begin_reusing`) in
-    /// `moment_buffers` (emptied first, and reused the same way:
-    /// `CheckpointEncoding::moment_buffers_take`), and starts the front encoder on them;
-    /// `CheckpointEncoding::encode_step` appends the rest, now or after later records.
+    /// saves the encoder those faults): keeps what precedes the payments domain and a snapshot
+    /// of that domain, and begins the copy of the ledger's head into `moment_buffers` (emptied
+    /// first, and reused the same way: `CheckpointEncoding::moment_buffers_take`;
+    /// `Ledger::checkpoint_head_begin`); `CheckpointEncoding::encode_step` copies the rest of
+    /// the head, starts the front encoder, and appends the rest, now or after later records.
     pub(crate) fn checkpoint_begin(
         &mut self,
         buffer: Vec<u8>,
