@@ -331,11 +331,12 @@ impl FrontEncoding {
         if !block && self.running() {
             return None;
         }
-        if matches!(self, FrontEncoding::HeadCopying(_)) {
-            return None;
-        }
         match std::mem::replace(self, FrontEncoding::Taken) {
-            FrontEncoding::HeadCopying(_) => unreachable!("returned above"),
+            // The encoder has not started: the head is still being copied.
+            FrontEncoding::HeadCopying(pending) => {
+                *self = FrontEncoding::HeadCopying(pending);
+                None
+            }
             FrontEncoding::Running(thread) => match thread.join() {
                 Ok(encoded) => Some(encoded),
                 Err(panic) => std::panic::resume_unwind(panic),
@@ -462,12 +463,23 @@ impl State {
         let domain_count = self.locations.domain.len();
         let mut sessions = Vec::new();
         self.sessions.encode(&mut sessions);
+        // The ledger's head is copied in slices from here on (`Ledger::checkpoint_head_begin`):
+        // written at once it was 10–25 MB of first writes at 4–6 M transfers, 3.6–83 ms of the
+        // core as the host allowed.
+        let MomentBuffers {
+            head: mut ledger_head,
+            block_numbers,
+        } = moment_buffers;
+        ledger_head.clear();
+        let ledger_size_bytes = self
+            .ledger
+            .checkpoint_head_begin(ledger_head, block_numbers);
         let size_bytes_without_payments = 8
             + 16
             + 4 * 8
             + 8
             + sessions.len()
-            + self.ledger.checkpoint_size_bytes()
+            + ledger_size_bytes
             + batch_count * BATCH_SIZE_BYTES
             + domain_count * Transfer::SIZE;
         let mut prefix = Vec::new();
@@ -480,16 +492,6 @@ impl State {
         prefix.extend_from_slice(&(domain_count as u64).to_le_bytes());
         prefix.extend_from_slice(&(sessions.len() as u64).to_le_bytes());
         prefix.extend_from_slice(&sessions);
-        // The ledger's head is copied in slices from here on (`Ledger::checkpoint_head_begin`):
-        // written at once it was 10–25 MB of first writes at 4–6 M transfers, 3.6–83 ms of the
-        // core as the host allowed.
-        let MomentBuffers {
-            head: mut ledger_head,
-            block_numbers,
-        } = moment_buffers;
-        ledger_head.clear();
-        self.ledger
-            .checkpoint_head_begin(ledger_head, block_numbers);
         CheckpointEncoding {
             front: FrontEncoding::HeadCopying(Box::new(FrontPending {
                 prefix,

@@ -139,6 +139,16 @@ const HANDLES_PER_BLOCK: usize = List::<u64>::PER_BLOCK;
 /// History row numbers per list block.
 const ROW_NUMBERS_PER_BLOCK: usize = List::<u32>::PER_BLOCK;
 
+/// Bytes an account's lists take in the tail: `handles` transfer handles, `rows` history rows.
+pub(crate) fn list_tail_bytes(handles: usize, rows: usize) -> usize {
+    handles * 8 + rows * BalanceSnapshot::SIZE
+}
+
+/// Blocks that hold an account's lists of `handles` transfer handles and `rows` row numbers.
+pub(crate) fn list_blocks_len(handles: usize, rows: usize) -> usize {
+    handles.div_ceil(HANDLES_PER_BLOCK) + rows.div_ceil(ROW_NUMBERS_PER_BLOCK)
+}
+
 /// A ledger checkpoint under way: `Ledger::checkpoint_begin` wrote the head at the checkpoint's
 /// moment and kept what the tail needs of that moment: the length of each per-account list, the
 /// numbers of the blocks that held them, and views of the two block logs. `encode_step` appends
@@ -201,8 +211,7 @@ impl LedgerCheckpoint {
                     break;
                 }
                 self.account += 1;
-                self.account_blocks += handles_len.div_ceil(HANDLES_PER_BLOCK)
-                    + rows_len.div_ceil(ROW_NUMBERS_PER_BLOCK);
+                self.account_blocks += list_blocks_len(handles_len, rows_len);
                 self.item = 0;
             }
             if self.account == self.lengths.len() || budget_left == 0 {
@@ -329,7 +338,7 @@ impl Ledger {
         let lists: usize = self
             .account_lists
             .iter()
-            .map(|lists| lists.transfers.len() * 8 + lists.rows.len() * BalanceSnapshot::SIZE)
+            .map(|lists| list_tail_bytes(lists.transfers.len(), lists.rows.len()))
             .sum();
         self.checkpoint_head_size_bytes() + lists
     }
@@ -379,10 +388,14 @@ impl Ledger {
     /// The checkpoint's moment, for a head copied in slices while batches go on
     /// (`head_copy`): keeps what the head needs of the state now and appends the head's
     /// header to `head` (its other bytes follow with `checkpoint_head_step`). `block_numbers`
-    /// (emptied first) takes the numbers of the tail's blocks. One copy at a time.
-    pub fn checkpoint_head_begin(&mut self, head: Vec<u8>, block_numbers: Vec<u32>) {
+    /// (emptied first) takes the numbers of the tail's blocks. One copy at a time. Returns the
+    /// size of the whole encoding, head and tail (`checkpoint_size_bytes` at the moment).
+    pub fn checkpoint_head_begin(&mut self, head: Vec<u8>, block_numbers: Vec<u32>) -> usize {
         assert!(self.head_copy.is_none(), "one head copy at a time");
-        self.head_copy = Some(Box::new(HeadCopy::begin(self, head, block_numbers)));
+        let copy = HeadCopy::begin(self, head, block_numbers);
+        let size_bytes = copy.encoding_size_bytes();
+        self.head_copy = Some(Box::new(copy));
+        size_bytes
     }
 
     /// Copies about `budget_bytes` more of the head begun by `checkpoint_head_begin`; returns
@@ -406,10 +419,7 @@ impl Ledger {
     pub fn checkpoint_block_numbers_len(&self) -> usize {
         self.account_lists
             .iter()
-            .map(|lists| {
-                lists.transfers.len().div_ceil(HANDLES_PER_BLOCK)
-                    + lists.rows.len().div_ceil(ROW_NUMBERS_PER_BLOCK)
-            })
+            .map(|lists| list_blocks_len(lists.transfers.len(), lists.rows.len()))
             .sum()
     }
 

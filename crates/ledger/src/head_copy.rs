@@ -13,8 +13,8 @@
 //! moment never change (the tail's own argument, `checkpoint`).
 
 use crate::block_log::BlockNumber;
-use crate::checkpoint::{LedgerCheckpoint, MAGIC};
-use crate::ledger::{BalanceSnapshot, Ledger};
+use crate::checkpoint::{list_blocks_len, list_tail_bytes, LedgerCheckpoint, MAGIC};
+use crate::ledger::Ledger;
 use crate::types::{Account, Record};
 
 /// How many accounts ahead the gather of block numbers prefetches.
@@ -43,7 +43,9 @@ pub(crate) struct HeadCopy {
     /// Block numbers gathered so far, and for how many accounts.
     blocks: Vec<BlockNumber>,
     blocks_accounts: usize,
+    /// Block numbers and tail bytes the lengths name.
     blocks_len: usize,
+    tail_bytes: usize,
     /// Accounts and transfer states at the moment, and how many are copied.
     accounts_len: usize,
     accounts_copied: usize,
@@ -66,10 +68,18 @@ impl HeadCopy {
     /// The moment: keeps what the head's small parts are now, writes its header into `out`
     /// (after what `out` holds), and takes `blocks` (emptied) for the block numbers.
     pub(crate) fn begin(ledger: &Ledger, mut out: Vec<u8>, mut blocks: Vec<BlockNumber>) -> Self {
+        // One pass over the lists at the moment: the tail's size and its blocks follow from the
+        // lengths.
+        let (mut tail_bytes, mut blocks_len) = (0, 0);
         let lengths: Vec<[usize; 2]> = ledger
             .account_lists
             .iter()
-            .map(|lists| [lists.transfers.len(), lists.rows.len()])
+            .map(|lists| {
+                let (handles, rows) = (lists.transfers.len(), lists.rows.len());
+                tail_bytes += list_tail_bytes(handles, rows);
+                blocks_len += list_blocks_len(handles, rows);
+                [handles, rows]
+            })
             .collect();
         let rest = encode_rest(ledger);
         let size_bytes = ledger.checkpoint_head_size_bytes();
@@ -96,7 +106,6 @@ impl HeadCopy {
             out.extend_from_slice(&value.to_le_bytes());
         }
         blocks.clear();
-        let blocks_len = ledger.checkpoint_block_numbers_len();
         blocks.reserve_exact(blocks_len);
         HeadCopy {
             out,
@@ -107,6 +116,7 @@ impl HeadCopy {
             blocks,
             blocks_accounts: 0,
             blocks_len,
+            tail_bytes,
             accounts_len,
             accounts_copied: 0,
             states_len,
@@ -118,6 +128,11 @@ impl HeadCopy {
             account_befores: Vec::new(),
             state_befores: Vec::new(),
         }
+    }
+
+    /// The size of the whole ledger encoding at the moment: the head and the tail.
+    pub(crate) fn encoding_size_bytes(&self) -> usize {
+        self.size_bytes + self.tail_bytes
     }
 
     /// Account `index` is about to change from `before`. Out of line and cold: the batch path
@@ -263,17 +278,12 @@ impl HeadCopy {
         // Pairs: the head has the size announced at the moment, and the blocks the lengths name.
         assert_eq!(self.out.len() - self.start, self.size_bytes);
         assert_eq!(self.blocks.len(), self.blocks_len);
-        let tail_bytes_left = self
-            .lengths
-            .iter()
-            .map(|[handles, rows]| handles * 8 + rows * BalanceSnapshot::SIZE)
-            .sum();
         let checkpoint = LedgerCheckpoint::new(
             self.lengths,
             self.blocks,
             ledger.list_blocks.view(),
             ledger.history.view(),
-            tail_bytes_left,
+            self.tail_bytes,
         );
         (self.out, checkpoint)
     }

@@ -603,7 +603,7 @@ impl Ledger {
                 expires_at,
             } => {
                 self.transfer_index.remove_newest(at, handle);
-                self.state_writing(handle);
+                // Inserted after any head copy's moment (as in `transfer_insert`): no save.
                 self.transfer_state[handle as usize] = 0;
                 self.transfer_count -= 1;
                 self.transfer_timestamp_max = timestamp_max_before;
@@ -1038,7 +1038,8 @@ impl Ledger {
         if let Some(expires_at) = expires_at {
             self.expiries.insert((expires_at, handle));
         }
-        self.state_writing(handle);
+        // The handle is new: the states grew for this batch before it ran, so it lies past the
+        // moment of any head copy under way, which keeps nothing for it.
         self.transfer_state[handle as usize] = STATE_CREATED | status as u8;
         self.transfer_count += 1;
         let timestamp_max_before = self.transfer_timestamp_max;
