@@ -1,6 +1,8 @@
 //! What the scenarios share (as redb's `redb-bench` keeps it in one place), so that a new
 //! scenario (`payments`, ...) is its workload and its figures, nothing else:
 //!
+//! * `admin_api`: one lean keep-alive HTTP/1.1 connection to the Admin API, and the checks of
+//!   a GraphQL answer (`graphql`, `payments`).
 //! * `report`: where results go, the date and machine stamp, latency summaries, the human table,
 //!   the progress line and the JSON envelope. Every scenario.
 //! * `rng`: deterministic randomness (splitmix64, zipf). Every scenario.
@@ -14,6 +16,7 @@
 //! * `workload`: accounts, random transfers with sequential ids, clients and their one-thread
 //!   runtime, failed events.
 
+pub(crate) mod admin_api;
 pub(crate) mod child;
 pub(crate) mod data_dir;
 pub(crate) mod options;

@@ -16,7 +16,7 @@
 //!   mutation.
 //! * `query`: `asset(id) { liquidity }`.
 //!
-//! Each client is one HTTP/1.1 keep-alive connection (hyper's client connection, one request in
+//! Each client is one HTTP/1.1 keep-alive connection (`harness::admin_api`, one request in
 //! flight), opened before the timed window. All clients share one tokio runtime thread
 //! (`--client-threads` for more), so the server gets the rest of the machine. Every response is
 //! checked: HTTP 200, no `errors`, `success: true` (or a `liquidity` string); any other answer
@@ -28,14 +28,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use clap::ValueEnum;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
-use hyper_util::rt::TokioIo;
 use serde_json::{json, Map, Value};
 use tally_client::Client;
 
+use crate::harness::admin_api::{Check, Connection};
 use crate::harness::child::Stream;
 use crate::harness::data_dir::DataDir;
 use crate::harness::options::ServerArgs;
@@ -351,7 +348,7 @@ pub(crate) fn run(args: Args) {
         "server_transfers_max": params.transfers_max,
         "seed": params.seed,
         "smoke": params.smoke,
-        "http": "HTTP/1.1 keep-alive, one connection per client, one request in flight (hyper 1 client connections)",
+        "http": "HTTP/1.1 keep-alive, one connection per client, one request in flight (harness::admin_api: one write per request, httparse for the head)",
         "amount_per_mutation": 1,
         "withdrawal_timeout_seconds": 60,
         "tally": tally.binary.display().to_string(),
@@ -524,87 +521,6 @@ fn post_body(withdrawal: &str) -> String {
 
 fn query_body(asset: &str) -> String {
     format!(r#"{{"query":"{LIQUIDITY}","variables":{{"id":"{asset}"}}}}"#)
-}
-
-/// What a response must say besides "no errors" (`payments` uses `None` and reads the answer).
-#[derive(Clone, Copy)]
-pub(crate) enum Check {
-    /// Nothing more.
-    None,
-    /// `data.FIELD.success == true`.
-    Success(&'static str),
-    /// `data.asset.liquidity` is a string.
-    Liquidity,
-}
-
-/// One keep-alive HTTP/1.1 connection to the Admin API (`payments` drives its flows on these).
-pub(crate) struct Connection {
-    sender: SendRequest<Full<Bytes>>,
-    host: String,
-}
-
-impl Connection {
-    pub(crate) async fn open(address: SocketAddr) -> Connection {
-        let stream = tokio::net::TcpStream::connect(address)
-            .await
-            .unwrap_or_else(|e| panic!("connect to {address}: {e}"));
-        stream.set_nodelay(true).expect("TCP_NODELAY");
-        let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .expect("HTTP/1.1 handshake");
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                eprintln!("[graphql] connection closed: {error}");
-            }
-        });
-        Connection {
-            sender,
-            host: address.to_string(),
-        }
-    }
-
-    /// POSTs one GraphQL request and checks the answer; returns the response's JSON, or what
-    /// was wrong with it.
-    pub(crate) async fn post(&mut self, body: &str, check: Check) -> Result<Value, String> {
-        let request = hyper::Request::post("/graphql")
-            .header(hyper::header::HOST, &self.host)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
-            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-            .expect("valid request");
-        self.sender
-            .ready()
-            .await
-            .map_err(|e| format!("connection lost: {e}"))?;
-        let response = self
-            .sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("HTTP request failed: {e}"))?;
-        let status = response.status();
-        let bytes = response
-            .into_body()
-            .collect()
-            .await
-            .map_err(|e| format!("reading the response failed: {e}"))?
-            .to_bytes();
-        let text = || String::from_utf8_lossy(&bytes).into_owned();
-        if status != hyper::StatusCode::OK {
-            return Err(format!("HTTP {status} for {body}: {}", text()));
-        }
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| format!("not JSON ({e}) for {body}: {}", text()))?;
-        let ok = value.get("errors").is_none()
-            && match check {
-                Check::None => true,
-                Check::Success(field) => value["data"][field]["success"] == Value::Bool(true),
-                Check::Liquidity => value["data"]["asset"]["liquidity"].is_string(),
-            };
-        if ok {
-            Ok(value)
-        } else {
-            Err(format!("{body} answered {value}"))
-        }
-    }
 }
 
 /// What one run (a workload at one client count) measured.

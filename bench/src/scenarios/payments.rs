@@ -35,13 +35,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 
+use crate::harness::admin_api::{Check, Connection};
 use crate::harness::child::Stream;
 use crate::harness::data_dir::DataDir;
 use crate::harness::options::ServerArgs;
 use crate::harness::report::{self, round, thousands, LatencySummary, Progress, Stamp, Table};
 use crate::harness::tally::{self, Tally};
 use crate::harness::workload::client_runtime;
-use crate::scenarios::graphql::{own_cpu_time, Check, Connection};
+use crate::scenarios::graphql::own_cpu_time;
 
 const DEFAULT_SECONDS: f64 = 5.0;
 const DEFAULT_WARMUP_SECONDS: f64 = 1.0;
@@ -333,7 +334,7 @@ pub(crate) fn run(args: Args) {
         "server_transfers_max": params.transfers_max,
         "verify_clients": params.verify_clients,
         "smoke": params.smoke,
-        "http": "HTTP/1.1 keep-alive, one connection per client, one request in flight (hyper 1 client connections)",
+        "http": "HTTP/1.1 keep-alive, one connection per client, one request in flight (harness::admin_api: one write per request, httparse for the head)",
         "incoming_amount": INCOMING_AMOUNT,
         "debit_amount": DEBIT_AMOUNT,
         "sending_fee": { "fixed": FEE_FIXED, "basis_points": FEE_BASIS_POINTS },
