@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::webhook_events::DecimalText;
+
 /// An amount as the client sends it (`AmountInput`); the domain checks code and scale against
 /// the asset it must be in.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,7 +26,7 @@ impl AmountInput {
         AmountData {
             asset_code: &self.asset_code,
             asset_scale: self.asset_scale,
-            value: self.value.to_string(),
+            value: DecimalText(self.value),
         }
     }
 }
@@ -37,5 +39,5 @@ impl AmountInput {
 pub(crate) struct AmountData<'a> {
     asset_code: &'a str,
     asset_scale: u8,
-    value: String,
+    pub(crate) value: DecimalText,
 }

@@ -24,7 +24,7 @@ use crate::liquidity::{transfer_create, withdrawal_transfer, Resolution};
 use crate::page::{page, Page, PageRequest};
 use crate::port::{LedgerPort, LedgerRead};
 use crate::state::Payments;
-use crate::webhook_events::{event_id, iso_8601_ms, WebhookEvent, WebhookWithdrawal};
+use crate::webhook_events::{event_id, IsoTime, WebhookEvent, WebhookWithdrawal};
 
 /// Rafiki's `INCOMING_PAYMENT_EXPIRY_MAX_MS` default: 30 days.
 pub const INCOMING_PAYMENT_EXPIRY_MAX_NS: u64 = 30 * 24 * 3600 * 1_000_000_000;
@@ -621,11 +621,11 @@ pub(crate) fn incoming_payment_data(view: &IncomingPaymentView) -> String {
     let payment = &view.payment;
     let (incoming_amount, received_amount) = (view.incoming_amount(), view.received_amount());
     let data = IncomingPaymentData {
-        approved_at: payment.approved_at.map(iso_8601_ms),
-        cancelled_at: payment.cancelled_at.map(iso_8601_ms),
+        approved_at: payment.approved_at.map(IsoTime),
+        cancelled_at: payment.cancelled_at.map(IsoTime),
         completed: payment.state == IncomingPaymentState::Completed,
-        created_at: iso_8601_ms(payment.created_at),
-        expires_at: iso_8601_ms(payment.expires_at),
+        created_at: IsoTime(payment.created_at),
+        expires_at: IsoTime(payment.expires_at),
         id: payment.id,
         incoming_amount: incoming_amount.as_ref().map(Amount::data),
         metadata: metadata_value(payment.metadata.as_deref()),
@@ -643,12 +643,12 @@ pub(crate) fn incoming_payment_data(view: &IncomingPaymentView) -> String {
 #[serde(rename_all = "camelCase")]
 struct IncomingPaymentData<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
-    approved_at: Option<String>,
+    approved_at: Option<IsoTime>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    cancelled_at: Option<String>,
+    cancelled_at: Option<IsoTime>,
     completed: bool,
-    created_at: String,
-    expires_at: String,
+    created_at: IsoTime,
+    expires_at: IsoTime,
     id: Uuid,
     #[serde(skip_serializing_if = "Option::is_none")]
     incoming_amount: Option<AmountData<'a>>,

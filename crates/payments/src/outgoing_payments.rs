@@ -33,7 +33,7 @@ use crate::page::{page, Page, PageRequest};
 use crate::port::{LedgerPort, LedgerRead};
 use crate::quotes::{CreateQuote, QuoteView};
 use crate::state::Payments;
-use crate::webhook_events::{event_id, iso_8601_ms, WebhookEvent, WebhookWithdrawal};
+use crate::webhook_events::{event_id, DecimalText, IsoTime, WebhookEvent, WebhookWithdrawal};
 
 /// Event types.
 pub const OUTGOING_PAYMENT_CREATED: &str = "outgoing_payment.created";
@@ -772,18 +772,18 @@ fn quote_error_for_payment(error: PaymentsError) -> PaymentsError {
 pub(crate) fn outgoing_payment_data(view: &OutgoingPaymentView) -> String {
     let payment = &view.payment;
     let quote = &view.quote;
-    let mut sent = quote.debit_amount.clone();
-    sent.value = view.sent;
+    let mut sent = quote.debit_amount.data();
+    sent.value = DecimalText(view.sent);
     let data = OutgoingPaymentData {
-        balance: view.liquidity.unwrap_or(0).to_string(),
-        created_at: iso_8601_ms(payment.created_at),
+        balance: DecimalText(view.liquidity.unwrap_or(0)),
+        created_at: IsoTime(payment.created_at),
         debit_amount: quote.debit_amount.data(),
         error: payment.error.as_deref(),
         id: payment.id,
         metadata: metadata_value(payment.metadata.as_deref()),
         receive_amount: quote.receive_amount.data(),
         receiver: &quote.quote.receiver,
-        sent_amount: sent.data(),
+        sent_amount: sent,
         state: payment.state.name(),
         state_attempts: payment.state_attempts,
         wallet_address_id: payment.wallet_address_id,
@@ -798,8 +798,8 @@ pub(crate) fn outgoing_payment_data(view: &OutgoingPaymentView) -> String {
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct OutgoingPaymentData<'a> {
-    balance: String,
-    created_at: String,
+    balance: DecimalText,
+    created_at: IsoTime,
     debit_amount: AmountData<'a>,
     #[serde(skip_serializing_if = "Option::is_none")]
     error: Option<&'a str>,

@@ -25,7 +25,7 @@ use crate::port::LedgerPort;
 use crate::state::Payments;
 use crate::wallet_address_keys::{CreateWalletAddressKey, RevokeWalletAddressKey};
 use crate::webhook_events::{
-    event_id, iso_8601_ms, json_string, WebhookEvent, WebhookWithdrawal,
+    event_id, json_string, IsoTime, WebhookEvent, WebhookWithdrawal,
     WALLET_ADDRESS_WEB_MONETIZATION,
 };
 
@@ -425,7 +425,7 @@ impl Payments {
                     r#""receivedAmount":{{"value":"{}","assetCode":{},"assetScale":{}}}}}}}"#
                 ),
                 address.id,
-                iso_8601_ms(address.created_at),
+                IsoTime(address.created_at),
                 amount,
                 json_string(&asset.code),
                 asset.scale
