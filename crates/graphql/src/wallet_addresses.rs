@@ -321,7 +321,7 @@ impl WebhookEvent {
     }
     /// Event data.
     async fn data(&self) -> Result<JsonObject, Error> {
-        match serde_json::from_str(&self.0.data) {
+        match serde_json::from_str(&self.0.data.text()) {
             Ok(serde_json::Value::Object(object)) => Ok(JsonObject(object)),
             _ => Err(error_plain(format!(
                 "event {} holds no JSON object",

@@ -97,7 +97,7 @@ pub async fn deliver(core: CoreHandle, options: WebhookOptions, metrics: Webhook
 /// POSTs one event; true when the answer was HTTP 200 within the timeout.
 async fn post(options: &WebhookOptions, event: &WebhookEvent) -> bool {
     let data: serde_json::Value =
-        serde_json::from_str(&event.data).unwrap_or(serde_json::Value::Null);
+        serde_json::from_str(&event.data.text()).unwrap_or(serde_json::Value::Null);
     let body =
         serde_json::json!({ "id": event.id.to_string(), "type": event.event_type, "data": data });
     let Ok(canonical) = serde_jcs::to_string(&body) else {

@@ -24,7 +24,7 @@ use crate::liquidity::{transfer_create, withdrawal_transfer, Resolution};
 use crate::page::{page, Page, PageRequest};
 use crate::port::{LedgerPort, LedgerRead};
 use crate::state::Payments;
-use crate::webhook_events::{event_id, IsoTime, WebhookEvent, WebhookWithdrawal};
+use crate::webhook_events::{event_id, EventData, IsoTime, WebhookEvent, WebhookWithdrawal};
 
 /// Rafiki's `INCOMING_PAYMENT_EXPIRY_MAX_MS` default: 30 days.
 pub const INCOMING_PAYMENT_EXPIRY_MAX_NS: u64 = 30 * 24 * 3600 * 1_000_000_000;
@@ -360,7 +360,7 @@ impl Payments {
         self.event_emit(WebhookEvent {
             id: event_id(id, EVENT_CREATED),
             event_type: INCOMING_PAYMENT_CREATED.to_owned(),
-            data: incoming_payment_data(&view),
+            data: EventData::incoming_payment(view.clone()),
             created_at: timestamp,
             withdrawal: None,
         });
@@ -481,16 +481,17 @@ impl Payments {
             }
         };
         let event = event_id(id, index);
+        let withdrawal = WebhookWithdrawal {
+            account_id: id,
+            asset_id: view.payment.asset_id,
+            amount: view.received,
+        };
         self.event_emit(WebhookEvent {
             id: event,
             event_type: event_type.to_owned(),
-            data: incoming_payment_data(&view),
+            data: EventData::incoming_payment(view),
             created_at: timestamp,
-            withdrawal: Some(WebhookWithdrawal {
-                account_id: id,
-                asset_id: view.payment.asset_id,
-                amount: view.received,
-            }),
+            withdrawal: Some(withdrawal),
         });
         let payment = self.flows.incoming.payment_mut(id);
         payment.withdrawal_event = Some(event);

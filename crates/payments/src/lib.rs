@@ -72,7 +72,7 @@ pub use crate::wallet_addresses::{
     WalletAddressCommand, WalletAddressStatus, FORBIDDEN_PATHS,
 };
 pub use crate::webhook_events::{
-    event_id, WebhookDeliveryResult, WebhookEvent, WebhookWithdrawal,
+    event_id, EventData, WebhookDeliveryResult, WebhookEvent, WebhookWithdrawal,
     WALLET_ADDRESS_WEB_MONETIZATION,
 };
 pub use uuid::Uuid;

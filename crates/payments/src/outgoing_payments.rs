@@ -33,7 +33,9 @@ use crate::page::{page, Page, PageRequest};
 use crate::port::{LedgerPort, LedgerRead};
 use crate::quotes::{CreateQuote, QuoteView};
 use crate::state::Payments;
-use crate::webhook_events::{event_id, DecimalText, IsoTime, WebhookEvent, WebhookWithdrawal};
+use crate::webhook_events::{
+    event_id, DecimalText, EventData, IsoTime, WebhookEvent, WebhookWithdrawal,
+};
 
 /// Event types.
 pub const OUTGOING_PAYMENT_CREATED: &str = "outgoing_payment.created";
@@ -316,7 +318,7 @@ impl Payments {
         self.event_emit(WebhookEvent {
             id: created_event,
             event_type: OUTGOING_PAYMENT_CREATED.to_owned(),
-            data: outgoing_payment_data(&view),
+            data: EventData::outgoing_payment(view.clone()),
             created_at: timestamp,
             withdrawal: None,
         });
@@ -533,7 +535,7 @@ impl Payments {
         self.event_emit(WebhookEvent {
             id: event_id(payment, EVENT_LIQUIDITY_LOW),
             event_type: ASSET_LIQUIDITY_LOW.to_owned(),
-            data: data.to_string(),
+            data: EventData::text_of(data.to_string()),
             created_at: timestamp,
             withdrawal: None,
         });
@@ -564,16 +566,17 @@ impl Payments {
         payment.finished_event = Some(event);
         let view = self.outgoing_payment_view(port, id).expect("known");
         let balance = view.liquidity.unwrap_or(0);
+        let withdrawal = (balance > 0).then_some(WebhookWithdrawal {
+            account_id: id,
+            asset_id: view.payment.asset_id,
+            amount: balance,
+        });
         self.event_emit(WebhookEvent {
             id: event,
             event_type: event_type.to_owned(),
-            data: outgoing_payment_data(&view),
+            data: EventData::outgoing_payment(view),
             created_at: timestamp,
-            withdrawal: (balance > 0).then_some(WebhookWithdrawal {
-                account_id: id,
-                asset_id: view.payment.asset_id,
-                amount: balance,
-            }),
+            withdrawal,
         });
     }
 

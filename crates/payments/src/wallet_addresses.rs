@@ -25,7 +25,7 @@ use crate::port::LedgerPort;
 use crate::state::Payments;
 use crate::wallet_address_keys::{CreateWalletAddressKey, RevokeWalletAddressKey};
 use crate::webhook_events::{
-    event_id, json_string, IsoTime, WebhookEvent, WebhookWithdrawal,
+    event_id, json_string, EventData, IsoTime, WebhookEvent, WebhookWithdrawal,
     WALLET_ADDRESS_WEB_MONETIZATION,
 };
 
@@ -433,7 +433,7 @@ impl Payments {
             let event = WebhookEvent {
                 id: event_id(trigger.seed, events),
                 event_type: WALLET_ADDRESS_WEB_MONETIZATION.to_owned(),
-                data,
+                data: EventData::text_of(data),
                 created_at: timestamp,
                 withdrawal: Some(WebhookWithdrawal {
                     account_id: address.id,

@@ -10,13 +10,15 @@
 //! `event_id(seed, i)`, a mix of the seed and `i` stamped as a UUID v4 (the ASE may use an
 //! event id as a transfer id, and transfer ids must be v4).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::command::{Outcome, Success};
+use crate::incoming_payments::{incoming_payment_data, IncomingPaymentView};
+use crate::outgoing_payments::{outgoing_payment_data, OutgoingPaymentView};
 use crate::page::{page, Page, PageRequest};
 use crate::state::Payments;
 
@@ -30,8 +32,8 @@ pub struct WebhookEvent {
     pub id: Uuid,
     /// Rafiki's event type, e.g. `wallet_address.web_monetization`.
     pub event_type: String,
-    /// The event's `data` object, as JSON text.
-    pub data: String,
+    /// The event's `data` object.
+    pub data: EventData,
     /// The creating command's timestamp (ns since the Unix epoch).
     pub created_at: u64,
     /// What the ASE should withdraw in response, if anything.
@@ -47,6 +49,86 @@ pub struct WebhookWithdrawal {
     pub asset_id: Uuid,
     /// Minor units.
     pub amount: u128,
+}
+
+/// An event's `data` object, as JSON text once anything reads it. A payment event keeps the
+/// payment as it was when the event was created, and its text is written the first time it is
+/// read or encoded: by a delivery, the `webhookEvents` list or a checkpoint's encoder, all off the
+/// core thread but the list; writing it in the apply was a quarter of a payment's instructions
+/// there (callgrind). The text is a function of the kept view alone, so it is the same bytes
+/// whenever and wherever it is written, and the checkpoint holds the text, as it always did.
+/// Clones share the one cell (a checkpoint's snapshot and the core's state hold the same
+/// events), so that an event's text is written once.
+#[derive(Clone)]
+pub struct EventData(Arc<Mutex<EventDataForm>>);
+
+enum EventDataForm {
+    Text(Arc<str>),
+    IncomingPayment(Box<IncomingPaymentView>),
+    OutgoingPayment(Box<OutgoingPaymentView>),
+}
+
+impl EventData {
+    fn of(form: EventDataForm) -> EventData {
+        EventData(Arc::new(Mutex::new(form)))
+    }
+
+    /// Data already written as JSON text.
+    pub(crate) fn text_of(text: String) -> EventData {
+        EventData::of(EventDataForm::Text(text.into()))
+    }
+
+    /// `incoming_payment.*` data: the payment as `view` shows it.
+    pub(crate) fn incoming_payment(view: IncomingPaymentView) -> EventData {
+        EventData::of(EventDataForm::IncomingPayment(Box::new(view)))
+    }
+
+    /// `outgoing_payment.*` data: the payment as `view` shows it.
+    pub(crate) fn outgoing_payment(view: OutgoingPaymentView) -> EventData {
+        EventData::of(EventDataForm::OutgoingPayment(Box::new(view)))
+    }
+
+    /// The JSON text of the data, written now if it was not yet.
+    pub fn text(&self) -> Arc<str> {
+        // Writing the text cannot panic (plain data serializes), so a poisoned lock still holds
+        // a whole form.
+        let mut form = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let text: Arc<str> = match &*form {
+            EventDataForm::Text(text) => return Arc::clone(text),
+            EventDataForm::IncomingPayment(view) => incoming_payment_data(view).into(),
+            EventDataForm::OutgoingPayment(view) => outgoing_payment_data(view).into(),
+        };
+        *form = EventDataForm::Text(Arc::clone(&text));
+        text
+    }
+}
+
+impl PartialEq for EventData {
+    fn eq(&self, other: &EventData) -> bool {
+        // One cell would be locked twice.
+        Arc::ptr_eq(&self.0, &other.0) || self.text() == other.text()
+    }
+}
+
+impl Eq for EventData {}
+
+impl std::fmt::Debug for EventData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.text(), f)
+    }
+}
+
+/// Encoded as the text, as when the data was a `String`.
+impl Serialize for EventData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.text())
+    }
+}
+
+impl<'de> Deserialize<'de> for EventData {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<EventData, D::Error> {
+        String::deserialize(deserializer).map(EventData::text_of)
+    }
 }
 
 /// The events, and their order of creation.

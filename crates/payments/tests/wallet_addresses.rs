@@ -585,7 +585,7 @@ fn trigger_reports_what_was_received_since_the_last_event() {
         created / 1000,
         created % 1000
     );
-    assert_eq!(event.data, expected);
+    assert_eq!(&*event.data.text(), expected);
 
     // CAROL (25 received) and DAVE (nothing) are processed; only CAROL has an event.
     assert_eq!(count_of(h.execute(trigger(5, 7002))), 2);
