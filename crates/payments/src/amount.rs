@@ -23,10 +23,15 @@ pub type Amount = AmountInput;
 impl AmountInput {
     /// What Rafiki's webhook data carries: `{assetCode, assetScale, value: "<string>"}`.
     pub(crate) fn data(&self) -> AmountData<'_> {
+        self.data_of(self.value)
+    }
+
+    /// `value` in this amount's asset, as webhook data carries it.
+    pub(crate) fn data_of(&self, value: u128) -> AmountData<'_> {
         AmountData {
             asset_code: &self.asset_code,
             asset_scale: self.asset_scale,
-            value: DecimalText(self.value),
+            value: DecimalText(value),
         }
     }
 }
@@ -39,5 +44,5 @@ impl AmountInput {
 pub(crate) struct AmountData<'a> {
     asset_code: &'a str,
     asset_scale: u8,
-    pub(crate) value: DecimalText,
+    value: DecimalText,
 }

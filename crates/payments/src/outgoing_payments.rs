@@ -775,8 +775,6 @@ fn quote_error_for_payment(error: PaymentsError) -> PaymentsError {
 pub(crate) fn outgoing_payment_data(view: &OutgoingPaymentView) -> String {
     let payment = &view.payment;
     let quote = &view.quote;
-    let mut sent = quote.debit_amount.data();
-    sent.value = DecimalText(view.sent);
     let data = OutgoingPaymentData {
         balance: DecimalText(view.liquidity.unwrap_or(0)),
         created_at: IsoTime(payment.created_at),
@@ -786,7 +784,7 @@ pub(crate) fn outgoing_payment_data(view: &OutgoingPaymentView) -> String {
         metadata: metadata_value(payment.metadata.as_deref()),
         receive_amount: quote.receive_amount.data(),
         receiver: &quote.quote.receiver,
-        sent_amount: sent,
+        sent_amount: quote.debit_amount.data_of(view.sent),
         state: payment.state.name(),
         state_attempts: payment.state_attempts,
         wallet_address_id: payment.wallet_address_id,

@@ -53,9 +53,9 @@ pub struct WebhookWithdrawal {
 
 /// An event's `data` object, as JSON text once anything reads it. A payment event keeps the
 /// payment as it was when the event was created, and its text is written the first time it is
-/// read or encoded: by a delivery, the `webhookEvents` list or a checkpoint's encoder, all off the
-/// core thread but the list; writing it in the apply was a quarter of a payment's instructions
-/// there (callgrind). The text is a function of the kept view alone, so it is the same bytes
+/// read or encoded: by a delivery or the `webhookEvents` list (in the front, on the clones the
+/// core hands out), a checkpoint's encoder, or a digest; writing it in the apply was a quarter of
+/// a payment's instructions there (callgrind). The text is a function of the kept view alone, so it is the same bytes
 /// whenever and wherever it is written, and the checkpoint holds the text, as it always did.
 /// Clones share the one cell (a checkpoint's snapshot and the core's state hold the same
 /// events), so that an event's text is written once.
@@ -386,17 +386,23 @@ fn digits(out: &mut [u8], mut value: u64) {
     }
 }
 
+impl IsoTime {
+    /// Calls `write` with the text.
+    fn with_text<R>(self, write: impl FnOnce(&str) -> R) -> R {
+        let bytes = self.bytes();
+        write(std::str::from_utf8(&bytes).expect("ASCII digits and separators"))
+    }
+}
+
 impl std::fmt::Display for IsoTime {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bytes = self.bytes();
-        f.write_str(std::str::from_utf8(&bytes).expect("ASCII digits and separators"))
+        self.with_text(|text| f.write_str(text))
     }
 }
 
 impl Serialize for IsoTime {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let bytes = self.bytes();
-        serializer.serialize_str(std::str::from_utf8(&bytes).expect("ASCII digits and separators"))
+        self.with_text(|text| serializer.serialize_str(text))
     }
 }
 

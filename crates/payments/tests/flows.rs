@@ -1673,13 +1673,9 @@ fn check_events(harness: &Harness, book: &Book) -> Result<(), TestCaseError> {
         // The data is state: it must stay the bytes serde_json's sorted map wrote at first
         // (fields in the byte order of their names, compact), or an old log would replay to
         // other bytes.
-        let data: serde_json::Value = serde_json::from_str(&event.data.text()).expect("JSON data");
-        prop_assert_eq!(
-            &*event.data.text(),
-            &data.to_string(),
-            "{}",
-            event.event_type
-        );
+        let text = event.data.text();
+        let data: serde_json::Value = serde_json::from_str(&text).expect("JSON data");
+        prop_assert_eq!(&*text, &data.to_string(), "{}", event.event_type);
         // The text is written when first read: it must still describe the payment as it was
         // when the event was created, whatever happened to the payment since.
         match event.event_type.as_str() {
