@@ -977,7 +977,7 @@ fn incoming_payment_create(
     metadata: &Option<JsonObject>,
 ) -> CreateIncomingPayment {
     CreateIncomingPayment {
-        id: Uuid::new_v4(),
+        id: Uuid::now_v7(),
         wallet_address_id,
         // A date that does not parse is in the past: Rafiki's `InvalidExpiry`.
         expires_at: expires_at.map(|text| parse_iso8601(text).unwrap_or(0)),
@@ -1042,7 +1042,7 @@ async fn quote_create(
         _ => None,
     };
     Ok(CreateQuote {
-        id: Uuid::new_v4(),
+        id: Uuid::now_v7(),
         wallet_address_id,
         receiver: receiver.to_owned(),
         receiver_payment,

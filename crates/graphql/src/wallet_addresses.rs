@@ -721,7 +721,7 @@ impl WalletAddressMutation {
             .map_err(|_| error_plain(format!("invalid limit {}", input.limit)))?;
         let trigger = TriggerWalletAddressEvents {
             limit,
-            seed: Uuid::new_v4(),
+            seed: Uuid::now_v7(),
         };
         let command = WalletAddressCommand::TriggerEvents(trigger);
         match execute(context, key, Mutation::WalletAddress(command)).await? {

@@ -83,7 +83,8 @@ impl IncomingPaymentState {
 /// ledger account (`IncomingPaymentView`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IncomingPayment {
-    /// Chosen by the front (UUID v4); also its ledger account's id.
+    /// Chosen by the front (UUID v7, time-ordered; v4 in older journals); also its ledger
+    /// account's id.
     pub id: Uuid,
     /// The receiving wallet address.
     pub wallet_address_id: Uuid,
@@ -148,7 +149,8 @@ impl IncomingPaymentView {
 /// `createIncomingPayment`'s input, and what `createReceiver` creates.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateIncomingPayment {
-    /// The new payment's id (UUID v4, chosen by the front).
+    /// The new payment's id (UUID v7, chosen by the front: ids of one moment sort together, so
+    /// the maps keyed by them grow at their right edge).
     pub id: Uuid,
     /// The receiving address; `None` when the client's id is not a UUID.
     pub wallet_address_id: Option<Uuid>,

@@ -51,7 +51,7 @@ pub struct Rates {
 /// `createQuote`'s input.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CreateQuote {
-    /// The new quote's id (UUID v4, chosen by the front).
+    /// The new quote's id (UUID v7, chosen by the front, as an incoming payment's).
     pub id: Uuid,
     /// The sending address; `None` when not a UUID.
     pub wallet_address_id: Option<Uuid>,

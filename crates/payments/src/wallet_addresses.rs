@@ -150,8 +150,8 @@ pub struct TriggerWalletAddressEvents {
     /// Most addresses processed. The front refuses a negative `limit` before submitting, with
     /// INTERNAL_SERVER_ERROR, as Postgres refuses a negative `LIMIT`.
     pub limit: u32,
-    /// A fresh random UUID v4 chosen by the front: the ids of the events created derive from
-    /// it (`webhook_events::event_id`).
+    /// A fresh UUID v7 chosen by the front (v4 in older journals): the ids of the events created
+    /// derive from it (`webhook_events::event_id`).
     pub seed: Uuid,
 }
 
