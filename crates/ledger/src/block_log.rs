@@ -26,6 +26,9 @@ pub(crate) const BLOCK_BYTES: usize = 64;
 /// Bytes per chunk (1 MiB: about one full batch's rows when both accounts keep history).
 const CHUNK_BYTES: usize = 1 << 20;
 const CHUNK_BLOCKS: usize = CHUNK_BYTES / BLOCK_BYTES;
+/// How far ahead of a push its block is prefetched (`BlockLog::prefetch_for_write`): a few
+/// transfers' worth of blocks, so that a fetch from memory has finished when its push comes.
+const PREFETCH_AHEAD_BLOCKS: usize = 8;
 
 /// The number of a block in the log. 32 bits bound the log at 2^32 blocks (256 GiB), far beyond
 /// what memory holds, and halve what each account's list of block numbers stores.
@@ -145,7 +148,35 @@ impl BlockLog {
         }
         self.len += 1;
         self.write(number, 0, block);
+        self.prefetch_for_write(number as usize + PREFETCH_AHEAD_BLOCKS);
         number
+    }
+
+    /// Asks the CPU to bring block `ahead` into its cache for writing, if it lies in a chunk
+    /// already mapped. A pushed block is a line nothing has touched since the kernel zeroed its
+    /// page (on the thread that maps spares, often the other core), so each push stalled on
+    /// fetching it: about 130 ns a transfer under `flags.history` (two rows and their numbers a
+    /// transfer). Blocks are pushed in order, so fetching a few ahead overlaps those fetches
+    /// with the work in between. A prefetch changes no byte and never faults.
+    #[inline]
+    fn prefetch_for_write(&self, ahead: usize) {
+        let Some(chunk) = self.chunks.get(ahead / CHUNK_BLOCKS) else {
+            return;
+        };
+        let address = chunk
+            .base
+            .wrapping_add((ahead % CHUNK_BLOCKS) * BLOCK_BYTES)
+            .cast_const();
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: a prefetch is a hint: it neither reads nor writes a byte and never faults,
+        // whatever the address (this one is inside the chunk's mapping).
+        unsafe {
+            core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_ET0 }>(
+                address.cast::<i8>(),
+            );
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        let _ = address;
     }
 
     /// Stores `bytes` into block `number` from byte `offset`.
