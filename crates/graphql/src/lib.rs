@@ -134,8 +134,10 @@ fn cors() -> CorsLayer {
 }
 
 /// Serves one request inside a span carrying its request id, so that every line it logs names
-/// it; counts and times it once answered. While the core recovers the answer is 503: the
-/// listener is up early so that `/healthz` can say so.
+/// it; counts and times it once answered. The span is at debug level: at info the subscriber's
+/// work for it was 7–13% of the tokio workers' CPU under payments (`docs/operations.md`).
+/// While the core recovers the answer is 503: the listener is up early so that `/healthz` can
+/// say so.
 async fn graphql(State(front): State<Arc<Front>>, request: axum::extract::Request) -> Response {
     if front.metrics.health.phase() != tally_metrics::Phase::Serving {
         return (StatusCode::SERVICE_UNAVAILABLE, "recovering").into_response();
@@ -144,7 +146,7 @@ async fn graphql(State(front): State<Arc<Front>>, request: axum::extract::Reques
         Ok(request) => request,
         Err(rejection) => return rejection.into_response(),
     };
-    let span = tracing::info_span!("graphql", request_id = observe::request_id());
+    let span = tracing::debug_span!("graphql", request_id = observe::request_id());
     graphql_execute(&front, request)
         .instrument(span)
         .await
