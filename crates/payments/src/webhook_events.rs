@@ -55,8 +55,9 @@ pub struct WebhookWithdrawal {
 /// payment as it was when the event was created, and its text is written the first time it is
 /// read or encoded: by a delivery or the `webhookEvents` list (in the front, on the clones the
 /// core hands out), a checkpoint's encoder, or a digest; writing it in the apply was a quarter of
-/// a payment's instructions there (callgrind). The text is a function of the kept view alone, so it is the same bytes
-/// whenever and wherever it is written, and the checkpoint holds the text, as it always did.
+/// a payment's instructions there (callgrind). The text is a function of the kept view alone,
+/// so it is the same bytes whenever and wherever it is written, and the checkpoint holds the
+/// text, as it always did.
 /// Clones share the one cell (a checkpoint's snapshot and the core's state hold the same
 /// events), so that an event's text is written once.
 #[derive(Clone)]
@@ -183,7 +184,7 @@ pub fn event_id(seed: Uuid, index: u32) -> Uuid {
         return event_id_time_ordered(seed, index);
     }
     let seed = seed.as_u128();
-    let key = u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let key = index_key(index);
     let mut high = (seed >> 64) as u64;
     let mut low = seed as u64;
     low ^= mix(high ^ key);
@@ -199,11 +200,9 @@ pub fn event_id(seed: Uuid, index: u32) -> Uuid {
 /// through two Feistel rounds keyed by `index`, a bijection for each `index`; the result is
 /// stamped as a UUID v4 (Rafiki requires v4 of an id the ASE may post a withdrawal under).
 fn event_id_time_ordered(seed: Uuid, index: u32) -> Uuid {
-    const RAND_A_MASK: u64 = (1 << 12) - 1;
-    const RAND_B_MASK: u64 = (1 << 62) - 1;
     let seed = seed.as_u128();
     let millis = seed >> 80;
-    let key = u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let key = index_key(index);
     let mut rand_a = (seed >> 64) as u64 & RAND_A_MASK;
     let mut rand_b = seed as u64 & RAND_B_MASK;
     rand_b ^= mix(rand_a ^ key) & RAND_B_MASK;
@@ -214,6 +213,15 @@ fn event_id_time_ordered(seed: Uuid, index: u32) -> Uuid {
         | (0b10 << 62)
         | u128::from(rand_b);
     Uuid::from_u128(id)
+}
+
+/// v7's 12 bits of `rand_a` (below the version) and 62 of `rand_b` (below the variant).
+const RAND_A_MASK: u64 = (1 << 12) - 1;
+const RAND_B_MASK: u64 = (1 << 62) - 1;
+
+/// The key of `event_id`'s rounds for event `index`: the index spread by the golden ratio.
+fn index_key(index: u32) -> u64 {
+    u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// SplitMix64's finalizer: a bijection of 64 bits that spreads each input bit over the output.
@@ -531,11 +539,11 @@ mod tests {
     /// The inverse of `event_id_time_ordered`'s rounds: the seed's (millis, rand_a, rand_b).
     fn time_ordered_seed_of(id: Uuid, index: u32) -> (u128, u64, u64) {
         let id = id.as_u128();
-        let key = u64::from(index).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let mut rand_a = (id >> 64) as u64 & ((1 << 12) - 1);
-        let mut rand_b = id as u64 & ((1 << 62) - 1);
-        rand_a ^= mix(rand_b ^ key.rotate_left(32)) & ((1 << 12) - 1);
-        rand_b ^= mix(rand_a ^ key) & ((1 << 62) - 1);
+        let key = index_key(index);
+        let mut rand_a = (id >> 64) as u64 & RAND_A_MASK;
+        let mut rand_b = id as u64 & RAND_B_MASK;
+        rand_a ^= mix(rand_b ^ key.rotate_left(32)) & RAND_A_MASK;
+        rand_b ^= mix(rand_a ^ key) & RAND_B_MASK;
         (id >> 80, rand_a, rand_b)
     }
 
@@ -558,8 +566,8 @@ mod tests {
             let seed_bits = seed.as_u128();
             let expected = (
                 seed_bits >> 80,
-                (seed_bits >> 64) as u64 & ((1 << 12) - 1),
-                seed_bits as u64 & ((1 << 62) - 1),
+                (seed_bits >> 64) as u64 & RAND_A_MASK,
+                seed_bits as u64 & RAND_B_MASK,
             );
             proptest::prop_assert_eq!(time_ordered_seed_of(id, index), expected);
             proptest::prop_assert_eq!(id.as_u128() >> 80, u128::from(millis));
