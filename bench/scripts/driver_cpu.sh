@@ -14,12 +14,27 @@ transfers=${2:-200000}
 driver=${TIGERBEETLE:-$here/../../../shared/tools/tigerbeetle/tigerbeetle}
 port=${PORT:-3790}
 data=$(mktemp -d)
-trap 'kill "$server" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "$server" "${bench:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
 
+# A leftover server on the port would answer the readiness check below and take the load.
+if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    echo "driver_cpu: 127.0.0.1:$port is already in use (PORT=... picks another)" >&2
+    exit 1
+fi
 "$tally" start --data-dir "$data/d" --addresses "127.0.0.1:$port" --graphql-address off \
     --auto-peering-address off >"$data/server.log" 2>&1 &
 server=$!
-for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break; sleep 0.1; done
+# Serving: the port answers and the core thread (whose CPU marks the window) is running.
+serving() {
+    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
+        grep -qx tally-core /proc/"$server"/task/*/comm 2>/dev/null
+}
+for _ in $(seq 100); do serving && break; sleep 0.1; done
+if ! serving; then
+    echo "driver_cpu: the server is not serving; its log:" >&2
+    cat "$data/server.log" >&2
+    exit 1
+fi
 "$driver" benchmark --addresses="127.0.0.1:$port" --transfer-batch-count=1 --clients=64 \
     --transfer-count="$transfers" --query-count=0 >"$data/driver.out" 2>&1 &
 bench=$!
