@@ -14,7 +14,7 @@ transfers=${2:-200000}
 driver=${TIGERBEETLE:-$here/../../../shared/tools/tigerbeetle/tigerbeetle}
 port=${PORT:-3790}
 data=$(mktemp -d)
-trap 'kill "$server" "${bench:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
+trap 'kill "${server:-}" "${bench:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
 
 # A leftover server on the port would answer the readiness check below and take the load.
 if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
