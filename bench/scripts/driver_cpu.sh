@@ -16,8 +16,9 @@ port=${PORT:-3790}
 data=$(mktemp -d)
 trap 'kill "${server:-}" "${bench:-}" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$data"' EXIT
 
+port_answers() { (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; }
 # A leftover server on the port would answer the readiness check below and take the load.
-if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+if port_answers; then
     echo "driver_cpu: 127.0.0.1:$port is already in use (PORT=... picks another)" >&2
     exit 1
 fi
@@ -25,10 +26,7 @@ fi
     --auto-peering-address off >"$data/server.log" 2>&1 &
 server=$!
 # Serving: the port answers and the core thread (whose CPU marks the window) is running.
-serving() {
-    (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null &&
-        grep -qx tally-core /proc/"$server"/task/*/comm 2>/dev/null
-}
+serving() { port_answers && grep -qx tally-core /proc/"$server"/task/*/comm 2>/dev/null; }
 for _ in $(seq 100); do serving && break; sleep 0.1; done
 if ! serving; then
     echo "driver_cpu: the server is not serving; its log:" >&2
